@@ -1,0 +1,117 @@
+/**
+ * Errors with a stable `code` (never reused once retired), an HTTP `status` and an `expose` flag
+ * for the edges that render them, and the original error in `cause`.
+ */
+
+export interface TenantErrorOptions {
+  cause?: unknown;
+}
+
+export class TenantError extends Error {
+  /** Stable machine-readable code, e.g. `LBMT_TENANT_REQUIRED`. */
+  readonly code: string;
+  /** HTTP status an edge (Koa middleware) should answer with. */
+  readonly status: number;
+  /** Whether `message` is safe to show to the caller. */
+  readonly expose: boolean;
+
+  constructor(code: string, message: string, status = 500, expose = false, options: TenantErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.expose = expose;
+  }
+}
+
+/** No tenant was given and none is in the TenantContext. */
+export class TenantRequiredError extends TenantError {
+  constructor(message = 'a tenant is required here and none is set', options?: TenantErrorOptions) {
+    super('LBMT_TENANT_REQUIRED', message, 400, true, options);
+  }
+}
+
+/** The tenant id is not a valid id of the configured type. The raw value is not echoed back. */
+export class InvalidTenantIdError extends TenantError {
+  constructor(message: string, options?: TenantErrorOptions) {
+    super('LBMT_INVALID_TENANT_ID', message, 400, true, options);
+  }
+}
+
+export class TenantNotFoundError extends TenantError {
+  constructor(message = 'tenant not found', options?: TenantErrorOptions) {
+    super('LBMT_TENANT_NOT_FOUND', message, 404, true, options);
+  }
+}
+
+export class TenantSuspendedError extends TenantError {
+  constructor(message = 'tenant is not active', options?: TenantErrorOptions) {
+    super('LBMT_TENANT_SUSPENDED', message, 403, true, options);
+  }
+}
+
+/** A nested tenant transaction asked for another tenant than the one it is inside. */
+export class TenantMismatchError extends TenantError {
+  constructor(message: string, options?: TenantErrorOptions) {
+    super('LBMT_TENANT_MISMATCH', message, 500, false, options);
+  }
+}
+
+/**
+ * PostgreSQL refused the statement under row level security (SQLSTATE 42501), e.g. an INSERT of
+ * another tenant's row. The server's message may name the table; it never carries row values.
+ */
+export class TenantIsolationError extends TenantError {
+  constructor(message: string, options?: TenantErrorOptions) {
+    super('LBMT_ISOLATION_VIOLATION', message, 403, false, options);
+  }
+}
+
+/** The transaction handle was used after its callback settled. */
+export class TransactionClosedError extends TenantError {
+  constructor(message = 'this tenant transaction has already ended; use the handle only inside its callback') {
+    super('LBMT_TRANSACTION_CLOSED', message, 500, false);
+  }
+}
+
+/** The configuration is invalid; the message names the option. */
+export class TenancyConfigError extends TenantError {
+  constructor(message: string, options?: TenantErrorOptions) {
+    super('LBMT_CONFIG_INVALID', message, 500, false, options);
+  }
+}
+
+/** The database's posture breaks isolation (thrown by `assertPosture`). */
+export class PostureError extends TenantError {
+  readonly findings: readonly unknown[];
+  constructor(message: string, findings: readonly unknown[]) {
+    super('LBMT_POSTURE_UNSAFE', message, 500, false);
+    this.findings = findings;
+  }
+}
+
+/** `assertTenantIsolation` observed a breach. */
+export class IsolationBreachError extends TenantError {
+  readonly report: unknown;
+  constructor(message: string, report: unknown) {
+    super('LBMT_ISOLATION_BREACH', message, 500, false);
+    this.report = report;
+  }
+}
+
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * Maps a driver error to a library error where one applies; anything else is returned unchanged.
+ * RLS refusals (`new row violates row-level security policy`) become TenantIsolationError so the
+ * edges can answer 403 without leaking the server's DETAIL.
+ */
+export function mapDatabaseError(error: unknown): unknown {
+  if (error instanceof TenantError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = (error as { message?: unknown } | null)?.message;
+  if (code === INSUFFICIENT_PRIVILEGE && typeof message === 'string' && message.includes('row-level security')) {
+    return new TenantIsolationError(message, { cause: error });
+  }
+  return error;
+}

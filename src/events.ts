@@ -1,0 +1,35 @@
+import diagnostics from 'node:diagnostics_channel';
+
+/**
+ * What the core observes, published on node:diagnostics_channel so that the edges (metrics, logs)
+ * subscribe and the core imports neither prom-client nor a logger. Publishing to a channel without
+ * subscribers costs a property check.
+ *
+ * @example
+ * import diagnostics from 'node:diagnostics_channel';
+ * diagnostics.subscribe('linkbay-multitenant:client-destroyed', (event) => log.warn(event));
+ */
+export const CHANNELS = {
+  transaction: 'linkbay-multitenant:transaction',
+  clientDestroyed: 'linkbay-multitenant:client-destroyed',
+} as const;
+
+export interface TransactionEvent {
+  readonly tenantId: string;
+  /** `commit`, `rollback` (fn threw or a statement failed), or `empty` (fn sent nothing). */
+  readonly outcome: 'commit' | 'rollback' | 'empty';
+  readonly statements: number;
+  readonly durationMs: number;
+  /** true for tenantQuery's single-statement batches. */
+  readonly single: boolean;
+}
+
+export interface ClientDestroyedEvent {
+  readonly tenantId: string;
+  /** Why the connection was not returned to the pool. */
+  readonly reason: 'rollback-failed' | 'not-idle' | 'connection-error';
+  readonly error?: unknown;
+}
+
+export const transactionChannel = diagnostics.channel(CHANNELS.transaction);
+export const clientDestroyedChannel = diagnostics.channel(CHANNELS.clientDestroyed);

@@ -1,0 +1,39 @@
+/** linkbay-multitenant: PostgreSQL Row Level Security as the tenant isolation boundary. */
+export * from './errors.js';
+export { canonicalTenantId, tryCanonicalTenantId, TENANT_ID_TYPES, type TenantIdType } from './tenant-id.js';
+export {
+  defineTenancy,
+  DEFAULT_TENANCY,
+  type TenancyConfig,
+  type TenancyInput,
+  type TenancyRoles,
+  type TenantTable,
+  type TenantTableInput,
+  type PolicyForm,
+} from './config.js';
+export { TenantContext, runWithTenantContext } from './context.js';
+export {
+  withTenantTransaction,
+  tenantQuery,
+  resolveTenantId,
+  TransactionAbortedError,
+  type TenantTransaction,
+  type TenantTransactionOptions,
+  type TenantQueryOptions,
+  type IsolationLevel,
+  type QueryInput,
+  type TenantClient,
+  type TenantPool,
+} from './transaction.js';
+export { CHANNELS, type TransactionEvent, type ClientDestroyedEvent } from './events.js';
+export { generateRlsSql, currentTenantExpression, ISOLATION_POLICY, ACCESS_POLICY, type MigrationFile, type GenerateOptions } from './policies.js';
+export {
+  migrate,
+  migrateFiles,
+  migrateAllTenants,
+  MIGRATION_LOCK_KEY,
+  type MigrateOptions,
+  type MigrateResult,
+  type MigrateAllOptions,
+  type MigrateAllResult,
+} from './migrations.js';

@@ -1,0 +1,244 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+
+/**
+ * One extended-protocol batch: Parse/Bind/Execute for each prelude statement (BEGIN, set_config),
+ * then Parse/Bind/Describe/Execute for the caller's statement, then a single Sync. The server
+ * answers all of it in one round trip. Results of the prelude are discarded; the statement's result
+ * is parsed by a real `pg.Query`, so type parsers, `rowMode` and `fields` behave as in `pool.query`.
+ *
+ * This is node-postgres's documented extension point (a "Submittable", as pg-cursor uses), not a
+ * patch of its internals: `client.query(batch)` makes it the active query and feeds it the
+ * backend's messages.
+ *
+ * Without BEGIN in the prelude the batch runs as one implicit transaction (it ends at Sync), so a
+ * `set_config(..., true)` in it lasts exactly for the statement after it.
+ */
+
+/** A statement of the prelude. Its text is constant; only `values` vary. */
+export interface PreludeStatement {
+  readonly text: string;
+  readonly values: readonly string[];
+}
+
+export interface StatementConfig {
+  readonly text: string;
+  readonly values?: readonly unknown[];
+  readonly rowMode?: 'array';
+  readonly types?: unknown;
+}
+
+export interface BatchOptions {
+  /**
+   * Use named prepared statements (parsed once per connection, planned and cached by the server).
+   * Faster, but PgBouncer before 1.21 in transaction mode cannot route them: set false there.
+   */
+  readonly prepare: boolean;
+}
+
+/** The connection interface of node-postgres we write to (pg/lib/connection.js). */
+interface WireConnection {
+  stream: { cork?: () => void; uncork?: () => void };
+  parse(msg: { text: string; name: string; types: unknown[] }): void;
+  bind(msg: { portal: string; statement: string; values: readonly unknown[]; valueMapper?: (v: unknown) => unknown }): void;
+  describe(msg: { type: 'P' | 'S'; name: string }): void;
+  execute(msg: { portal: string; rows: number }): void;
+  close(msg: { type: 'P' | 'S'; name: string }): void;
+  sync(): void;
+}
+
+/** Most named statements kept per connection; the least recently used is closed beyond it. */
+export const MAX_PREPARED_PER_CONNECTION = 200;
+
+// Statements we have prepared on each server connection, most recently used last.
+const preparedByConnection = new WeakMap<object, Map<string, true>>();
+
+const prepareValue = (pg as unknown as { utils: { prepareValue: (v: unknown) => unknown } }).utils.prepareValue;
+
+type Callback = (error: Error | null, result?: pg.QueryResult) => void;
+
+interface PgQuery {
+  handleRowDescription(msg: unknown): void;
+  handleDataRow(msg: unknown): void;
+  handleCommandComplete(msg: unknown, con: unknown): void;
+  handleEmptyQuery(con: unknown): void;
+  handleReadyForQuery(con: unknown): void;
+  handleError(err: Error, con: unknown): void;
+  handleCopyInResponse(con: unknown): void;
+  handleCopyData(msg: unknown, con: unknown): void;
+  handlePortalSuspended(con: unknown): void;
+  callback: Callback;
+}
+
+export class PipelinedBatch {
+  /** Set by pg when the batch is passed to `client.query()` with a callback; we set it ourselves. */
+  callback: Callback;
+  /** Index of the statement the server is working on: prelude first, then the statement. */
+  private step = 0;
+  private finished = false;
+  private readonly final: PgQuery;
+
+  constructor(
+    private readonly prelude: readonly PreludeStatement[],
+    private readonly statement: StatementConfig,
+    private readonly options: BatchOptions,
+    callback: Callback,
+  ) {
+    this.callback = (error, result) => {
+      if (this.finished) return;
+      this.finished = true;
+      callback(error, result);
+    };
+    const Query = (pg as unknown as { Query: new (config: object) => PgQuery }).Query;
+    this.final = new Query({ text: statement.text, values: statement.values, rowMode: statement.rowMode, types: statement.types });
+    this.final.callback = this.callback;
+  }
+
+  /** Promise form: resolves with the statement's result. */
+  static run(
+    client: { query(submittable: PipelinedBatch): unknown },
+    prelude: readonly PreludeStatement[],
+    statement: StatementConfig,
+    options: BatchOptions,
+  ): Promise<pg.QueryResult> {
+    return new Promise((resolve, reject) => {
+      client.query(new PipelinedBatch(prelude, statement, options, (error, result) => (error ? reject(error) : resolve(result!))));
+    });
+  }
+
+  /** Index in the batch of the statement that failed, and how many prelude statements there were. */
+  get failedStep(): { step: number; preludeLength: number } {
+    return { step: this.step, preludeLength: this.prelude.length };
+  }
+
+  submit(connection: WireConnection): Error | null {
+    if (this.statement.values !== undefined && !Array.isArray(this.statement.values)) {
+      return new Error('Query values must be an array');
+    }
+    connection.stream.cork?.();
+    try {
+      for (const statement of this.prelude) {
+        const name = this.statementName(connection, statement.text);
+        connection.bind({ portal: '', statement: name, values: statement.values });
+        connection.execute({ portal: '', rows: 0 });
+      }
+      const name = this.statementName(connection, this.statement.text);
+      try {
+        connection.bind({ portal: '', statement: name, values: this.statement.values ?? [], valueMapper: prepareValue });
+      } catch (error) {
+        // A value that cannot be serialised: end the batch cleanly; the prelude ran in vain, and
+        // the implicit transaction (or the aborted explicit one) is handled by the caller.
+        connection.sync();
+        this.final.handleError(error as Error, connection);
+        return null;
+      }
+      connection.describe({ type: 'P', name: '' });
+      connection.execute({ portal: '', rows: 0 });
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+    return null;
+  }
+
+  /** Sends Parse unless `text` is already prepared on this connection; returns the statement name. */
+  private statementName(connection: WireConnection, text: string): string {
+    if (!this.options.prepare) {
+      connection.parse({ text, name: '', types: [] });
+      return '';
+    }
+    const name = preparedStatementName(text);
+    let prepared = preparedByConnection.get(connection);
+    if (!prepared) preparedByConnection.set(connection, (prepared = new Map()));
+    if (prepared.has(name)) {
+      prepared.delete(name); // re-insert: most recently used last
+      prepared.set(name, true);
+      return name;
+    }
+    if (prepared.size >= MAX_PREPARED_PER_CONNECTION) {
+      const oldest = prepared.keys().next().value as string;
+      prepared.delete(oldest);
+      connection.close({ type: 'S', name: oldest });
+    }
+    // Close first: if an earlier batch failed after sending this Parse, the server may or may not
+    // hold the statement. Closing a statement that does not exist is not an error.
+    if (forgotten.has(connection) && forgotten.get(connection)!.delete(name)) connection.close({ type: 'S', name });
+    connection.parse({ text, name, types: [] });
+    prepared.set(name, true);
+    return name;
+  }
+
+  /** After an error, statements from the failed step on may not have been parsed: forget them. */
+  private forgetUnconfirmed(connection: WireConnection): void {
+    if (!this.options.prepare) return;
+    const prepared = preparedByConnection.get(connection);
+    if (!prepared) return;
+    const texts = [...this.prelude.map((s) => s.text), this.statement.text].slice(this.step);
+    let uncertain = forgotten.get(connection);
+    if (!uncertain) forgotten.set(connection, (uncertain = new Set()));
+    for (const text of texts) {
+      const name = preparedStatementName(text);
+      if (prepared.delete(name)) uncertain.add(name);
+    }
+  }
+
+  handleRowDescription(msg: unknown): void {
+    if (this.step === this.prelude.length) this.final.handleRowDescription(msg);
+  }
+
+  handleDataRow(msg: unknown): void {
+    if (this.step === this.prelude.length) this.final.handleDataRow(msg);
+  }
+
+  handleCommandComplete(msg: unknown, connection: unknown): void {
+    if (this.step < this.prelude.length) {
+      this.step += 1;
+      return;
+    }
+    this.final.handleCommandComplete(msg, connection);
+  }
+
+  handleEmptyQuery(connection: unknown): void {
+    this.final.handleEmptyQuery(connection);
+  }
+
+  handlePortalSuspended(connection: unknown): void {
+    this.final.handlePortalSuspended(connection);
+  }
+
+  handleCopyInResponse(connection: unknown): void {
+    this.final.handleCopyInResponse(connection);
+  }
+
+  handleCopyData(msg: unknown, connection: unknown): void {
+    this.final.handleCopyData(msg, connection);
+  }
+
+  handleReadyForQuery(connection: unknown): void {
+    this.final.handleReadyForQuery(connection);
+  }
+
+  handleError(error: Error, connection: unknown): void {
+    if (connection && typeof connection === 'object' && 'parse' in connection) this.forgetUnconfirmed(connection as WireConnection);
+    if (this.step < this.prelude.length && error && typeof error === 'object') {
+      (error as Error & { batchStep?: string }).batchStep = 'prelude';
+    }
+    this.final.handleError(error, connection);
+  }
+}
+
+// Names whose Parse may or may not have reached the server before an error, per connection.
+const forgotten = new WeakMap<object, Set<string>>();
+
+const nameCache = new Map<string, string>();
+
+/** A stable name for a statement text: `lbmt_` + 20 hex digits of its SHA-1. */
+export function preparedStatementName(text: string): string {
+  let name = nameCache.get(text);
+  if (name === undefined) {
+    name = 'lbmt_' + createHash('sha1').update(text).digest('hex').slice(0, 20);
+    if (nameCache.size > 10_000) nameCache.clear();
+    nameCache.set(text, name);
+  }
+  return name;
+}

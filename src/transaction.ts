@@ -1,0 +1,307 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { QueryResult, QueryResultRow } from 'pg';
+import { DEFAULT_TENANCY, quoteLiteral, type TenancyConfig } from './config.js';
+import { TenantContext } from './context.js';
+import { mapDatabaseError, TenantError, TenantMismatchError, TenantRequiredError, TransactionClosedError } from './errors.js';
+import { transactionChannel, type TransactionEvent } from './events.js';
+import { canonicalTenantId } from './tenant-id.js';
+import { PipelinedBatch, type PreludeStatement, type StatementConfig } from './pipeline.js';
+import { releaseClient, settled, watchClient, type TenantClient, type TenantPool } from './client-hygiene.js';
+
+export type { TenantClient, TenantPool } from './client-hygiene.js';
+
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+export interface TenantQueryOptions {
+  /** Setting name and tenant id type. Default: `defineTenancy()` defaults (`app.tenant_id`, uuid). */
+  readonly tenancy?: TenancyConfig;
+  /**
+   * Send statements as named prepared statements (parsed once per connection). Default true.
+   * Set false behind PgBouncer older than 1.21 in transaction mode, which cannot route them.
+   */
+  readonly prepare?: boolean;
+  /** `SET LOCAL statement_timeout` for this transaction, in milliseconds. */
+  readonly statementTimeoutMs?: number;
+  /** Run as a READ ONLY transaction. */
+  readonly readOnly?: boolean;
+}
+
+export interface TenantTransactionOptions extends TenantQueryOptions {
+  /** Default: the server's default (read committed). */
+  readonly isolationLevel?: IsolationLevel;
+}
+
+/** A query as `pool.query` takes it: text and values, or a config object. */
+export type QueryInput = string | StatementConfig;
+
+/** The handle `fn` receives: a client-like object bound to one tenant and one transaction. */
+export interface TenantTransaction {
+  readonly tenantId: string;
+  query<R extends QueryResultRow = any>(query: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+/** The statement that ended the transaction with a ROLLBACK although `fn` succeeded. */
+export class TransactionAbortedError extends TenantError {
+  constructor(options?: { cause?: unknown }) {
+    super(
+      'LBMT_TRANSACTION_ABORTED',
+      'the transaction was rolled back: a statement in it failed and the error was caught inside fn, so nothing was committed',
+      500,
+      false,
+      options,
+    );
+  }
+}
+
+const ISOLATION_LEVELS: ReadonlySet<string> = new Set(['read committed', 'repeatable read', 'serializable']);
+
+class ActiveTransaction implements TenantTransaction {
+  closed = false;
+  started = false;
+  statements = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly pool: TenantPool,
+    readonly tenantId: string,
+    private readonly client: TenantClient,
+    private readonly prelude: readonly PreludeStatement[],
+    private readonly prepare: boolean,
+  ) {}
+
+  query<R extends QueryResultRow = any>(query: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    if (this.closed) return Promise.reject(new TransactionClosedError());
+    const statement = toStatement(query, values);
+    this.statements += 1;
+    // The first statement carries BEGIN and the tenant setting in its round trip.
+    const prelude = this.started ? [] : this.prelude;
+    this.started = true;
+    const result = send(this.client, prelude, statement, this.prepare);
+    this.chain = result.catch(() => undefined);
+    return result.catch((error) => {
+      throw mapDatabaseError(error);
+    }) as Promise<QueryResult<R>>;
+  }
+
+  /** Waits for every statement sent so far to be answered. */
+  async drain(): Promise<void> {
+    await this.chain;
+    await settled(this.client);
+  }
+}
+
+const activeTransactions = new AsyncLocalStorage<ActiveTransaction>();
+
+/**
+ * Runs `fn` in a transaction in which PostgreSQL sees `tenantId` as the current tenant
+ * (`set_config(setting, id, true)`, i.e. SET LOCAL), then commits; a throw rolls back and rethrows.
+ *
+ * - The id is canonicalised before the pool is touched; `undefined` takes TenantContext's tenant.
+ * - BEGIN and the tenant setting ride in the round trip of the first statement: k statements cost
+ *   k + 1 round trips (the last is COMMIT); a callback that sends nothing costs none.
+ * - A client whose session is not clean afterwards (failed ROLLBACK, killed backend, open
+ *   transaction) is destroyed, never returned to the pool.
+ * - The handle throws after `fn` settles. A nested call for the same tenant and pool joins this
+ *   transaction; a nested call for another tenant throws TenantMismatchError.
+ *
+ * @example
+ * const orders = await withTenantTransaction(pool, tenantId, async (tx) => {
+ *   await tx.query('INSERT INTO orders (tenant_id, item) VALUES ($1, $2)', [tx.tenantId, 'book']);
+ *   return (await tx.query('SELECT * FROM orders')).rows; // only this tenant's rows, by RLS
+ * });
+ */
+export async function withTenantTransaction<T>(
+  pool: TenantPool,
+  tenantId: string | number | bigint | undefined,
+  fn: (tx: TenantTransaction) => Promise<T> | T,
+  options: TenantTransactionOptions = {},
+): Promise<T> {
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const id = resolveTenantId(tenantId, tenancy);
+  const joined = joinable(pool, id);
+  if (joined) return fn(joined);
+  const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false)];
+
+  const started = performance.now();
+  const client = await pool.connect();
+  const watch = watchClient(client);
+  const tx = new ActiveTransaction(pool, id, client, prelude, options.prepare ?? true);
+  let outcome: TransactionEvent['outcome'] = 'rollback';
+  let destroy: Parameters<typeof releaseClient>[2];
+  try {
+    let value: T;
+    try {
+      value = await activeTransactions.run(tx, () => fn(tx));
+    } finally {
+      tx.closed = true;
+    }
+    await tx.drain();
+    if (!tx.started) {
+      outcome = 'empty';
+      return value;
+    }
+    const commit = await client.query('COMMIT');
+    if (commit?.command === 'ROLLBACK') throw new TransactionAbortedError();
+    outcome = 'commit';
+    return value;
+  } catch (error) {
+    destroy = await rollback(client, tx, watch.error);
+    throw mapDatabaseError(error);
+  } finally {
+    watch.stop();
+    releaseClient(client, id, destroy ?? (watch.error ? { reason: 'connection-error', error: watch.error } : undefined));
+    if (transactionChannel.hasSubscribers) {
+      transactionChannel.publish({
+        tenantId: id,
+        outcome,
+        statements: tx.statements,
+        durationMs: performance.now() - started,
+        single: false,
+      } satisfies TransactionEvent);
+    }
+  }
+}
+
+/**
+ * Runs one statement for `tenantId` in one round trip: the tenant setting and the statement are
+ * sent in one batch that PostgreSQL runs as one implicit transaction, so the setting lasts for that
+ * statement only. Isolated exactly like `withTenantTransaction`. Inside a tenant transaction on the
+ * same pool, it runs in that transaction.
+ *
+ * @example
+ * const { rows } = await tenantQuery(pool, tenantId, 'SELECT * FROM orders WHERE id = $1', [id]);
+ */
+export async function tenantQuery<R extends QueryResultRow = any>(
+  pool: TenantPool,
+  tenantId: string | number | bigint | undefined,
+  query: QueryInput,
+  values?: readonly unknown[],
+  options: TenantQueryOptions = {},
+): Promise<QueryResult<R>> {
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const id = resolveTenantId(tenantId, tenancy);
+  const joined = joinable(pool, id);
+  if (joined) return joined.query<R>(query, values);
+  const statement = toStatement(query, values);
+  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
+
+  const started = performance.now();
+  const client = await pool.connect();
+  const watch = watchClient(client);
+  let outcome: TransactionEvent['outcome'] = 'rollback';
+  let destroy: Parameters<typeof releaseClient>[2];
+  try {
+    const result = await send(client, prelude, statement, options.prepare ?? true);
+    outcome = 'commit';
+    return result as QueryResult<R>;
+  } catch (error) {
+    // The implicit transaction ended at Sync; the status check on release covers the rest.
+    await settled(client);
+    if (watch.error) destroy = { reason: 'connection-error', error: watch.error };
+    throw mapDatabaseError(error);
+  } finally {
+    watch.stop();
+    releaseClient(client, id, destroy);
+    if (transactionChannel.hasSubscribers) {
+      transactionChannel.publish({
+        tenantId: id,
+        outcome,
+        statements: 1,
+        durationMs: performance.now() - started,
+        single: true,
+      } satisfies TransactionEvent);
+    }
+  }
+}
+
+/** The canonical tenant id: the given one, else TenantContext's; never undefined. */
+export function resolveTenantId(tenantId: string | number | bigint | undefined, tenancy: TenancyConfig): string {
+  const raw = tenantId ?? TenantContext.getTenantId();
+  if (raw === undefined || raw === null) {
+    throw new TenantRequiredError('no tenant id was passed and there is no tenant in TenantContext');
+  }
+  return canonicalTenantId(raw, tenancy.tenantIdType);
+}
+
+/** The transaction of the current async scope to join, if it is for this pool; throws on another tenant. */
+function joinable(pool: TenantPool, tenantId: string): ActiveTransaction | undefined {
+  const active = activeTransactions.getStore();
+  if (!active || active.closed) return undefined;
+  if (active.tenantId !== tenantId) {
+    throw new TenantMismatchError('a tenant transaction for another tenant is already open in this scope; cross-tenant work must not nest');
+  }
+  return active.pool === pool ? active : undefined;
+}
+
+async function rollback(
+  client: TenantClient,
+  tx: ActiveTransaction,
+  connectionError: Error | undefined,
+): Promise<Parameters<typeof releaseClient>[2]> {
+  if (connectionError) return { reason: 'connection-error', error: connectionError };
+  if (!tx.started) return undefined;
+  try {
+    await tx.drain();
+    const status = client.getTransactionStatus?.();
+    if (status === 'I') return undefined;
+    await client.query('ROLLBACK');
+    return undefined;
+  } catch (error) {
+    return { reason: 'rollback-failed', error };
+  }
+}
+
+function send(client: TenantClient, prelude: readonly PreludeStatement[], statement: StatementConfig, prepare: boolean): Promise<QueryResult> {
+  const internal = client as unknown as { connection?: { stream?: unknown }; pipeline?: boolean };
+  if (internal.connection?.stream && !internal.pipeline) {
+    return PipelinedBatch.run(client, prelude, statement, { prepare });
+  }
+  // Clients we cannot write one batch to (pg in `pipeline` mode, other pool implementations):
+  // queue the prelude without awaiting it, so pipelining clients still send it in one go.
+  const pending = prelude.map((p) => client.query(p.text, [...p.values]) as Promise<unknown>);
+  const result = client.query({ text: statement.text, values: statement.values, rowMode: statement.rowMode, types: statement.types });
+  return Promise.all([...pending, result]).then((all) => all.at(-1) as QueryResult);
+}
+
+function toStatement(query: QueryInput, values: readonly unknown[] | undefined): StatementConfig {
+  if (typeof query === 'string') return { text: query, values: values ?? [] };
+  if (query && typeof query === 'object' && typeof query.text === 'string') {
+    return { ...query, values: values ?? query.values ?? [] };
+  }
+  throw new TypeError('query must be SQL text or an object with `text`');
+}
+
+function beginStatement(options: TenantTransactionOptions): PreludeStatement {
+  let text = 'BEGIN';
+  if (options.isolationLevel !== undefined) {
+    if (!ISOLATION_LEVELS.has(options.isolationLevel)) {
+      throw new TypeError('`isolationLevel` must be "read committed", "repeatable read" or "serializable"');
+    }
+    text += ` ISOLATION LEVEL ${options.isolationLevel.toUpperCase()}`;
+  }
+  if (options.readOnly) text += ' READ ONLY';
+  return { text, values: [] };
+}
+
+/** `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the local statement timeout. */
+function tenantStatement(
+  tenancy: TenancyConfig,
+  tenantId: string,
+  statementTimeoutMs: number | undefined,
+  readOnly: boolean,
+): PreludeStatement {
+  let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
+  const values = [tenantId];
+  if (statementTimeoutMs !== undefined) {
+    const ms = statementTimeoutMs;
+    if (!Number.isSafeInteger(ms) || ms < 1) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+    text += `, set_config('statement_timeout', $2, true)`;
+    values.push(`${ms}ms`);
+  }
+  // Without an explicit BEGIN (tenantQuery) READ ONLY is set for the implicit transaction this way;
+  // lowering to read-only is allowed at any point of a transaction.
+  if (readOnly) {
+    text += `, set_config('transaction_read_only', 'on', true)`;
+  }
+  return { text, values };
+}
