@@ -17,6 +17,7 @@ export {
   tenantQuery,
   resolveTenantId,
   TransactionAbortedError,
+  TransactionEndedError,
   type TenantTransaction,
   type TenantTransactionOptions,
   type TenantQueryOptions,

@@ -64,12 +64,19 @@ function registryMigrations(config: TenancyConfig): Array<[string, string]> {
     .sort()
     .map((file) => {
       const template = readFileSync(SQL_DIR + file, 'utf8');
-      const sql = template
-        .replaceAll('{{tenant_id_column}}', ID_COLUMN[config.tenantIdType])
-        .replaceAll('{{tenant_id_type}}', config.tenantIdType)
-        .replaceAll('{{app_role}}', quoteIdent(config.roles.app))
-        .replaceAll('{{admin_role}}', quoteIdent(config.roles.admin))
-        .replaceAll('{{owner_role}}', quoteIdent(config.roles.owner));
+      // A function, not a string, as the replacement: `$'` in the SQL must not be read as a pattern.
+      const values: Record<string, string> = {
+        tenant_id_column: ID_COLUMN[config.tenantIdType],
+        tenant_id_type: config.tenantIdType,
+        app_role: quoteIdent(config.roles.app),
+        admin_role: quoteIdent(config.roles.admin),
+        owner_role: quoteIdent(config.roles.owner),
+      };
+      const sql = template.replace(/\{\{([a-z_]+)\}\}/g, (placeholder, key: string) => {
+        const value = values[key];
+        if (value === undefined) throw new Error(`unknown placeholder ${placeholder} in sql/${file}`);
+        return value;
+      });
       return [`linkbay-${file.slice(6, -4)}`, sql];
     });
 }

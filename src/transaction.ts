@@ -53,12 +53,30 @@ export class TransactionAbortedError extends TenantError {
   }
 }
 
+/**
+ * A statement inside the tenant transaction ended it (COMMIT, ROLLBACK, END): what follows would run
+ * outside the transaction and its tenant setting. The statement is refused and the connection is
+ * destroyed on release, since its session state is no longer known.
+ */
+export class TransactionEndedError extends TenantError {
+  constructor() {
+    super(
+      'LBMT_TRANSACTION_ENDED',
+      'a statement ended the tenant transaction (COMMIT/ROLLBACK inside fn); transaction control belongs to withTenantTransaction',
+      500,
+      false,
+    );
+  }
+}
+
 const ISOLATION_LEVELS: ReadonlySet<string> = new Set(['read committed', 'repeatable read', 'serializable']);
 
 class ActiveTransaction implements TenantTransaction {
   closed = false;
   started = false;
   statements = 0;
+  /** The first batch (BEGIN + tenant) has been answered, so the client's status is ours to read. */
+  private confirmed = false;
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -71,16 +89,24 @@ class ActiveTransaction implements TenantTransaction {
 
   query<R extends QueryResultRow = any>(query: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     if (this.closed) return Promise.reject(new TransactionClosedError());
+    if (this.ended()) return Promise.reject(new TransactionEndedError());
     const statement = toStatement(query, values);
     this.statements += 1;
     // The first statement carries BEGIN and the tenant setting in its round trip.
-    const prelude = this.started ? [] : this.prelude;
+    const first = !this.started;
+    const prelude = first ? this.prelude : [];
     this.started = true;
     const result = send(this.client, prelude, statement, this.prepare);
     this.chain = result.catch(() => undefined);
+    if (first) void this.chain.then(() => settled(this.client)).then(() => (this.confirmed = true));
     return result.catch((error) => {
       throw mapDatabaseError(error);
     }) as Promise<QueryResult<R>>;
+  }
+
+  /** True when our transaction was ended by a statement of fn (status idle after BEGIN was answered). */
+  ended(): boolean {
+    return this.confirmed && this.client.getTransactionStatus?.() === 'I';
   }
 
   /** Waits for every statement sent so far to be answered. */
@@ -140,12 +166,16 @@ export async function withTenantTransaction<T>(
       outcome = 'empty';
       return value;
     }
+    if (tx.ended()) {
+      destroy = { reason: 'not-idle' };
+      throw new TransactionEndedError();
+    }
     const commit = await client.query('COMMIT');
     if (commit?.command === 'ROLLBACK') throw new TransactionAbortedError();
     outcome = 'commit';
     return value;
   } catch (error) {
-    destroy = await rollback(client, tx, watch.error);
+    destroy ??= await rollback(client, tx, watch.error);
     throw mapDatabaseError(error);
   } finally {
     watch.stop();
@@ -191,7 +221,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   let outcome: TransactionEvent['outcome'] = 'rollback';
   let destroy: Parameters<typeof releaseClient>[2];
   try {
-    const result = await send(client, prelude, statement, options.prepare ?? true);
+    const result = await send(client, prelude, statement, options.prepare ?? true, true);
     outcome = 'commit';
     return result as QueryResult<R>;
   } catch (error) {
@@ -242,6 +272,8 @@ async function rollback(
   if (!tx.started) return undefined;
   try {
     await tx.drain();
+    // fn ended our transaction itself: whatever it ran after that left session state we cannot see.
+    if (tx.ended()) return { reason: 'not-idle' };
     const status = client.getTransactionStatus?.();
     if (status === 'I') return undefined;
     await client.query('ROLLBACK');
@@ -251,16 +283,45 @@ async function rollback(
   }
 }
 
-function send(client: TenantClient, prelude: readonly PreludeStatement[], statement: StatementConfig, prepare: boolean): Promise<QueryResult> {
+function send(
+  client: TenantClient,
+  prelude: readonly PreludeStatement[],
+  statement: StatementConfig,
+  prepare: boolean,
+  implicitTransaction = false,
+): Promise<QueryResult> {
   const internal = client as unknown as { connection?: { stream?: unknown }; pipeline?: boolean };
   if (internal.connection?.stream && !internal.pipeline) {
     return PipelinedBatch.run(client, prelude, statement, { prepare });
   }
-  // Clients we cannot write one batch to (pg in `pipeline` mode, other pool implementations):
-  // queue the prelude without awaiting it, so pipelining clients still send it in one go.
-  const pending = prelude.map((p) => client.query(p.text, [...p.values]) as Promise<unknown>);
+  return sendQueued(client, prelude, statement, implicitTransaction);
+}
+
+/**
+ * For clients we cannot write one batch to (pg in `pipeline` mode, other pool implementations):
+ * queue everything without awaiting, so a pipelining client still sends it in one go. Each queued
+ * query ends with its own Sync, so a single statement gets an explicit BEGIN/COMMIT around it:
+ * otherwise the setting would end with its own implicit transaction.
+ */
+async function sendQueued(
+  client: TenantClient,
+  prelude: readonly PreludeStatement[],
+  statement: StatementConfig,
+  implicitTransaction: boolean,
+): Promise<QueryResult> {
+  const queue: Array<Promise<unknown>> = [];
+  if (implicitTransaction) queue.push(client.query('BEGIN'));
+  for (const p of prelude) queue.push(client.query(p.text, [...p.values]));
   const result = client.query({ text: statement.text, values: statement.values, rowMode: statement.rowMode, types: statement.types });
-  return Promise.all([...pending, result]).then((all) => all.at(-1) as QueryResult);
+  queue.push(result);
+  if (implicitTransaction) queue.push(client.query('COMMIT'));
+  const settledAll = await Promise.allSettled(queue);
+  const failed = settledAll.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    if (implicitTransaction && client.getTransactionStatus?.() !== 'I') await client.query('ROLLBACK').catch(() => undefined);
+    throw failed.reason;
+  }
+  return (await result) as QueryResult;
 }
 
 function toStatement(query: QueryInput, values: readonly unknown[] | undefined): StatementConfig {

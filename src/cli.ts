@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+/**
+ * linkbay-multitenant generate | migrate | doctor
+ *
+ * Exit codes: 0 success (doctor: nothing breaks isolation), 1 failure (doctor: something does),
+ * 2 bad usage (unknown command or option, missing or invalid config).
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { defineTenancy, type TenancyConfig } from './config.js';
+import { TenancyConfigError } from './errors.js';
+import { migrate, migrateAllTenants } from './migrations.js';
+import { generateRlsSql } from './policies.js';
+import { checkPosture, formatPostureReport } from './posture.js';
+
+const USAGE = `Usage:
+  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--no-registry]
+  linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
+  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json]
+
+DATABASE_URL is used when --database-url is not given.
+Exit codes: 0 ok, 1 failure (doctor: a finding breaks isolation), 2 bad usage.`;
+
+class UsageError extends Error {}
+
+export async function main(argv: string[], out: (s: string) => void = console.log, err: (s: string) => void = console.error): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'generate':
+        return await generate(rest, out);
+      case 'migrate':
+        return await runMigrate(rest, out);
+      case 'doctor':
+        return await doctor(rest, out);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        out(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof TenancyConfigError || isParseArgsError(error)) {
+      err(`linkbay-multitenant: ${(error as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    err(`linkbay-multitenant: ${(error as Error).message ?? String(error)}`);
+    return 1;
+  }
+}
+
+async function generate(args: string[], out: (s: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string' }, out: { type: 'string' }, start: { type: 'string' }, 'no-registry': { type: 'boolean' } },
+    strict: true,
+  });
+  if (!values.config || !values.out) throw new UsageError('generate needs --config and --out');
+  const config = await loadConfig(values.config);
+  const startIndex = values.start === undefined ? 1 : Number(values.start);
+  if (!Number.isInteger(startIndex) || startIndex < 1) throw new UsageError('--start must be a positive integer');
+  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'] });
+  await mkdir(values.out, { recursive: true });
+  for (const file of files) {
+    await writeFile(join(values.out, file.name), file.sql);
+    out(`wrote ${join(values.out, file.name)}`);
+  }
+  return 0;
+}
+
+async function runMigrate(args: string[], out: (s: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { 'database-url': { type: 'string' }, dir: { type: 'string' }, 'all-tenants': { type: 'boolean' } },
+    strict: true,
+  });
+  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
+  if (!databaseUrl || !values.dir) throw new UsageError('migrate needs --database-url (or DATABASE_URL) and --dir');
+  const directory = resolve(values.dir);
+  if (values['all-tenants']) {
+    const { results } = await migrateAllTenants({ databaseUrl, directory });
+    let failed = 0;
+    for (const result of results) {
+      if ('error' in result) {
+        failed += 1;
+        out(`${result.database}: FAILED ${result.error.message}`);
+      } else out(`${result.database}: ${result.applied.length} applied${result.applied.length ? ` (${result.applied.join(', ')})` : ''}`);
+    }
+    return failed ? 1 : 0;
+  }
+  const result = await migrate({ databaseUrl, directory, onApplied: (name) => out(`applied ${name}`) });
+  out(`${result.applied.length} migration(s) applied`);
+  return 0;
+}
+
+async function doctor(args: string[], out: (s: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'database-url': { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      'runtime-role': { type: 'string' },
+    },
+    strict: true,
+  });
+  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
+  if (!databaseUrl || !values.config) throw new UsageError('doctor needs --database-url (or DATABASE_URL) and --config');
+  const config = await loadConfig(values.config);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    const report = await checkPosture(pool, config, values['runtime-role'] ? { runtimeRole: values['runtime-role'] } : {});
+    out(values.json ? JSON.stringify(report, null, 2) : formatPostureReport(report));
+    return report.ok ? 0 : 1;
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Reads a JSON config, or a .js/.mjs/.ts module whose default export is the config object. */
+export async function loadConfig(path: string): Promise<TenancyConfig> {
+  const full = resolve(path);
+  let input: unknown;
+  if (/\.(c|m)?(j|t)s$/.test(full)) {
+    const module = (await import(pathToFileURL(full).href)) as { default?: unknown };
+    input = module.default ?? module;
+  } else {
+    let text: string;
+    try {
+      text = await readFile(full, 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read config ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    try {
+      input = JSON.parse(text);
+    } catch (error) {
+      throw new UsageError(`config ${path} is not valid JSON: ${(error as Error).message}`);
+    }
+  }
+  return defineTenancy(input as Parameters<typeof defineTenancy>[0]);
+}
+
+function isParseArgsError(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
+}
+
+// Run when executed directly (bin or `tsx src/cli.ts`), not when imported by tests.
+const invoked = process.argv[1] ? pathToFileURL(resolve(process.argv[1])).href : '';
+if (import.meta.url === invoked || invoked.endsWith('/linkbay-multitenant')) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
