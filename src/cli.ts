@@ -17,7 +17,7 @@ import { generateRlsSql } from './policies.js';
 import { checkPosture, formatPostureReport } from './posture.js';
 
 const USAGE = `Usage:
-  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--no-registry]
+  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json]
 
@@ -58,14 +58,23 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
 async function generate(args: string[], out: (s: string) => void): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { config: { type: 'string' }, out: { type: 'string' }, start: { type: 'string' }, 'no-registry': { type: 'boolean' } },
+    options: {
+      config: { type: 'string' },
+      out: { type: 'string' },
+      start: { type: 'string' },
+      only: { type: 'string' },
+      'no-registry': { type: 'boolean' },
+    },
     strict: true,
   });
   if (!values.config || !values.out) throw new UsageError('generate needs --config and --out');
   const config = await loadConfig(values.config);
   const startIndex = values.start === undefined ? 1 : Number(values.start);
   if (!Number.isInteger(startIndex) || startIndex < 1) throw new UsageError('--start must be a positive integer');
-  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'] });
+  if (values.only !== undefined && values.only !== 'setup' && values.only !== 'tables') {
+    throw new UsageError('--only must be "setup" or "tables"');
+  }
+  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'], only: values.only });
   await mkdir(values.out, { recursive: true });
   for (const file of files) {
     await writeFile(join(values.out, file.name), file.sql);

@@ -13,6 +13,11 @@ export interface GenerateOptions {
   readonly startIndex?: number;
   /** Include the library's own migrations (the tenants registry, from sql/). Default true. */
   readonly includeRegistry?: boolean;
+  /**
+   * `setup`: only the roles and the registry; `tables`: only the per-table files. Default: both.
+   * Split them when your own migrations must run in between (tables that reference the registry).
+   */
+  readonly only?: 'setup' | 'tables';
 }
 
 /** Name of the RESTRICTIVE policy that carries tenant isolation. */
@@ -40,9 +45,12 @@ const ID_COLUMN: Record<TenancyConfig['tenantIdType'], string> = {
  *   writeFileSync(`migrations/${file.name}`, file.sql);
  */
 export function generateRlsSql(config: TenancyConfig, options: GenerateOptions = {}): MigrationFile[] {
-  const bodies: Array<[string, string]> = [['roles', rolesSql(config)]];
-  if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config));
-  for (const table of config.tables) {
+  const bodies: Array<[string, string]> = [];
+  if (options.only !== 'tables') {
+    bodies.push(['roles', rolesSql(config)]);
+    if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config));
+  }
+  for (const table of options.only === 'setup' ? [] : config.tables) {
     bodies.push([`rls-${table.schema}-${table.table}`.replaceAll('_', '-'), tableSql(config, table)]);
   }
   const start = options.startIndex ?? 1;

