@@ -28,6 +28,8 @@ export interface ExampleOptions {
   tenancy: TenancyConfig;
   adminToken: string;
   baseDomain?: string;
+  /** false behind PgBouncer < 1.21 in transaction mode (no protocol-level prepared statements). */
+  prepare?: boolean;
 }
 
 interface Tenant {
@@ -49,6 +51,7 @@ class HttpProblem extends Error {
 
 export function createExampleApp(options: ExampleOptions): Koa {
   const { appPool, adminPool, tenancy } = options;
+  const db = { tenancy, prepare: options.prepare ?? true };
   const baseDomain = (options.baseDomain ?? 'localhost').toLowerCase();
   const app = new Koa();
   app.use(problemDetails);
@@ -68,23 +71,17 @@ export function createExampleApp(options: ExampleOptions): Koa {
   });
   api.get('/dashboard', async (ctx) => {
     const tenant = ctx.state.tenant as Tenant;
-    const { rows } = await tenantQuery(appPool, undefined, 'SELECT count(*)::int AS orders, coalesce(sum(quantity), 0)::int AS items FROM orders', [], {
-      tenancy,
-    });
+    const { rows } = await tenantQuery(appPool, undefined, 'SELECT count(*)::int AS orders, coalesce(sum(quantity), 0)::int AS items FROM orders', [], db);
     ctx.body = { tenant: { id: tenant.id, slug: tenant.slug, name: tenant.name }, ...rows[0] };
   });
   api.get('/orders', async (ctx) => {
     // No WHERE tenant_id: RLS decides which rows exist.
-    const { rows } = await tenantQuery(appPool, undefined, 'SELECT id, item, quantity, created_at FROM orders ORDER BY id DESC LIMIT 100', [], {
-      tenancy,
-    });
+    const { rows } = await tenantQuery(appPool, undefined, 'SELECT id, item, quantity, created_at FROM orders ORDER BY id DESC LIMIT 100', [], db);
     ctx.body = { orders: rows };
   });
   api.get('/orders/:id', async (ctx) => {
     if (!/^\d{1,18}$/.test(ctx.params.id!)) throw new HttpProblem(404, 'Not Found');
-    const { rows } = await tenantQuery(appPool, undefined, 'SELECT id, item, quantity, created_at FROM orders WHERE id = $1', [ctx.params.id], {
-      tenancy,
-    });
+    const { rows } = await tenantQuery(appPool, undefined, 'SELECT id, item, quantity, created_at FROM orders WHERE id = $1', [ctx.params.id], db);
     if (rows.length === 0) throw new HttpProblem(404, 'Not Found');
     ctx.body = rows[0];
   });
@@ -100,7 +97,7 @@ export function createExampleApp(options: ExampleOptions): Koa {
       async (tx) =>
         (await tx.query('INSERT INTO orders (tenant_id, item, quantity) VALUES ($1, $2, $3) RETURNING id, item, quantity, created_at', [tx.tenantId, item, quantity]))
           .rows[0],
-      { tenancy },
+      db,
     );
     ctx.status = 201;
     ctx.body = order;

