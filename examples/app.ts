@@ -90,7 +90,7 @@ export function createExampleApp(options: ExampleOptions): Koa {
     const item = body.item;
     const quantity = body.quantity ?? 1;
     if (typeof item !== 'string' || item.length < 1 || item.length > 200) throw new HttpProblem(422, 'Unprocessable Content', '`item` must be a string of 1 to 200 characters');
-    if (!Number.isSafeInteger(quantity) || quantity < 1) throw new HttpProblem(422, 'Unprocessable Content', '`quantity` must be a positive integer');
+    if (typeof quantity !== 'number' || !Number.isSafeInteger(quantity) || quantity < 1) throw new HttpProblem(422, 'Unprocessable Content', '`quantity` must be a positive integer');
     const order = await withTenantTransaction(
       appPool,
       undefined,

@@ -19,6 +19,7 @@ export {
   TransactionAbortedError,
   TransactionEndedError,
   type TenantTransaction,
+  type StatementGuard,
   type TenantTransactionOptions,
   type TenantQueryOptions,
   type IsolationLevel,

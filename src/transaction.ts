@@ -24,6 +24,16 @@ export interface TenantQueryOptions {
   readonly statementTimeoutMs?: number;
   /** Run as a READ ONLY transaction. */
   readonly readOnly?: boolean;
+  /**
+   * Checks every statement before it is sent (the SQL guard, `createQueryGuard`). It throws to
+   * refuse a statement; nothing is sent then.
+   */
+  readonly guard?: StatementGuard;
+}
+
+/** What the transaction functions need of a SQL guard. */
+export interface StatementGuard {
+  check(text: string, values: readonly unknown[], tenantId: string): void;
 }
 
 export interface TenantTransactionOptions extends TenantQueryOptions {
@@ -85,12 +95,18 @@ class ActiveTransaction implements TenantTransaction {
     private readonly client: TenantClient,
     private readonly prelude: readonly PreludeStatement[],
     private readonly prepare: boolean,
+    private readonly guard: StatementGuard | undefined,
   ) {}
 
   query<R extends QueryResultRow = any>(query: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>> {
     if (this.closed) return Promise.reject(new TransactionClosedError());
     if (this.ended()) return Promise.reject(new TransactionEndedError());
     const statement = toStatement(query, values);
+    try {
+      this.guard?.check(statement.text, statement.values ?? [], this.tenantId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.statements += 1;
     // The first statement carries BEGIN and the tenant setting in its round trip.
     const first = !this.started;
@@ -151,7 +167,7 @@ export async function withTenantTransaction<T>(
   const started = performance.now();
   const client = await pool.connect();
   const watch = watchClient(client);
-  const tx = new ActiveTransaction(pool, id, client, prelude, options.prepare ?? true);
+  const tx = new ActiveTransaction(pool, id, client, prelude, options.prepare ?? true, options.guard);
   let outcome: TransactionEvent['outcome'] = 'rollback';
   let destroy: Parameters<typeof releaseClient>[2];
   try {
@@ -213,6 +229,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const joined = joinable(pool, id);
   if (joined) return joined.query<R>(query, values);
   const statement = toStatement(query, values);
+  options.guard?.check(statement.text, statement.values ?? [], id);
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
 
   const started = performance.now();
