@@ -50,6 +50,13 @@ export class TenantSuspendedError extends TenantError {
   }
 }
 
+/** Two resolution strategies named different tenants for one request (e.g. header vs subdomain). */
+export class TenantConflictError extends TenantError {
+  constructor(message = 'the request names more than one tenant', options?: TenantErrorOptions) {
+    super('LBMT_TENANT_CONFLICT', message, 400, true, options);
+  }
+}
+
 /** A nested tenant transaction asked for another tenant than the one it is inside. */
 export class TenantMismatchError extends TenantError {
   constructor(message: string, options?: TenantErrorOptions) {

@@ -12,7 +12,17 @@ import diagnostics from 'node:diagnostics_channel';
 export const CHANNELS = {
   transaction: 'linkbay-multitenant:transaction',
   clientDestroyed: 'linkbay-multitenant:client-destroyed',
+  resolution: 'linkbay-multitenant:tenant-resolution',
 } as const;
+
+export interface ResolutionEvent {
+  /** `resolved`, or why not: `missing` (400), `invalid` (400), `conflict` (400), `unknown` (404), `inactive` (403), `error`. */
+  readonly outcome: 'resolved' | 'missing' | 'invalid' | 'conflict' | 'unknown' | 'inactive' | 'error';
+  /** Strategy that named the tenant (the first, when several agreed). */
+  readonly strategy?: string;
+  readonly tenantId?: string;
+  readonly durationMs: number;
+}
 
 export interface TransactionEvent {
   readonly tenantId: string;
@@ -33,3 +43,4 @@ export interface ClientDestroyedEvent {
 
 export const transactionChannel = diagnostics.channel(CHANNELS.transaction);
 export const clientDestroyedChannel = diagnostics.channel(CHANNELS.clientDestroyed);
+export const resolutionChannel = diagnostics.channel(CHANNELS.resolution);

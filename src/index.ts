@@ -27,7 +27,7 @@ export {
   type TenantClient,
   type TenantPool,
 } from './transaction.js';
-export { CHANNELS, type TransactionEvent, type ClientDestroyedEvent } from './events.js';
+export { CHANNELS, type TransactionEvent, type ClientDestroyedEvent, type ResolutionEvent } from './events.js';
 export { generateRlsSql, currentTenantExpression, ISOLATION_POLICY, ACCESS_POLICY, type MigrationFile, type GenerateOptions } from './policies.js';
 export {
   migrate,
@@ -39,3 +39,17 @@ export {
   type MigrateAllOptions,
   type MigrateAllResult,
 } from './migrations.js';
+export { PgTenantService, toTenant, type Tenant, type TenantService, type TenantStatus, type Queryable } from './tenants.js';
+export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCacheStats, type TenantKey } from './cache.js';
+export { TenantChangeListener, TENANT_CHANGES_CHANNEL, type TenantChange, type TenantChangeListenerOptions, type Invalidatable } from './invalidation.js';
+export { MultitenantCore, createMultitenant, type MultitenantOptions, type Resolution } from './core.js';
+export {
+  buildStrategies,
+  normaliseHost,
+  type TenantRequest,
+  type TenantCandidate,
+  type StrategySpec,
+  type StrategyDefaults,
+  type CustomStrategy,
+  type Strategy,
+} from './resolution.js';

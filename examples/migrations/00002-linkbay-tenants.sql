@@ -33,6 +33,31 @@ DROP TRIGGER IF EXISTS tenants_touch_updated_at ON linkbay.tenants;
 CREATE TRIGGER tenants_touch_updated_at BEFORE UPDATE ON linkbay.tenants
   FOR EACH ROW EXECUTE FUNCTION linkbay.touch_updated_at();
 
+-- Cross-instance cache invalidation: every change to a tenant is announced on the channel
+-- linkbay_tenants (delivered at COMMIT, to every session LISTENing on this database). The payload
+-- names the tenant and its old and new slug and domain, so caches drop negative entries too.
+CREATE OR REPLACE FUNCTION linkbay.notify_tenant_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  payload jsonb;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    payload := jsonb_build_object('op', TG_OP, 'id', OLD.id::text, 'slugs', jsonb_build_array(OLD.slug), 'domains', jsonb_build_array(OLD.domain));
+  ELSIF TG_OP = 'INSERT' THEN
+    payload := jsonb_build_object('op', TG_OP, 'id', NEW.id::text, 'slugs', jsonb_build_array(NEW.slug), 'domains', jsonb_build_array(NEW.domain));
+  ELSE
+    payload := jsonb_build_object('op', TG_OP, 'id', NEW.id::text,
+      'slugs', jsonb_build_array(OLD.slug, NEW.slug), 'domains', jsonb_build_array(OLD.domain, NEW.domain));
+  END IF;
+  PERFORM pg_notify('linkbay_tenants', payload::text);
+  RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS tenants_notify_change ON linkbay.tenants;
+CREATE TRIGGER tenants_notify_change AFTER INSERT OR UPDATE OR DELETE ON linkbay.tenants
+  FOR EACH ROW EXECUTE FUNCTION linkbay.notify_tenant_change();
+
 -- The registry is metadata, not tenant data: the app role reads it to resolve tenants, only the
 -- admin role changes it.
 ALTER SCHEMA linkbay OWNER TO "app_owner";

@@ -1,0 +1,4 @@
+/** linkbay-multitenant/koa: tenant resolution middleware, routers and problem+json for Koa. */
+export { multitenant, type MultitenantMiddlewareOptions } from './middleware.js';
+export { requireTenant, createTenantRouter } from './router.js';
+export { problemDetails, problemFor, sendProblem, type Problem } from './problem.js';

@@ -1,0 +1,66 @@
+import type { Context, Middleware } from 'koa';
+import { TenantError } from '../errors.js';
+
+/** RFC 9457 problem details. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+  /** The library's stable error code, when the problem is a TenantError. */
+  code?: string;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+};
+
+/** Writes a problem+json response. */
+export function sendProblem(ctx: Context, status: number, detail?: string, code?: string): void {
+  const body: Problem = { type: 'about:blank', title: TITLES[status] ?? 'Error', status };
+  if (detail) body.detail = detail;
+  if (code) body.code = code;
+  ctx.status = status;
+  ctx.type = 'application/problem+json';
+  ctx.body = body;
+}
+
+/**
+ * Maps an error to a problem: a TenantError keeps its status and code, and its message only when
+ * it is safe to show (`expose`); a Koa HttpError (`ctx.throw(422, ...)`) keeps status and its
+ * exposed message; everything else is a 500 that says nothing about internals. The server's own
+ * error text (which can carry other tenants' values in a DETAIL) never reaches the response.
+ */
+export function problemFor(error: unknown): { status: number; detail?: string; code?: string } {
+  if (error instanceof TenantError) return { status: error.status, detail: error.expose ? error.message : undefined, code: error.code };
+  const e = error as { status?: unknown; expose?: unknown; message?: unknown };
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 600) {
+    return { status: e.status, detail: e.expose === true && typeof e.message === 'string' ? e.message : undefined };
+  }
+  return { status: 500 };
+}
+
+/**
+ * Renders every error below it as problem+json. Mount it first. Unexpected errors are emitted on
+ * the app (`app.on('error')`) for logging, as Koa does.
+ */
+export function problemDetails(): Middleware {
+  return async function problemDetails(ctx, next) {
+    try {
+      await next();
+    } catch (error) {
+      const problem = problemFor(error);
+      sendProblem(ctx, problem.status, problem.detail, problem.code);
+      if (problem.status >= 500) ctx.app.emit('error', error, ctx);
+    }
+  };
+}

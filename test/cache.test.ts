@@ -1,0 +1,119 @@
+import test from 'ava';
+import { TenantCache, TenantCacheService, type Tenant, type TenantService } from '../src/index.js';
+
+const tenant = (id: string, slug = `s${id}`): Tenant =>
+  Object.freeze({
+    id,
+    slug,
+    name: slug,
+    domain: null,
+    status: 'active',
+    databaseUrl: null,
+    plan: 'default',
+    metadata: {},
+    createdAt: new Date(0),
+    updatedAt: new Date(0),
+  });
+
+/** An in-memory TenantService (the cache's own logic is what is under test here), counting lookups. */
+function memoryService(tenants: Tenant[], delayMs = 0) {
+  const calls: string[] = [];
+  const wait = () => new Promise((resolve) => setTimeout(resolve, delayMs));
+  const service: TenantService = {
+    async getTenantById(id) {
+      calls.push(`id:${id}`);
+      await wait();
+      return tenants.find((t) => t.id === id);
+    },
+    async getTenantByDomain(domain) {
+      calls.push(`domain:${domain}`);
+      await wait();
+      return tenants.find((t) => t.domain === domain);
+    },
+    async getTenantBySubdomain(slug) {
+      calls.push(`slug:${slug}`);
+      await wait();
+      return tenants.find((t) => t.slug === slug);
+    },
+  };
+  return { service, calls, tenants };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('.get() - a found tenant is served from the cache until its ttl', async (t) => {
+  const { service, calls } = memoryService([tenant('1')]);
+  const cached = new TenantCacheService(new TenantCache({ ttlMs: 60 }), service);
+  t.is((await cached.getTenantById('1'))?.id, '1');
+  t.is((await cached.getTenantById('1'))?.id, '1');
+  t.is(calls.length, 1);
+  await sleep(90);
+  await cached.getTenantById('1');
+  t.is(calls.length, 2, 'expired after ttlMs');
+  t.like(cached.cache.stats(), { hits: 1, misses: 2 });
+});
+
+test('.get() - unknown tenants are cached briefly as negative entries', async (t) => {
+  const { service, calls, tenants } = memoryService([]);
+  const cached = new TenantCacheService(new TenantCache({ negativeTtlMs: 50 }), service);
+  t.is(await cached.getTenantBySubdomain('acme'), undefined);
+  t.is(await cached.getTenantBySubdomain('acme'), undefined);
+  t.is(calls.length, 1);
+  tenants.push(tenant('9', 'acme'));
+  await sleep(80);
+  t.is((await cached.getTenantBySubdomain('acme'))?.id, '9', 'a tenant created meanwhile is found after the short negative ttl');
+  t.is(cached.cache.stats().negativeHits, 1);
+});
+
+test('.get() - negative entries are bounded', (t) => {
+  const cache = new TenantCache({ maxNegative: 10 });
+  for (let i = 0; i < 1000; i += 1) cache.set(`slug:x${i}`, null);
+  t.true(cache.stats().negativeSize <= 20, `${cache.stats().negativeSize} negative entries`);
+  t.true(cache.stats().evictions > 0);
+});
+
+test('concurrent misses for one key are coalesced into one lookup', async (t) => {
+  const { service, calls } = memoryService([tenant('1')], 20);
+  const cached = new TenantCacheService(new TenantCache(), service);
+  const all = await Promise.all(Array.from({ length: 100 }, () => cached.getTenantById('1')));
+  t.true(all.every((x) => x?.id === '1'));
+  t.is(calls.length, 1);
+});
+
+test('a failed lookup is not cached and the next call retries', async (t) => {
+  let fail = true;
+  const service: TenantService = {
+    async getTenantById(id) {
+      if (fail) throw new Error('db down');
+      return tenant(id);
+    },
+    getTenantByDomain: async () => undefined,
+    getTenantBySubdomain: async () => undefined,
+  };
+  const cached = new TenantCacheService(new TenantCache(), service);
+  await t.throwsAsync(cached.getTenantById('1'), { message: 'db down' });
+  fail = false;
+  t.is((await cached.getTenantById('1'))?.id, '1');
+});
+
+test('invalidating a tenant drops it under every key, and in-flight lookups do not re-cache it', async (t) => {
+  const { service, calls, tenants } = memoryService([tenant('1', 'acme')], 20);
+  const cached = new TenantCacheService(new TenantCache(), service);
+  await cached.getTenantBySubdomain('acme');
+  await cached.getTenantById('1');
+  t.is(calls.length, 1, 'found by slug, known by id too');
+  const inflight = cached.getTenantBySubdomain('other');
+  cached.invalidate('1', ['slug:other']);
+  tenants[0] = { ...tenants[0]!, status: 'suspended' };
+  await inflight;
+  t.is((await cached.getTenantBySubdomain('acme'))?.status, 'suspended');
+  t.is((await cached.getTenantById('1'))?.status, 'suspended');
+  await cached.getTenantBySubdomain('other');
+  t.is(calls.filter((c) => c === 'slug:other').length, 2, 'the lookup in flight during invalidation was not cached');
+});
+
+test('TenantCache refuses bad options, naming them', (t) => {
+  t.throws(() => new TenantCache({ maxSize: 0 }), { message: /`maxSize`/ });
+  t.throws(() => new TenantCache({ ttlMs: -1 }), { message: /`ttlMs`/ });
+  t.throws(() => new TenantCache({ negativeTtlMs: Number.NaN }), { message: /`negativeTtlMs`/ });
+});
