@@ -2,25 +2,25 @@
  * The example app as a function, so tests can run it against their own database. `npm start` runs
  * examples/enterprise.ts, which boots a database and calls this.
  *
- * Tenant resolution here is deliberately small (header `X-Tenant-ID`, else `<slug>.<BASE_DOMAIN>`,
- * one registry lookup per request, no cache): the Koa module's `multitenant()` middleware is the
- * full version.
+ * Tenants are resolved by `multitenant()` from `X-Tenant-ID`, else `<slug>.<BASE_DOMAIN>`, through
+ * the cached registry (invalidated across instances by LISTEN/NOTIFY when `core.listen()` runs).
  */
 import { timingSafeEqual } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
 import type pg from 'pg';
 import {
-  TenantContext,
+  createMultitenant,
+  PgTenantService,
   TenantError,
-  TenantNotFoundError,
-  TenantRequiredError,
-  TenantSuspendedError,
   tryCanonicalTenantId,
   tenantQuery,
   withTenantTransaction,
+  type MultitenantCore,
   type TenancyConfig,
+  type Tenant,
 } from '../src/index.js';
+import { createTenantRouter, multitenant } from '../src/koa/index.js';
 
 export interface ExampleOptions {
   appPool: pg.Pool;
@@ -30,13 +30,6 @@ export interface ExampleOptions {
   baseDomain?: string;
   /** false behind PgBouncer < 1.21 in transaction mode (no protocol-level prepared statements). */
   prepare?: boolean;
-}
-
-interface Tenant {
-  id: string;
-  slug: string;
-  name: string;
-  status: 'active' | 'suspended' | 'deleted';
 }
 
 class HttpProblem extends Error {
@@ -49,10 +42,15 @@ class HttpProblem extends Error {
   }
 }
 
-export function createExampleApp(options: ExampleOptions): Koa {
+export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore } {
   const { appPool, adminPool, tenancy } = options;
   const db = { tenancy, prepare: options.prepare ?? true };
-  const baseDomain = (options.baseDomain ?? 'localhost').toLowerCase();
+  const core = createMultitenant({
+    tenantService: new PgTenantService(appPool, { tenancy }),
+    tenancy,
+    strategies: ['header', 'subdomain'],
+    baseDomain: options.baseDomain ?? 'localhost',
+  });
   const app = new Koa();
   app.use(problemDetails);
 
@@ -63,12 +61,7 @@ export function createExampleApp(options: ExampleOptions): Koa {
   });
 
   // --- tenant API: every query below runs under RLS as the app role ---
-  const api = new Router({ prefix: '/api' });
-  api.use(async (ctx, next) => {
-    const tenant = await resolveTenant(ctx);
-    ctx.state.tenant = tenant;
-    await TenantContext.run(tenant.id, next);
-  });
+  const api = createTenantRouter({ prefix: '/api' });
   api.get('/dashboard', async (ctx) => {
     const tenant = ctx.state.tenant as Tenant;
     const { rows } = await tenantQuery(appPool, undefined, 'SELECT count(*)::int AS orders, coalesce(sum(quantity), 0)::int AS items FROM orders', [], db);
@@ -155,28 +148,12 @@ export function createExampleApp(options: ExampleOptions): Koa {
     return rows[0];
   }
 
-  async function resolveTenant(ctx: Context): Promise<Tenant> {
-    const header = ctx.get('x-tenant-id');
-    let tenant: Tenant | undefined;
-    if (header) {
-      const id = tryCanonicalTenantId(header, tenancy.tenantIdType);
-      if (!id) throw new TenantRequiredError('the X-Tenant-ID header is not a valid tenant id');
-      tenant = (await appPool.query<Tenant>('SELECT id, slug, name, status FROM linkbay.tenants WHERE id = $1', [id])).rows[0];
-    } else {
-      const host = (ctx.hostname || '').toLowerCase().replace(/\.$/, '');
-      const slug = host.endsWith(`.${baseDomain}`) ? host.slice(0, -baseDomain.length - 1) : '';
-      if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(slug)) throw new TenantRequiredError('send X-Tenant-ID or use <tenant>.' + baseDomain);
-      tenant = (await appPool.query<Tenant>('SELECT id, slug, name, status FROM linkbay.tenants WHERE slug = $1', [slug])).rows[0];
-    }
-    if (!tenant) throw new TenantNotFoundError();
-    if (tenant.status !== 'active') throw new TenantSuspendedError();
-    return tenant;
-  }
-
   app.use(router.routes()).use(router.allowedMethods());
-  app.use(api.routes()).use(api.allowedMethods());
   app.use(admin.routes()).use(admin.allowedMethods());
-  return app;
+  // Tenant routes last: resolution runs only for requests no public or admin route answered.
+  app.use(multitenant({ core, optional: true }));
+  app.use(api.routes()).use(api.allowedMethods());
+  return { app, core };
 }
 
 /** Renders every error as RFC 9457 problem+json; unexpected errors say nothing about internals. */

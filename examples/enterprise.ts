@@ -64,7 +64,10 @@ if (!adminToken) {
 }
 const port = Number(process.env.PORT ?? 3000);
 const prepare = process.env.LBMT_PREPARE !== 'false';
-const app = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
+const { app, core } = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
+// Tenant changes made by any instance (or by hand in psql) reach this instance's cache. LISTEN needs a
+// real session: the direct URL of the app role, not PgBouncer in transaction mode.
+await core.listen(roleUrl(tenancy.roles.app));
 const server = app.listen(port, () => {
   console.log(`listening on http://localhost:${port}
   curl -s -X POST localhost:${port}/admin/tenants -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{"slug":"acme","name":"Acme"}'
@@ -73,6 +76,7 @@ const server = app.listen(port, () => {
 
 const shutdown = async () => {
   server.close();
+  await core.close();
   await Promise.all([appPool.end(), adminPool.end()]);
   await stopDatabase?.();
   process.exit(0);

@@ -2,9 +2,10 @@ import anyTest, { type TestFn } from 'ava';
 import type { AddressInfo } from 'node:net';
 import { request as httpRequest, type Server } from 'node:http';
 import { createExampleApp } from '../examples/app.js';
+import type { MultitenantCore } from '../src/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
-const test = anyTest as TestFn<{ db: TestDatabase; server: Server; base: string }>;
+const test = anyTest as TestFn<{ db: TestDatabase; server: Server; base: string; core: MultitenantCore }>;
 const token = 'test-admin-token';
 
 test.before(async (t) => {
@@ -15,14 +16,16 @@ test.before(async (t) => {
       created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, id))`,
     tenancy: { tables: ['orders'] },
   });
-  const app = createExampleApp({ appPool: db.appPool, adminPool: db.adminPool, tenancy: db.config, adminToken: token, baseDomain: 'example.test' });
+  const { app, core } = createExampleApp({ appPool: db.appPool, adminPool: db.adminPool, tenancy: db.config, adminToken: token, baseDomain: 'example.test' });
+  await core.listen(db.appUrl);
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
-  t.context = { db, server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  t.context = { db, server, core, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 });
 
 test.after.always(async (t) => {
   t.context.server?.close();
+  await t.context.core?.close();
   await t.context.db?.drop();
 });
 
@@ -74,11 +77,14 @@ test('tenant errors are problem+json: 400 missing or malformed, 404 unknown, 403
   t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': "1' OR '1'='1" } })).status, 400);
   t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': crypto.randomUUID() } })).status, 404);
   const initech = await newTenant(t, 'initech');
+  t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } })).status, 200, 'cached as active');
   t.is((await call(t, 'POST', `/admin/tenants/${initech.id}/suspend`, { headers: auth })).status, 200);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // the NOTIFY reaches the listener
   const suspended = await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } });
   t.is(suspended.status, 403);
   t.is(suspended.body.code, 'LBMT_TENANT_SUSPENDED');
   await call(t, 'POST', `/admin/tenants/${initech.id}/activate`, { headers: auth });
+  await new Promise((resolve) => setTimeout(resolve, 200));
   t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } })).status, 200);
 });
 
