@@ -160,9 +160,10 @@ export async function withTenantTransaction<T>(
 ): Promise<T> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
-  const joined = joinable(pool, id);
-  if (joined) return fn(joined);
+  // Built (and so validated) before joining: a bad option is an error even when nested.
   const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false)];
+  const joined = joinable(pool, id, options);
+  if (joined) return fn(joined);
 
   const started = performance.now();
   const client = await pool.connect();
@@ -226,11 +227,11 @@ export async function tenantQuery<R extends QueryResultRow = any>(
 ): Promise<QueryResult<R>> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
-  const joined = joinable(pool, id);
+  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
+  const joined = joinable(pool, id, options);
   if (joined) return joined.query<R>(query, values);
   const statement = toStatement(query, values);
   options.guard?.check(statement.text, statement.values ?? [], id);
-  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
 
   const started = performance.now();
   const client = await pool.connect();
@@ -270,14 +271,23 @@ export function resolveTenantId(tenantId: string | number | bigint | undefined, 
   return canonicalTenantId(raw, tenancy.tenantIdType);
 }
 
-/** The transaction of the current async scope to join, if it is for this pool; throws on another tenant. */
-function joinable(pool: TenantPool, tenantId: string): ActiveTransaction | undefined {
+/**
+ * The transaction of the current async scope to join, if it is for this pool. Throws for another
+ * tenant (on any pool: cross-tenant work must not nest), and for options that would have to
+ * change the open transaction, which a nested call cannot do.
+ */
+function joinable(pool: TenantPool, tenantId: string, options: TenantTransactionOptions): ActiveTransaction | undefined {
   const active = activeTransactions.getStore();
   if (!active || active.closed) return undefined;
   if (active.tenantId !== tenantId) {
     throw new TenantMismatchError('a tenant transaction for another tenant is already open in this scope; cross-tenant work must not nest');
   }
-  return active.pool === pool ? active : undefined;
+  if (active.pool !== pool) return undefined;
+  const changing = (['isolationLevel', 'readOnly', 'statementTimeoutMs'] as const).filter((key) => options[key] !== undefined);
+  if (changing.length > 0) {
+    throw new TypeError(`a nested tenant call joins the open transaction and cannot set ${changing.join(', ')}; pass them to the outer withTenantTransaction`);
+  }
+  return active;
 }
 
 async function rollback(

@@ -130,6 +130,22 @@ test('a nested call for the same tenant joins the transaction', async (t) => {
   t.is(counts.connects, 1, 'one connection for all of it');
 });
 
+test('a nested call cannot change the open transaction, and its options are still validated', async (t) => {
+  const { db, a } = t.context;
+  await t.throwsAsync(
+    withTenantTransaction(db.appPool, a, async () => withTenantTransaction(db.appPool, a, async () => 1, { readOnly: true })),
+    { instanceOf: TypeError, message: /readOnly/ },
+  );
+  await t.throwsAsync(
+    withTenantTransaction(db.appPool, a, async () => tenantQuery(db.appPool, a, 'SELECT 1', [], { statementTimeoutMs: 5 })),
+    { instanceOf: TypeError, message: /statementTimeoutMs/ },
+  );
+  await t.throwsAsync(
+    withTenantTransaction(db.appPool, a, async () => withTenantTransaction(db.appPool, a, async () => 1, { isolationLevel: 'bogus' as never })),
+    { instanceOf: TypeError, message: /isolationLevel/ },
+  );
+});
+
 test('a nested call for another tenant is an error', async (t) => {
   const { db, a, b } = t.context;
   await t.throwsAsync(
