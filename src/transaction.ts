@@ -1,16 +1,18 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { QueryResult, QueryResultRow } from 'pg';
-import { DEFAULT_TENANCY, quoteLiteral, type TenancyConfig } from './config.js';
+import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { TenantContext } from './context.js';
 import { mapDatabaseError, TenantError, TenantMismatchError, TenantRequiredError, TransactionClosedError } from './errors.js';
 import { transactionChannel, type TransactionEvent } from './events.js';
 import { canonicalTenantId } from './tenant-id.js';
-import { PipelinedBatch, type PreludeStatement, type StatementConfig } from './pipeline.js';
+import { send, type PreludeStatement } from './pipeline.js';
+import { beginStatement, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
+
+export type { IsolationLevel, QueryInput } from './prelude.js';
 import { releaseClient, settled, watchClient, type TenantClient, type TenantPool } from './client-hygiene.js';
 
 export type { TenantClient, TenantPool } from './client-hygiene.js';
 
-export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
 
 export interface TenantQueryOptions {
   /** Setting name and tenant id type. Default: `defineTenancy()` defaults (`app.tenant_id`, uuid). */
@@ -41,8 +43,6 @@ export interface TenantTransactionOptions extends TenantQueryOptions {
   readonly isolationLevel?: IsolationLevel;
 }
 
-/** A query as `pool.query` takes it: text and values, or a config object. */
-export type QueryInput = string | StatementConfig;
 
 /** The handle `fn` receives: a client-like object bound to one tenant and one transaction. */
 export interface TenantTransaction {
@@ -78,8 +78,6 @@ export class TransactionEndedError extends TenantError {
     );
   }
 }
-
-const ISOLATION_LEVELS: ReadonlySet<string> = new Set(['read committed', 'repeatable read', 'serializable']);
 
 class ActiveTransaction implements TenantTransaction {
   closed = false;
@@ -310,86 +308,3 @@ async function rollback(
   }
 }
 
-function send(
-  client: TenantClient,
-  prelude: readonly PreludeStatement[],
-  statement: StatementConfig,
-  prepare: boolean,
-  implicitTransaction = false,
-): Promise<QueryResult> {
-  const internal = client as unknown as { connection?: { stream?: unknown }; pipeline?: boolean };
-  if (internal.connection?.stream && !internal.pipeline) {
-    return PipelinedBatch.run(client, prelude, statement, { prepare });
-  }
-  return sendQueued(client, prelude, statement, implicitTransaction);
-}
-
-/**
- * For clients we cannot write one batch to (pg in `pipeline` mode, other pool implementations):
- * queue everything without awaiting, so a pipelining client still sends it in one go. Each queued
- * query ends with its own Sync, so a single statement gets an explicit BEGIN/COMMIT around it:
- * otherwise the setting would end with its own implicit transaction.
- */
-async function sendQueued(
-  client: TenantClient,
-  prelude: readonly PreludeStatement[],
-  statement: StatementConfig,
-  implicitTransaction: boolean,
-): Promise<QueryResult> {
-  const queue: Array<Promise<unknown>> = [];
-  if (implicitTransaction) queue.push(client.query('BEGIN'));
-  for (const p of prelude) queue.push(client.query(p.text, [...p.values]));
-  const result = client.query({ text: statement.text, values: statement.values, rowMode: statement.rowMode, types: statement.types });
-  queue.push(result);
-  if (implicitTransaction) queue.push(client.query('COMMIT'));
-  const settledAll = await Promise.allSettled(queue);
-  const failed = settledAll.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (failed) {
-    if (implicitTransaction && client.getTransactionStatus?.() !== 'I') await client.query('ROLLBACK').catch(() => undefined);
-    throw failed.reason;
-  }
-  return (await result) as QueryResult;
-}
-
-function toStatement(query: QueryInput, values: readonly unknown[] | undefined): StatementConfig {
-  if (typeof query === 'string') return { text: query, values: values ?? [] };
-  if (query && typeof query === 'object' && typeof query.text === 'string') {
-    return { ...query, values: values ?? query.values ?? [] };
-  }
-  throw new TypeError('query must be SQL text or an object with `text`');
-}
-
-function beginStatement(options: TenantTransactionOptions): PreludeStatement {
-  let text = 'BEGIN';
-  if (options.isolationLevel !== undefined) {
-    if (!ISOLATION_LEVELS.has(options.isolationLevel)) {
-      throw new TypeError('`isolationLevel` must be "read committed", "repeatable read" or "serializable"');
-    }
-    text += ` ISOLATION LEVEL ${options.isolationLevel.toUpperCase()}`;
-  }
-  if (options.readOnly) text += ' READ ONLY';
-  return { text, values: [] };
-}
-
-/** `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the local statement timeout. */
-function tenantStatement(
-  tenancy: TenancyConfig,
-  tenantId: string,
-  statementTimeoutMs: number | undefined,
-  readOnly: boolean,
-): PreludeStatement {
-  let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
-  const values = [tenantId];
-  if (statementTimeoutMs !== undefined) {
-    const ms = statementTimeoutMs;
-    if (!Number.isSafeInteger(ms) || ms < 1) throw new TypeError('`statementTimeoutMs` must be a positive integer');
-    text += `, set_config('statement_timeout', $2, true)`;
-    values.push(`${ms}ms`);
-  }
-  // Without an explicit BEGIN (tenantQuery) READ ONLY is set for the implicit transaction this way;
-  // lowering to read-only is allowed at any point of a transaction.
-  if (readOnly) {
-    text += `, set_config('transaction_read_only', 'on', true)`;
-  }
-  return { text, values };
-}

@@ -1,0 +1,58 @@
+import { quoteLiteral, type TenancyConfig } from './config.js';
+import type { PreludeStatement, StatementConfig } from './pipeline.js';
+
+/**
+ * What a tenant transaction sends before the caller's first statement: BEGIN with its options, and
+ * the tenant setting (`set_config(setting, id, true)`, the SET LOCAL of the tenant) with the local
+ * statement timeout. Constant texts, so that named prepared statements are reused.
+ */
+
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+/** A query as `pool.query` takes it: text and values, or a config object. */
+export type QueryInput = string | StatementConfig;
+
+const ISOLATION_LEVELS: ReadonlySet<string> = new Set(['read committed', 'repeatable read', 'serializable']);
+
+export function toStatement(query: QueryInput, values: readonly unknown[] | undefined): StatementConfig {
+  if (typeof query === 'string') return { text: query, values: values ?? [] };
+  if (query && typeof query === 'object' && typeof query.text === 'string') {
+    return { ...query, values: values ?? query.values ?? [] };
+  }
+  throw new TypeError('query must be SQL text or an object with `text`');
+}
+
+export function beginStatement(options: { isolationLevel?: IsolationLevel; readOnly?: boolean }): PreludeStatement {
+  let text = 'BEGIN';
+  if (options.isolationLevel !== undefined) {
+    if (!ISOLATION_LEVELS.has(options.isolationLevel)) {
+      throw new TypeError('`isolationLevel` must be "read committed", "repeatable read" or "serializable"');
+    }
+    text += ` ISOLATION LEVEL ${options.isolationLevel.toUpperCase()}`;
+  }
+  if (options.readOnly) text += ' READ ONLY';
+  return { text, values: [] };
+}
+
+/** `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the local statement timeout. */
+export function tenantStatement(
+  tenancy: TenancyConfig,
+  tenantId: string,
+  statementTimeoutMs: number | undefined,
+  readOnly: boolean,
+): PreludeStatement {
+  let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
+  const values = [tenantId];
+  if (statementTimeoutMs !== undefined) {
+    const ms = statementTimeoutMs;
+    if (!Number.isSafeInteger(ms) || ms < 1) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+    text += `, set_config('statement_timeout', $2, true)`;
+    values.push(`${ms}ms`);
+  }
+  // Without an explicit BEGIN (tenantQuery) READ ONLY is set for the implicit transaction this way;
+  // lowering to read-only is allowed at any point of a transaction.
+  if (readOnly) {
+    text += `, set_config('transaction_read_only', 'on', true)`;
+  }
+  return { text, values };
+}
