@@ -1,0 +1,281 @@
+/**
+ * The catalog reads behind `doctor` (src/posture.ts). Each function is one statement over
+ * pg_catalog only, readable by any role: the application role checking itself at start-up as well
+ * as a superuser running the CLI. Rows come back as read; judging them is posture.ts's job.
+ */
+import type { TenantTable } from './config.js';
+
+/** The subset of pg.Pool / pg.Client the doctor uses. */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+export interface ServerRow {
+  version: string;
+  versionNum: number;
+}
+
+export async function readServer(db: Queryable): Promise<ServerRow> {
+  const { rows } = await db.query(
+    `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS version_num`,
+  );
+  return { version: rows[0].version, versionNum: rows[0].version_num };
+}
+
+export interface RoleRow {
+  currentUser: string;
+  currentBypassesRls: boolean;
+  exists: boolean;
+  superuser: boolean;
+  bypassrls: boolean;
+  /** Superuser or BYPASSRLS roles the runtime role is a member of (it can SET ROLE to them). */
+  escalations: string[];
+}
+
+export async function readRole(db: Queryable, role: string): Promise<RoleRow> {
+  const { rows } = await db.query(
+    `SELECT current_user::text AS current_user,
+            (SELECT u.rolsuper OR u.rolbypassrls FROM pg_catalog.pg_roles u WHERE u.rolname = current_user) AS current_bypasses,
+            r.oid IS NOT NULL AS exists, coalesce(r.rolsuper, false) AS superuser, coalesce(r.rolbypassrls, false) AS bypassrls,
+            CASE WHEN r.oid IS NULL OR r.rolsuper THEN '{}'::text[] ELSE ARRAY(
+              SELECT s.rolname::text FROM pg_catalog.pg_roles s
+              WHERE s.oid <> r.oid AND (s.rolsuper OR s.rolbypassrls) AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
+              ORDER BY 1) END AS escalations
+     FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1`,
+    [role],
+  );
+  const row = rows[0];
+  return {
+    currentUser: row.current_user,
+    currentBypassesRls: row.current_bypasses === true,
+    exists: row.exists,
+    superuser: row.superuser,
+    bypassrls: row.bypassrls,
+    escalations: row.escalations,
+  };
+}
+
+export interface TableRow {
+  table: TenantTable;
+  /** null when no table (relkind r or p) of that name exists. */
+  relid: number | null;
+  partitioned: boolean;
+  rls: boolean;
+  forced: boolean;
+  owner: string | null;
+  /** The runtime role owns the table, directly or through membership in the owner role. */
+  runtimeOwns: boolean;
+  hasColumn: boolean;
+  columnType: string | null;
+  notNull: boolean;
+  /** Some index (or primary key) has the tenant column as its first column. */
+  tenantIndex: boolean;
+}
+
+export async function readTables(db: Queryable, tables: readonly TenantTable[], runtimeRole: string): Promise<TableRow[]> {
+  const { rows } = await db.query(
+    `SELECT cfg.i::int AS i, c.oid AS relid, c.relkind::text AS relkind, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
+            pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
+            CASE WHEN c.oid IS NOT NULL AND rt.oid IS NOT NULL AND NOT rt.rolsuper
+                 THEN pg_catalog.pg_has_role(rt.oid, c.relowner, 'MEMBER') ELSE false END AS runtime_owns,
+            a.attnum IS NOT NULL AS has_column, pg_catalog.format_type(a.atttypid, a.atttypmod) AS column_type,
+            coalesce(a.attnotnull, false) AS not_null,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = a.attnum) AS tenant_index
+     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS cfg(schema_name, table_name, column_name, i)
+     LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = cfg.schema_name
+     LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = cfg.table_name AND c.relkind IN ('r', 'p')
+     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = cfg.column_name AND a.attnum > 0 AND NOT a.attisdropped
+     LEFT JOIN pg_catalog.pg_roles rt ON rt.rolname = $4
+     ORDER BY cfg.i`,
+    [tables.map((t) => t.schema), tables.map((t) => t.table), tables.map((t) => t.tenantColumn), runtimeRole],
+  );
+  return rows.map((row) => ({
+    table: tables[row.i - 1]!,
+    relid: row.relid ?? null,
+    partitioned: row.relkind === 'p',
+    rls: row.rls === true,
+    forced: row.forced === true,
+    owner: row.owner,
+    runtimeOwns: row.runtime_owns === true,
+    hasColumn: row.has_column,
+    columnType: row.column_type,
+    notNull: row.not_null,
+    tenantIndex: row.tenant_index,
+  }));
+}
+
+export interface PartitionRow {
+  /** The configured tenant table this partition (or inheritance child) descends from. */
+  root: number;
+  relid: number;
+  schema: string;
+  table: string;
+  rls: boolean;
+  forced: boolean;
+}
+
+export async function readPartitions(db: Queryable, relids: number[]): Promise<PartitionRow[]> {
+  const { rows } = await db.query(
+    `WITH RECURSIVE tree(relid, root) AS (
+       SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits WHERE inhparent = ANY($1::oid[])
+       UNION
+       SELECT i.inhrelid, t.root FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+     SELECT t.root, t.relid, n.nspname::text AS schema, c.relname::text AS table, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced
+     FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     ORDER BY 3, 4`,
+    [relids],
+  );
+  return rows;
+}
+
+export interface PolicyRow {
+  relid: number;
+  name: string;
+  permissive: boolean;
+  /** `*` (ALL), `r` (SELECT), `a` (INSERT), `w` (UPDATE), `d` (DELETE). */
+  cmd: string;
+  using: string | null;
+  check: string | null;
+  /** The policy applies to the runtime role (TO PUBLIC, the role, or a role it is a member of). */
+  applies: boolean;
+}
+
+export async function readPolicies(db: Queryable, relids: number[], runtimeRole: string): Promise<PolicyRow[]> {
+  const { rows } = await db.query(
+    `SELECT p.polrelid AS relid, p.polname::text AS name, p.polpermissive AS permissive, p.polcmd::text AS cmd,
+            pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using,
+            pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check,
+            (0::oid = ANY (p.polroles) OR (rt.oid IS NOT NULL AND EXISTS (
+               SELECT 1 FROM unnest(p.polroles) AS r(oid) WHERE r.oid <> 0 AND pg_catalog.pg_has_role(rt.oid, r.oid, 'MEMBER')))) AS applies
+     FROM pg_catalog.pg_policy p LEFT JOIN pg_catalog.pg_roles rt ON rt.rolname = $2
+     WHERE p.polrelid = ANY($1::oid[])
+     ORDER BY p.polname`,
+    [relids, runtimeRole],
+  );
+  return rows;
+}
+
+export interface DependentRow {
+  schema: string;
+  table: string;
+  /** `v` view, `m` materialized view. */
+  relkind: string;
+  owner: string;
+  securityInvoker: boolean;
+  /** The tenant tables it reads, directly or through other views. */
+  roots: number[];
+}
+
+/** Views and materialized views that read tenant tables, directly or through other views. */
+export async function readDependents(db: Queryable, relids: number[]): Promise<DependentRow[]> {
+  const { rows } = await db.query(
+    `WITH RECURSIVE deps(relid, root) AS (
+       SELECT r.ev_class, d.refobjid
+       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+       WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+         AND d.refobjid = ANY($1::oid[]) AND r.ev_class <> d.refobjid
+       UNION
+       SELECT r.ev_class, deps.root
+       FROM deps JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = deps.relid
+                                             AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+                 JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+       WHERE r.ev_class <> deps.relid)
+     SELECT n.nspname::text AS schema, c.relname::text AS table, c.relkind::text AS relkind, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(c.reloptions) o
+                    WHERE o.option_name = 'security_invoker' AND o.option_value::boolean) AS security_invoker,
+            array_agg(DISTINCT deps.root::int) AS roots
+     FROM deps JOIN pg_catalog.pg_class c ON c.oid = deps.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('v', 'm')
+     GROUP BY 1, 2, 3, 4, 5
+     ORDER BY 1, 2`,
+    [relids],
+  );
+  return rows.map((row) => ({ schema: row.schema, table: row.table, relkind: row.relkind, owner: row.owner, securityInvoker: row.security_invoker, roots: row.roots }));
+}
+
+export interface DefinerFunctionRow {
+  /** `schema.name(argument types)`, identifiers quoted where needed: usable in ALTER FUNCTION. */
+  signature: string;
+  body: string;
+  /** `SET search_path = ...` is part of the function's definition. */
+  pinnedSearchPath: boolean;
+}
+
+/** SECURITY DEFINER functions and procedures outside the system schemas. */
+export async function readDefinerFunctions(db: Queryable): Promise<DefinerFunctionRow[]> {
+  const { rows } = await db.query(
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS signature,
+            -- prosrc is the body as written; it is empty for SQL-standard bodies (BEGIN ATOMIC, PG14+),
+            -- which only pg_get_functiondef prints.
+            CASE WHEN p.prosrc <> '' OR p.prokind NOT IN ('f', 'p') THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END AS body,
+            EXISTS (SELECT 1 FROM unnest(p.proconfig) AS s(setting) WHERE s.setting LIKE 'search\\_path=%') AS pinned
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+     ORDER BY 1`,
+  );
+  return rows.map((row) => ({ signature: row.signature, body: row.body ?? '', pinnedSearchPath: row.pinned }));
+}
+
+export interface UniqueIndexRow {
+  relid: number;
+  name: string;
+  /** Key columns (INCLUDE columns and expressions left out). */
+  columns: string[];
+  /** Name of the PRIMARY KEY / UNIQUE constraint the index backs, if any. */
+  constraint: string | null;
+  /** `p` primary key, `u` unique constraint, null for a plain unique index. */
+  constraintType: string | null;
+}
+
+export async function readUniqueIndexes(db: Queryable, relids: number[]): Promise<UniqueIndexRow[]> {
+  const { rows } = await db.query(
+    `SELECT x.indrelid AS relid, ic.relname::text AS name, con.conname::text AS constraint, con.contype::text AS constraint_type,
+            ARRAY(SELECT a.attname::text FROM generate_series(0, x.indnkeyatts - 1) AS k(n)
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[k.n]
+                  ORDER BY k.n) AS columns
+     FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+     LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = x.indexrelid AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u')
+     WHERE x.indisunique AND x.indrelid = ANY($1::oid[])
+     ORDER BY 2`,
+    [relids],
+  );
+  return rows.map((row) => ({ relid: row.relid, name: row.name, columns: row.columns, constraint: row.constraint, constraintType: row.constraint_type }));
+}
+
+export interface ForeignKeyRow {
+  name: string;
+  fromRelid: number;
+  fromTable: string;
+  columns: string[];
+  toRelid: number;
+  toTable: string;
+  refColumns: string[];
+}
+
+/** Foreign keys from or to the given tables (not the copies PostgreSQL makes on partitions). */
+export async function readForeignKeys(db: Queryable, relids: number[]): Promise<ForeignKeyRow[]> {
+  const columns = (key: string, rel: string) =>
+    `ARRAY(SELECT a.attname::text FROM unnest(con.${key}) WITH ORDINALITY AS k(attnum, ord)
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = con.${rel} AND a.attnum = k.attnum ORDER BY k.ord)`;
+  const qualified = (rel: string) =>
+    `(SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = con.${rel})`;
+  const { rows } = await db.query(
+    `SELECT con.conname::text AS name, con.conrelid AS from_relid, ${qualified('conrelid')} AS from_table,
+            ${columns('conkey', 'conrelid')} AS columns,
+            con.confrelid AS to_relid, ${qualified('confrelid')} AS to_table,
+            ${columns('confkey', 'confrelid')} AS ref_columns
+     FROM pg_catalog.pg_constraint con
+     WHERE con.contype = 'f' AND con.conparentid = 0 AND (con.conrelid = ANY($1::oid[]) OR con.confrelid = ANY($1::oid[]))
+     ORDER BY 1`,
+    [relids],
+  );
+  return rows.map((row) => ({
+    name: row.name,
+    fromRelid: row.from_relid,
+    fromTable: row.from_table,
+    columns: row.columns,
+    toRelid: row.to_relid,
+    toTable: row.to_table,
+    refColumns: row.ref_columns,
+  }));
+}
