@@ -53,3 +53,4 @@ export {
   type CustomStrategy,
   type Strategy,
 } from './resolution.js';
+export { checkPosture, assertPosture, formatPostureReport, type Finding, type PostureReport, type PostureOptions, type Severity } from './posture.js';

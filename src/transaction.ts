@@ -112,7 +112,14 @@ class ActiveTransaction implements TenantTransaction {
     this.started = true;
     const result = send(this.client, prelude, statement, this.prepare);
     this.chain = result.catch(() => undefined);
-    if (first) void this.chain.then(() => settled(this.client)).then(() => (this.confirmed = true));
+    // Our BEGIN has been answered once the first batch got past its prelude (it succeeded, or only
+    // the caller's statement failed); from then on an idle status means fn ended the transaction.
+    if (first) {
+      void result.then(
+        () => (this.confirmed = true),
+        (error: { batchStep?: string }) => settled(this.client).then(() => (this.confirmed = error?.batchStep !== 'prelude')),
+      );
+    }
     return result.catch((error) => {
       throw mapDatabaseError(error);
     }) as Promise<QueryResult<R>>;

@@ -252,6 +252,21 @@ test('prepared statements recover after a failed parse and after an execution er
   t.true(count.rows[0].n >= 2);
 });
 
+test('prepared statements dropped behind our back (DEALLOCATE ALL) fail once, keep the client, then recover', async (t) => {
+  const { db, a } = t.context;
+  const pool = db.pool(db.appUrl, { max: 1 });
+  const { pool: observed, counts } = observePool(pool);
+  await withTenantTransaction(observed, a, (tx) => tx.query('SELECT 1'));
+  await withClientOf(pool, (c) => c.query('DEALLOCATE ALL'));
+  const error = await t.throwsAsync<pg.DatabaseError>(withTenantTransaction(observed, a, (tx) => tx.query('SELECT 1')));
+  t.is(error?.code, '26000', 'the named BEGIN no longer exists');
+  t.is(counts.destroyed, 0, 'BEGIN failed before any transaction began: the session is clean and stays pooled');
+  const again = await withTenantTransaction(observed, a, async (tx) => (await tx.query(tenantIdOf)).rows[0].tenant);
+  t.is(again, a);
+  t.is(counts.connects, 3);
+  t.is(counts.destroyed, 0);
+});
+
 test('named statements per connection stay bounded', async (t) => {
   const { db, a } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
