@@ -142,6 +142,26 @@ CREATE POLICY ${ACCESS_POLICY} ON ${table} AS PERMISSIVE FOR ALL TO ${quoteIdent
   USING (true)
   WITH CHECK (true);
 
+-- Partitions do not inherit the parent's policies, and a query naming a partition directly skips
+-- the parent's: the same protection on every existing partition (partitions attached later need
+-- this file re-run, or a new migration; \`doctor\` reports unprotected ones).
+DO $$
+DECLARE
+  part regclass;
+BEGIN
+  FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(${quoteLiteral(table)}::regclass) WHERE level > 0 LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, ${quoteLiteral(owner)});
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I, %I', part, ${quoteLiteral(app)}, ${quoteLiteral(admin)});
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS ${ISOLATION_POLICY} ON %s', part);
+    EXECUTE format('CREATE POLICY ${ISOLATION_POLICY} ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', part, $p$${column} = ${current}$p$, $p$${column} = ${current}$p$);
+    EXECUTE format('DROP POLICY IF EXISTS ${ACCESS_POLICY} ON %s', part);
+    EXECUTE format('CREATE POLICY ${ACCESS_POLICY} ON %s AS PERMISSIVE FOR ALL TO %I, %I USING (true) WITH CHECK (true)', part, ${quoteLiteral(app)}, ${quoteLiteral(owner)});
+  END LOOP;
+END
+$$;
+
 -- An index led by the tenant column, unless one exists: the policy is an index condition.
 DO $$
 BEGIN

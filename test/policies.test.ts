@@ -3,7 +3,7 @@ import pg from 'pg';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defineTenancy, generateRlsSql, migrate, migrateFiles, tenantQuery } from '../src/index.js';
+import { checkPosture, defineTenancy, generateRlsSql, migrate, migrateFiles, tenantQuery } from '../src/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';
 
 const config = defineTenancy({ tables: ['orders', { name: 'billing.invoices', tenantColumn: 'org_id' }] });
@@ -77,6 +77,28 @@ test('an index led by the tenant column is created only when none exists', async
     { tablename: 'notes', indexname: 'notes_pkey' },
     { tablename: 'notes', indexname: 'notes_tenant_id_lbmt_idx' },
   ]);
+});
+
+test('partitions get the same protection: querying a partition directly is isolated too', async (t) => {
+  const db = await createTestDatabase({
+    schema: `CREATE TABLE events (tenant_id uuid NOT NULL, at date NOT NULL, body text) PARTITION BY RANGE (at);
+             CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+               PARTITION BY RANGE (at);
+             CREATE TABLE events_2027_h1 PARTITION OF events_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-07-01');`,
+    tenancy: { tables: ['events'] },
+  });
+  t.teardown(() => db.drop());
+  const [a, b] = [newTenantId(), newTenantId()];
+  await db.superQuery(`INSERT INTO events VALUES ($1, '2026-05-01', 'a'), ($2, '2026-05-01', 'b'), ($2, '2027-02-01', 'b2')`, [a, b]);
+  for (const partition of ['events_2026', 'events_2027', 'events_2027_h1']) {
+    t.is((await db.appPool.query(`SELECT * FROM ${partition}`)).rowCount, 0, `${partition} without a tenant`);
+    const rows = await tenantQuery(db.appPool, a, `SELECT body FROM ${partition}`);
+    t.true(rows.rows.every((r) => r.body === 'a'), partition);
+    await t.throwsAsync(tenantQuery(db.appPool, a, `INSERT INTO ${partition} VALUES ($1, '2027-03-01', 'forged')`, [b]), undefined, partition);
+  }
+  const report = await checkPosture(db.appPool, db.config);
+  t.deepEqual(report.findings.filter((f) => f.code === 'LBMT_PARTITION_UNPROTECTED'), []);
 });
 
 test('the roles are asserted: a runtime role given BYPASSRLS by hand is corrected on the next run', async (t) => {

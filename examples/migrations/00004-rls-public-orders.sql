@@ -24,6 +24,26 @@ CREATE POLICY lbmt_tenant_access ON "public"."orders" AS PERMISSIVE FOR ALL TO "
   USING (true)
   WITH CHECK (true);
 
+-- Partitions do not inherit the parent's policies, and a query naming a partition directly skips
+-- the parent's: the same protection on every existing partition (partitions attached later need
+-- this file re-run, or a new migration; `doctor` reports unprotected ones).
+DO $$
+DECLARE
+  part regclass;
+BEGIN
+  FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree('"public"."orders"'::regclass) WHERE level > 0 LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, 'app_owner');
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I, %I', part, 'app_user', 'app_admin');
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS lbmt_tenant_isolation ON %s', part);
+    EXECUTE format('CREATE POLICY lbmt_tenant_isolation ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', part, $p$"tenant_id" = NULLIF(current_setting('app.tenant_id', true), '')::uuid$p$, $p$"tenant_id" = NULLIF(current_setting('app.tenant_id', true), '')::uuid$p$);
+    EXECUTE format('DROP POLICY IF EXISTS lbmt_tenant_access ON %s', part);
+    EXECUTE format('CREATE POLICY lbmt_tenant_access ON %s AS PERMISSIVE FOR ALL TO %I, %I USING (true) WITH CHECK (true)', part, 'app_user', 'app_owner');
+  END LOOP;
+END
+$$;
+
 -- An index led by the tenant column, unless one exists: the policy is an index condition.
 DO $$
 BEGIN
