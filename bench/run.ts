@@ -1,0 +1,46 @@
+/**
+ * `npm run bench`: every measurement in one run, against DATABASE_URL (a superuser URL) when set,
+ * else an embedded PostgreSQL started for the run; writes bench/RESULTS.md.
+ * `BENCH_QUICK=1 npm run bench` shrinks the data set and the rounds (for iterating, ~1 minute).
+ *
+ * Order matters: the skew and plan-cache measurements run first, before the 3-statement
+ * transactions UPDATE rows (which would clear visibility-map bits and leave dead tuples).
+ */
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { runLatency } from './latency.js';
+import { runPlanCache } from './plancache.js';
+import { renderResults, targets } from './report.js';
+import { setupBench } from './setup.js';
+import { runSkew } from './skew.js';
+import { runThroughput } from './throughput.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const startedAt = new Date();
+const loadStart = os.loadavg()[0]!;
+const t0 = performance.now();
+const log = (line: string) => console.log(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${line}`);
+
+const env = await setupBench(
+  quick ? { rows: 200_000, tenants: 200, bigShare: 0.3 } : { rows: 1_000_000, tenants: 1_000, bigShare: 0.3 },
+  log,
+);
+try {
+  log('skew: RLS bare / initplan vs explicit WHERE');
+  const skew = await runSkew(env, quick ? { rounds: 3, budgetMs: 60 } : { rounds: 7, budgetMs: 300 });
+  log('prepare: true and cached plans');
+  const planCache = await runPlanCache(env, quick ? 3 : 7);
+  log('latency');
+  const latency = await runLatency(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
+  log('throughput');
+  const throughput = await runThroughput(
+    env,
+    quick ? { rounds: 3, callers: 32, durationMs: 1_000, warmupMs: 500 } : { rounds: 12, callers: 32, durationMs: 1_500, warmupMs: 1_500 },
+  );
+  const markdown = renderResults(env, { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 }, latency, throughput, skew, planCache);
+  writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown);
+  for (const t of targets(latency, throughput, skew)) log(`${t.ok ? 'met    ' : 'NOT MET'} ${t.target}: ${t.measured}`);
+  log('wrote bench/RESULTS.md');
+} finally {
+  await env.close();
+}
