@@ -54,3 +54,25 @@ export {
   type Strategy,
 } from './resolution.js';
 export { checkPosture, assertPosture, formatPostureReport, type Finding, type PostureReport, type PostureOptions, type Severity } from './posture.js';
+export {
+  createQueryGuard,
+  TenantQueryGuard,
+  withAdminBypass,
+  TenantGuardError,
+  GUARD_CHANNELS,
+  readGuardCatalog,
+  staticGuardCatalog,
+  type QueryGuardOptions,
+  type AdminBypassOptions,
+  type GuardViolation,
+  type GuardViolationEvent,
+  type GuardBypassEvent,
+  type GuardCatalog,
+  type GuardedTable,
+  type StaticTableInput,
+  type GuardablePool,
+  type GuardableClient,
+  type GuardedPool,
+  type GuardedClient,
+  type Verdict,
+} from './guard/index.js';

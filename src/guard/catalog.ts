@@ -1,0 +1,173 @@
+import { DEFAULT_TENANCY, type TenancyConfig } from '../config.js';
+
+/** A table (or view, materialized view, foreign table) whose references the guard checks. */
+export interface GuardedTable {
+  readonly schema: string;
+  readonly table: string;
+  readonly tenantColumn: string;
+  /**
+   * 1-based position of the tenant column among the table's columns, for `INSERT` without a column
+   * list and for column aliases (`FROM orders AS o(a, b, c)`). Undefined when unknown.
+   */
+  readonly position: number | undefined;
+  /** true when RLS protects the table too (guarded only because `guardRlsTables` is on). */
+  readonly rls: boolean;
+}
+
+/** What the guard knows about the database: the guarded tables and how unqualified names resolve. */
+export interface GuardCatalog {
+  /** `schema.table` → guarded table. */
+  readonly tables: ReadonlyMap<string, GuardedTable>;
+  /** Unqualified name → the guarded table it resolves to through the search path. */
+  readonly unqualified: ReadonlyMap<string, GuardedTable>;
+  /** The connecting role's `current_schemas(true)`. */
+  readonly searchPath: readonly string[];
+}
+
+export interface CatalogOptions {
+  readonly tenancy?: TenancyConfig;
+  /** Tables never guarded: `schema.table`, or `table` for `public.table`. */
+  readonly exemptTables?: Iterable<string>;
+  /** Guard tables that RLS protects too (defence in depth). Default false. */
+  readonly guardRlsTables?: boolean;
+}
+
+export interface CatalogQueryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+// Relations a FROM clause can name and that can carry a tenant column: tables, partitioned tables,
+// views, materialized views, foreign tables. Views never have RLS of their own, so they are guarded
+// whenever they expose the tenant column (a view runs with its owner's rights unless
+// security_invoker; a materialized view ignores RLS).
+const CANDIDATES_SQL = `
+SELECT n.nspname AS schema, c.relname AS table, a.attname AS column,
+       (SELECT count(*)::int FROM pg_attribute b
+         WHERE b.attrelid = c.oid AND b.attnum > 0 AND NOT b.attisdropped AND b.attnum <= a.attnum) AS position,
+       c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (
+         SELECT 1 FROM pg_policy p
+          WHERE p.polrelid = c.oid AND NOT p.polpermissive AND p.polcmd = '*'
+            AND strpos(coalesce(pg_get_expr(p.polqual, p.polrelid), ''), $2) > 0
+            AND strpos(coalesce(pg_get_expr(p.polwithcheck, p.polrelid), pg_get_expr(p.polqual, p.polrelid), ''), $2) > 0
+       ) AS protected
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND a.attname = ANY($1::text[])
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%'`;
+
+// The connecting role's search path, and whether RLS applies to it at all.
+const ROLE_SQL = `
+SELECT current_schemas(true) AS path,
+       coalesce((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), false) AS bypass`;
+
+// Every relation on the search path named like a guarded table: the first one in path order is
+// what an unqualified name means to PostgreSQL.
+const SHADOW_SQL = `
+SELECT n.nspname AS schema, c.relname AS name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY($1::text[]) AND c.relname = ANY($2::text[]) AND c.relkind NOT IN ('i', 'I', 'c', 't')`;
+
+/**
+ * Reads the guarded tables from pg_catalog, as the role of `db` sees them: tables carrying the
+ * tenant column (the config's `tenantColumn`, or a table's own `tenantColumn` in `tables`) that RLS
+ * does not protect (protected = ENABLE + FORCE ROW LEVEL SECURITY + a restrictive policy for all
+ * commands that reads the tenant setting, and a role without BYPASSRLS), minus `exemptTables`.
+ */
+export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOptions = {}): Promise<GuardCatalog> {
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const configured = new Map(tenancy.tables.map((t) => [`${t.schema}.${t.table}`, t.tenantColumn]));
+  const columns = [...new Set([tenancy.tenantColumn, ...configured.values()])];
+  const role = (await db.query(ROLE_SQL)).rows[0] as { path: string[] | string; bypass: boolean };
+  const searchPath = typeof role.path === 'string' ? parsePgArray(role.path) : role.path;
+  const { rows } = await db.query(CANDIDATES_SQL, [columns, tenancy.setting]);
+  const exempt = exemptKeys(options.exemptTables);
+  const tables: GuardedTable[] = [];
+  for (const row of rows as Array<{ schema: string; table: string; column: string; position: number; protected: boolean }>) {
+    const key = `${row.schema}.${row.table}`;
+    if ((configured.get(key) ?? tenancy.tenantColumn) !== row.column || exempt.has(key)) continue;
+    const rls = row.protected && !role.bypass;
+    if (rls && !options.guardRlsTables) continue;
+    tables.push({ schema: row.schema, table: row.table, tenantColumn: row.column, position: row.position, rls });
+  }
+  const names = [...new Set(tables.map((t) => t.table))];
+  const shadows = names.length === 0 ? [] : (await db.query(SHADOW_SQL, [searchPath, names])).rows;
+  return buildCatalog(tables, searchPath, shadows as Array<{ schema: string; name: string }>);
+}
+
+export interface StaticTableInput {
+  /** `schema.table`, or `table` for `public.table`; exact (case-sensitive) names as in pg_catalog. */
+  readonly name: string;
+  /** Default: the tenancy's `tenantColumn`. */
+  readonly tenantColumn?: string;
+  /** 1-based position of the tenant column; needed for INSERT without a column list. */
+  readonly position?: number;
+}
+
+/**
+ * A catalog given by hand, for tests and for applications that cannot read pg_catalog at start-up.
+ * Unqualified names resolve through `searchPath` (default `['pg_catalog', 'public']`) among the
+ * given tables only.
+ */
+export function staticGuardCatalog(
+  tables: readonly StaticTableInput[],
+  options: { tenancy?: TenancyConfig; searchPath?: readonly string[] } = {},
+): GuardCatalog {
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const list = tables.map((input): GuardedTable => {
+    const dot = input.name.indexOf('.');
+    const schema = dot < 0 ? 'public' : input.name.slice(0, dot);
+    const table = dot < 0 ? input.name : input.name.slice(dot + 1);
+    return { schema, table, tenantColumn: input.tenantColumn ?? tenancy.tenantColumn, position: input.position, rls: false };
+  });
+  const searchPath = options.searchPath ?? ['pg_catalog', 'public'];
+  return buildCatalog(list, searchPath, list.map((t) => ({ schema: t.schema, name: t.table })));
+}
+
+function buildCatalog(
+  tables: readonly GuardedTable[],
+  searchPath: readonly string[],
+  relations: ReadonlyArray<{ schema: string; name: string }>,
+): GuardCatalog {
+  const byKey = new Map(tables.map((t) => [`${t.schema}.${t.table}`, t]));
+  const unqualified = new Map<string, GuardedTable>();
+  const rank = new Map(searchPath.map((schema, i) => [schema, i]));
+  const first = new Map<string, string>();
+  for (const { schema, name } of relations) {
+    const r = rank.get(schema);
+    if (r === undefined) continue;
+    const current = first.get(name);
+    if (current === undefined || r < rank.get(current)!) first.set(name, schema);
+  }
+  for (const [name, schema] of first) {
+    const table = byKey.get(`${schema}.${name}`);
+    if (table) unqualified.set(name, table);
+  }
+  return Object.freeze({ tables: byKey, unqualified, searchPath: Object.freeze([...searchPath]) });
+}
+
+function exemptKeys(input: Iterable<string> | undefined): Set<string> {
+  const keys = new Set<string>();
+  for (const name of input ?? []) {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError('`exemptTables` must list table names');
+    keys.add(name.includes('.') ? name : `public.${name}`);
+  }
+  return keys;
+}
+
+function parsePgArray(text: string): string[] {
+  const inner = text.replace(/^\{|\}$/g, '');
+  return inner.length === 0 ? [] : inner.split(',').map((s) => s.replace(/^"|"$/g, ''));
+}
+
+/** The guarded table a relation name means: schema-qualified, or through the search path. */
+export function lookupGuarded(catalog: GuardCatalog, schema: string | undefined, name: string): GuardedTable | undefined {
+  return schema === undefined ? catalog.unqualified.get(name) : catalog.tables.get(`${schema}.${name}`);
+}
+
+/** `schema.table` of a guarded table. */
+export function tableName(table: GuardedTable): string {
+  return `${table.schema}.${table.table}`;
+}

@@ -1,0 +1,226 @@
+import { loadModule, parseSync, type ParseResult } from 'libpg-query';
+import QuickLRU from 'quick-lru';
+import { DEFAULT_TENANCY, type TenancyConfig } from '../config.js';
+import { TenantContext } from '../context.js';
+import { tryCanonicalTenantId } from '../tenant-id.js';
+import type { StatementGuard } from '../transaction.js';
+import { Analysis } from './analysis.js';
+import { activeBypass } from './bypass.js';
+import { readGuardCatalog, staticGuardCatalog, type CatalogQueryable, type GuardCatalog, type StaticTableInput } from './catalog.js';
+import { TenantGuardError, type GuardViolation } from './errors.js';
+import { guardBlockedChannel, guardBypassChannel, type GuardBypassEvent, type GuardViolationEvent } from './events.js';
+import { analyzeParsed } from './statements.js';
+import { evaluateVerdict, type Verdict } from './verdict.js';
+
+export interface QueryGuardOptions {
+  /**
+   * Where the guarded tables are read from (pg_catalog), as this pool's role sees them: pass the
+   * application's pool, so unqualified names resolve through its search path. Either `pool` or
+   * `tables` is required.
+   */
+  readonly pool?: CatalogQueryable;
+  /** Guarded tables given by hand instead of read from the catalog (`schema.table` or `table`). */
+  readonly tables?: readonly StaticTableInput[];
+  /** With `tables`: the search path unqualified names resolve through. Default `['pg_catalog', 'public']`. */
+  readonly searchPath?: readonly string[];
+  /** Setting name, tenant id type, tenant column(s). Default: `defineTenancy()` defaults. */
+  readonly tenancy?: TenancyConfig;
+  /** Tables never guarded (`schema.table`, or `table` for `public.table`). */
+  readonly exemptTables?: Iterable<string>;
+  /** Also guard tables that RLS protects (defence in depth). Default false. */
+  readonly guardRlsTables?: boolean;
+  /** true: refuse unsafe statements with TenantGuardError before they are sent. false: report them and let them run. Default true. */
+  readonly strictMode?: boolean;
+  /** Called for every violation found, in both modes (in strict mode before the throw). A throw from it propagates. */
+  readonly onViolation?: (event: GuardViolationEvent) => void;
+  /** Called for every statement that ran unchecked inside `withAdminBypass`. */
+  readonly onBypass?: (event: GuardBypassEvent) => void;
+  /** Verdicts kept, by exact SQL text (quick-lru; up to twice this many briefly). Default 1000. */
+  readonly cacheSize?: number;
+}
+
+/** Texts longer than this are analysed every time instead of cached (they are rarely repeated). */
+const MAX_CACHED_TEXT_LENGTH = 16_384;
+
+const SAFE: Verdict = Object.freeze({ violations: Object.freeze([]), requirements: Object.freeze([]) });
+
+/** A pool as `wrap` needs it: pg.Pool, or anything shaped like it. */
+export interface GuardablePool<C extends GuardableClient = GuardableClient> {
+  query(config: any, values?: any): Promise<any>;
+  connect(): Promise<C>;
+}
+
+export interface GuardableClient {
+  query(config: any, values?: any): Promise<any>;
+  release(destroy?: Error | boolean): void;
+}
+
+/** What `wrap` returns: every statement is checked with TenantContext's tenant before it is sent. */
+export interface GuardedPool {
+  query(config: string | { text: string; values?: readonly unknown[] }, values?: readonly unknown[]): Promise<any>;
+  connect(): Promise<GuardedClient>;
+}
+
+export interface GuardedClient {
+  query(config: string | { text: string; values?: readonly unknown[] }, values?: readonly unknown[]): Promise<any>;
+  release(destroy?: Error | boolean): void;
+}
+
+/**
+ * The SQL guard (the seed's TenantQueryInterceptor): refuses statements that could read or write
+ * another tenant's rows of tables RLS does not protect, deciding per table reference on
+ * PostgreSQL's own parse tree. See docs/guard.md for what is checked and its limits.
+ * Create it with `createQueryGuard`, which loads the parser and the catalog first.
+ */
+export class TenantQueryGuard implements StatementGuard {
+  readonly strictMode: boolean;
+  private catalogState: GuardCatalog;
+  private readonly cache: QuickLRU<string, Verdict>;
+  private readonly tenancy: TenancyConfig;
+  private readonly setting: string;
+
+  /** @internal Use `createQueryGuard`: the parser must be loaded before the first check. */
+  constructor(
+    private readonly options: QueryGuardOptions,
+    catalog: GuardCatalog,
+  ) {
+    this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
+    this.setting = this.tenancy.setting.toLowerCase();
+    this.strictMode = options.strictMode ?? true;
+    const cacheSize = options.cacheSize ?? 1000;
+    if (!Number.isSafeInteger(cacheSize) || cacheSize < 1) throw new TypeError('`cacheSize` must be a positive integer');
+    this.cache = new QuickLRU({ maxSize: cacheSize });
+    this.catalogState = catalog;
+  }
+
+  /** The guarded tables and search path the verdicts are based on. */
+  get catalog(): GuardCatalog {
+    return this.catalogState;
+  }
+
+  /**
+   * Checks one statement for `tenantId` before it is sent: returns when it is safe; otherwise
+   * reports it and, in strict mode, throws TenantGuardError. Synchronous; verdicts are cached by
+   * the exact text, and only the parameter positions a verdict names are compared per call.
+   */
+  check(text: string, values: readonly unknown[] = [], tenantId?: string): void {
+    const bypass = activeBypass();
+    if (bypass) {
+      this.reportBypass(text, tenantId, bypass.reason);
+      return;
+    }
+    const verdict = this.verdict(text);
+    if (verdict === SAFE || (verdict.violations.length === 0 && verdict.requirements.length === 0)) return;
+    const violations = evaluateVerdict(verdict, values, tenantId, this.tenancy.tenantIdType);
+    if (violations.length === 0) return;
+    const event: GuardViolationEvent = { text, tenantId, violations, blocked: this.strictMode };
+    this.options.onViolation?.(event);
+    if (guardBlockedChannel.hasSubscribers) guardBlockedChannel.publish(event);
+    if (this.strictMode) throw new TenantGuardError(violations);
+  }
+
+  /** The violations `check` would find, without reporting or throwing. */
+  inspect(text: string, values: readonly unknown[] = [], tenantId?: string): readonly GuardViolation[] {
+    return evaluateVerdict(this.verdict(text), values, tenantId, this.tenancy.tenantIdType);
+  }
+
+  /** The cached analysis of a text (what holds whatever the values, and what is checked per execution). */
+  verdict(text: string): Verdict {
+    const cached = this.cache.get(text);
+    if (cached) return cached;
+    const verdict = this.analyze(text);
+    if (text.length <= MAX_CACHED_TEXT_LENGTH) this.cache.set(text, verdict);
+    return verdict;
+  }
+
+  /** Re-reads the catalog (after a migration) and forgets every cached verdict. */
+  async refresh(): Promise<void> {
+    if (this.options.pool) this.catalogState = await readGuardCatalog(this.options.pool, this.options);
+    this.cache.clear();
+  }
+
+  /**
+   * A pool-shaped view of `pool` whose statements (`query`, and `query` of the clients `connect`
+   * gives) are checked for TenantContext's tenant before they are sent. Nothing of `pool` is
+   * patched. For tenant transactions use the `guard` option of withTenantTransaction instead:
+   * their own BEGIN/COMMIT would be refused here.
+   *
+   * @example
+   * const db = guard.wrap(pool);
+   * await runWithTenantContext(tenantId, () => db.query('SELECT * FROM legacy_notes WHERE tenant_id = $1', [tenantId]));
+   */
+  wrap(pool: GuardablePool): GuardedPool {
+    const checked = <R>(config: unknown, values: readonly unknown[] | undefined, send: () => Promise<R>): Promise<R> => {
+      try {
+        const text = typeof config === 'string' ? config : (config as { text?: unknown } | null)?.text;
+        if (typeof text !== 'string') throw new TypeError('query must be SQL text or an object with `text`');
+        const given = values ?? (config as { values?: readonly unknown[] }).values ?? [];
+        this.check(text, given, this.contextTenant());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return send();
+    };
+    return {
+      query: (config, values) => checked(config, values, () => pool.query(config, values)),
+      connect: async () => {
+        const client = await pool.connect();
+        return {
+          query: (config, values) => checked(config, values, () => client.query(config, values)),
+          release: (destroy) => client.release(destroy),
+        };
+      },
+    };
+  }
+
+  private contextTenant(): string | undefined {
+    const raw = TenantContext.getTenantId();
+    return raw === undefined ? undefined : tryCanonicalTenantId(raw, this.tenancy.tenantIdType);
+  }
+
+  private analyze(text: string): Verdict {
+    if (text.trim().length === 0) return SAFE;
+    const analysis = new Analysis(this.catalogState, { setting: this.setting, tenantIdType: this.tenancy.tenantIdType }, text);
+    let parsed: ParseResult;
+    try {
+      parsed = parseSync(text);
+    } catch (error) {
+      const details = (error as { sqlDetails?: { cursorPosition?: number } }).sqlDetails;
+      analysis.refuse(`the statement does not parse: ${(error as Error).message}`, details?.cursorPosition);
+      return analysis.verdict();
+    }
+    analyzeParsed(parsed, analysis);
+    return analysis.violations.length === 0 && analysis.requirements.length === 0 ? SAFE : analysis.verdict();
+  }
+
+  private reportBypass(text: string, tenantId: string | undefined, reason: string | undefined): void {
+    if (!this.options.onBypass && !guardBypassChannel.hasSubscribers) return;
+    const event: GuardBypassEvent = { text, tenantId, reason };
+    this.options.onBypass?.(event);
+    if (guardBypassChannel.hasSubscribers) guardBypassChannel.publish(event);
+  }
+}
+
+/**
+ * Creates a ready SQL guard: loads the PostgreSQL parser (WASM) and reads the guarded tables from
+ * pg_catalog through `pool` (or takes `tables`). Async so that `check` can be synchronous.
+ *
+ * @example
+ * const guard = await createQueryGuard({ pool, exemptTables: ['schema_migrations'] });
+ * await withTenantTransaction(pool, tenantId, (tx) => tx.query('SELECT * FROM legacy_notes WHERE tenant_id = $1', [tx.tenantId]), { guard });
+ */
+export async function createQueryGuard(options: QueryGuardOptions): Promise<TenantQueryGuard> {
+  if (!options || (!options.pool && !options.tables)) throw new TypeError('createQueryGuard needs `pool` (to read the catalog) or `tables`');
+  await loadModule();
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const catalog = options.pool
+    ? await readGuardCatalog(options.pool, options)
+    : staticGuardCatalog(options.tables ?? [], { tenancy, searchPath: options.searchPath });
+  return new TenantQueryGuard(options, catalog);
+}
+
+export { withAdminBypass, type AdminBypassOptions } from './bypass.js';
+export { TenantGuardError, type GuardViolation } from './errors.js';
+export { GUARD_CHANNELS, type GuardViolationEvent, type GuardBypassEvent } from './events.js';
+export { readGuardCatalog, staticGuardCatalog, type GuardCatalog, type GuardedTable, type StaticTableInput, type CatalogQueryable } from './catalog.js';
+export type { Verdict, Requirement, Candidate } from './verdict.js';
