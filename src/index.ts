@@ -27,6 +27,7 @@ export {
   type TenantClient,
   type TenantPool,
 } from './transaction.js';
+export { type PrepareMode } from './pipeline.js';
 export { CHANNELS, type TransactionEvent, type ClientDestroyedEvent, type ResolutionEvent } from './events.js';
 export { generateRlsSql, currentTenantExpression, ISOLATION_POLICY, ACCESS_POLICY, type MigrationFile, type GenerateOptions } from './policies.js';
 export {

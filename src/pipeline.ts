@@ -30,12 +30,20 @@ export interface StatementConfig {
   readonly types?: unknown;
 }
 
+/**
+ * Which statements are sent as named prepared statements (parsed once per connection):
+ * - `tenant`: the library's own constant statements (BEGIN, set_config); the caller's statements
+ *   stay unnamed, so PostgreSQL plans each execution with this tenant's setting and values.
+ * - `all`: the caller's statements too. Faster again, but a named statement gets a cached generic
+ *   plan (at once when it has no parameters, after 5 runs otherwise), made for whichever tenant
+ *   came first: on skewed data a big tenant can inherit a small tenant's plan (bench/RESULTS.md).
+ * - `none`: nothing named. For PgBouncer before 1.21 in transaction mode, which cannot route
+ *   named statements.
+ */
+export type PrepareMode = 'tenant' | 'all' | 'none';
+
 export interface BatchOptions {
-  /**
-   * Use named prepared statements (parsed once per connection, planned and cached by the server).
-   * Faster, but PgBouncer before 1.21 in transaction mode cannot route them: set false there.
-   */
-  readonly prepare: boolean;
+  readonly prepare: PrepareMode;
 }
 
 /** The connection interface of node-postgres we write to (pg/lib/connection.js). */
@@ -120,11 +128,11 @@ export class PipelinedBatch {
     connection.stream.cork?.();
     try {
       for (const statement of this.prelude) {
-        const name = this.statementName(connection, statement.text);
+        const name = this.statementName(connection, statement.text, this.options.prepare !== 'none');
         connection.bind({ portal: '', statement: name, values: statement.values });
         connection.execute({ portal: '', rows: 0 });
       }
-      const name = this.statementName(connection, this.statement.text);
+      const name = this.statementName(connection, this.statement.text, this.options.prepare === 'all');
       try {
         connection.bind({ portal: '', statement: name, values: this.statement.values ?? [], valueMapper: prepareValue });
       } catch (error) {
@@ -144,8 +152,8 @@ export class PipelinedBatch {
   }
 
   /** Sends Parse unless `text` is already prepared on this connection; returns the statement name. */
-  private statementName(connection: WireConnection, text: string): string {
-    if (!this.options.prepare) {
+  private statementName(connection: WireConnection, text: string, named: boolean): string {
+    if (!named) {
       connection.parse({ text, name: '', types: [] });
       return '';
     }
@@ -172,7 +180,6 @@ export class PipelinedBatch {
 
   /** After an error, statements from the failed step on may not have been parsed: forget them. */
   private forgetUnconfirmed(connection: WireConnection): void {
-    if (!this.options.prepare) return;
     const prepared = preparedByConnection.get(connection);
     if (!prepared) return;
     const texts = [...this.prelude.map((s) => s.text), this.statement.text].slice(this.step);
@@ -249,7 +256,7 @@ export function send(
   client: TenantClient,
   prelude: readonly PreludeStatement[],
   statement: StatementConfig,
-  prepare: boolean,
+  prepare: PrepareMode,
   implicitTransaction = false,
 ): Promise<QueryResult> {
   const internal = client as unknown as { connection?: { stream?: unknown }; pipeline?: boolean };

@@ -5,7 +5,7 @@ import { TenantContext } from './context.js';
 import { mapDatabaseError, TenantError, TenantMismatchError, TenantRequiredError, TransactionClosedError } from './errors.js';
 import { transactionChannel, type TransactionEvent } from './events.js';
 import { canonicalTenantId } from './tenant-id.js';
-import { send, type PreludeStatement } from './pipeline.js';
+import { send, type PrepareMode, type PreludeStatement } from './pipeline.js';
 import { beginStatement, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 
 export type { IsolationLevel, QueryInput } from './prelude.js';
@@ -18,10 +18,11 @@ export interface TenantQueryOptions {
   /** Setting name and tenant id type. Default: `defineTenancy()` defaults (`app.tenant_id`, uuid). */
   readonly tenancy?: TenancyConfig;
   /**
-   * Send statements as named prepared statements (parsed once per connection). Default true.
-   * Set false behind PgBouncer older than 1.21 in transaction mode, which cannot route them.
+   * Named prepared statements: `'tenant'` (default) for the library's own BEGIN and set_config
+   * only, `'all'` for your statements too (`true` means `'all'`), `'none'` (or `false`) for none —
+   * PgBouncer before 1.21 in transaction mode. See PrepareMode.
    */
-  readonly prepare?: boolean;
+  readonly prepare?: PrepareMode | boolean;
   /** `SET LOCAL statement_timeout` for this transaction, in milliseconds. */
   readonly statementTimeoutMs?: number;
   /** Run as a READ ONLY transaction. */
@@ -92,7 +93,7 @@ class ActiveTransaction implements TenantTransaction {
     readonly tenantId: string,
     private readonly client: TenantClient,
     private readonly prelude: readonly PreludeStatement[],
-    private readonly prepare: boolean,
+    private readonly prepare: PrepareMode,
     private readonly guard: StatementGuard | undefined,
   ) {}
 
@@ -167,13 +168,14 @@ export async function withTenantTransaction<T>(
   const id = resolveTenantId(tenantId, tenancy);
   // Built (and so validated) before joining: a bad option is an error even when nested.
   const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false)];
+  const prepare = prepareMode(options.prepare);
   const joined = joinable(pool, id, options);
   if (joined) return fn(joined);
 
   const started = performance.now();
   const client = await pool.connect();
   const watch = watchClient(client);
-  const tx = new ActiveTransaction(pool, id, client, prelude, options.prepare ?? true, options.guard);
+  const tx = new ActiveTransaction(pool, id, client, prelude, prepare, options.guard);
   let outcome: TransactionEvent['outcome'] = 'rollback';
   let destroy: Parameters<typeof releaseClient>[2];
   try {
@@ -233,6 +235,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
+  const prepare = prepareMode(options.prepare);
   const joined = joinable(pool, id, options);
   if (joined) return joined.query<R>(query, values);
   const statement = toStatement(query, values);
@@ -244,7 +247,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   let outcome: TransactionEvent['outcome'] = 'rollback';
   let destroy: Parameters<typeof releaseClient>[2];
   try {
-    const result = await send(client, prelude, statement, options.prepare ?? true, true);
+    const result = await send(client, prelude, statement, prepare, true);
     outcome = 'commit';
     return result as QueryResult<R>;
   } catch (error) {
@@ -265,6 +268,14 @@ export async function tenantQuery<R extends QueryResultRow = any>(
       } satisfies TransactionEvent);
     }
   }
+}
+
+function prepareMode(option: TenantQueryOptions['prepare']): PrepareMode {
+  if (option === undefined) return 'tenant';
+  if (option === true) return 'all';
+  if (option === false) return 'none';
+  if (option === 'tenant' || option === 'all' || option === 'none') return option;
+  throw new TypeError('`prepare` must be "tenant", "all", "none" or a boolean');
 }
 
 /** The canonical tenant id: the given one, else TenantContext's; never undefined. */

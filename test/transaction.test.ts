@@ -242,13 +242,14 @@ test('a statement error is reported and the connection goes back to the pool cle
 test('prepared statements recover after a failed parse and after an execution error', async (t) => {
   const { db, a } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
-  await t.throwsAsync(tenantQuery(pool, a, 'SELEC 1'));
-  await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1/(count(*) - count(*)) FROM orders'));
-  const again = await tenantQuery(pool, a, 'SELECT (1/(count(*) - count(*) + 1))::int AS one FROM orders');
+  const all = { prepare: 'all' } as const;
+  await t.throwsAsync(tenantQuery(pool, a, 'SELEC 1', [], all));
+  await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1/(count(*) - count(*)) FROM orders', [], all));
+  const again = await tenantQuery(pool, a, 'SELECT (1/(count(*) - count(*) + 1))::int AS one FROM orders', [], all);
   t.is(again.rows[0].one, 1);
   // the statement that failed at execution is usable again on the same connection
-  await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1/(count(*) - count(*)) FROM orders'));
-  const count = await tenantQuery(pool, a, 'SELECT count(*)::int AS n FROM orders');
+  await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1/(count(*) - count(*)) FROM orders', [], all));
+  const count = await tenantQuery(pool, a, 'SELECT count(*)::int AS n FROM orders', [], all);
   t.true(count.rows[0].n >= 2);
 });
 
@@ -271,10 +272,27 @@ test('named statements per connection stay bounded', async (t) => {
   const { db, a } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
   for (let i = 0; i < MAX_PREPARED_PER_CONNECTION + 20; i += 1) {
-    await tenantQuery(pool, a, `SELECT ${i} AS i`);
+    await tenantQuery(pool, a, `SELECT ${i} AS i`, [], { prepare: 'all' });
   }
-  const { rows } = await tenantQuery(pool, a, 'SELECT count(*)::int AS n FROM pg_prepared_statements');
+  const { rows } = await tenantQuery(pool, a, 'SELECT count(*)::int AS n FROM pg_prepared_statements', [], { prepare: 'all' });
   t.true(rows[0].n <= MAX_PREPARED_PER_CONNECTION, `${rows[0].n} prepared`);
+});
+
+test("by default only the library's own statements are named; 'all' names the caller's too", async (t) => {
+  const { db, a } = t.context;
+  const pool = db.pool(db.appUrl, { max: 1 });
+  const named = async () =>
+    (await tenantQuery(pool, a, 'SELECT statement FROM pg_prepared_statements ORDER BY statement', [], { prepare: 'none' })).rows.map((r) => r.statement as string);
+  await withTenantTransaction(pool, a, (tx) => tx.query('SELECT 1 AS default_mode'));
+  await tenantQuery(pool, a, 'SELECT 2 AS default_mode');
+  const byDefault = await named();
+  t.true(byDefault.some((text) => text.startsWith('BEGIN')));
+  t.true(byDefault.some((text) => text.includes('set_config')));
+  t.false(byDefault.some((text) => text.includes('default_mode')), 'caller statements are unnamed: planned per execution for this tenant');
+  await tenantQuery(pool, a, 'SELECT 3 AS all_mode', [], { prepare: 'all' });
+  await tenantQuery(pool, a, 'SELECT 4 AS all_mode', [], { prepare: true });
+  t.is((await named()).filter((text) => text.includes('all_mode')).length, 2);
+  await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1', [], { prepare: 'sometimes' as never }), { instanceOf: TypeError });
 });
 
 test('prepare: false sends unnamed statements only', async (t) => {
