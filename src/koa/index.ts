@@ -2,3 +2,5 @@
 export { multitenant, type MultitenantMiddlewareOptions } from './middleware.js';
 export { requireTenant, createTenantRouter } from './router.js';
 export { problemDetails, problemFor, sendProblem, type Problem } from './problem.js';
+export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, type MetricsRouterOptions } from './metrics.js';
+export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
