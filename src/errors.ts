@@ -50,6 +50,16 @@ export class TenantSuspendedError extends TenantError {
   }
 }
 
+/** A tenant exceeded its request rate (tenantRateLimit). */
+export class TenantRateLimitedError extends TenantError {
+  /** Seconds until a request may succeed again. */
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number, options?: TenantErrorOptions) {
+    super('LBMT_RATE_LIMITED', message, 429, true, options);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /** Two resolution strategies named different tenants for one request (e.g. header vs subdomain). */
 export class TenantConflictError extends TenantError {
   constructor(message = 'the request names more than one tenant', options?: TenantErrorOptions) {

@@ -58,6 +58,16 @@ DROP TRIGGER IF EXISTS tenants_notify_change ON linkbay.tenants;
 CREATE TRIGGER tenants_notify_change AFTER INSERT OR UPDATE OR DELETE ON linkbay.tenants
   FOR EACH ROW EXECUTE FUNCTION linkbay.notify_tenant_change();
 
+-- Counters of tenantRateLimit's PostgreSQL store (rate-limiter-flexible's layout), shared by every
+-- app instance. UNLOGGED: counters need no crash safety and should cost no WAL.
+CREATE UNLOGGED TABLE IF NOT EXISTS linkbay.rate_limits (
+  key varchar(255) PRIMARY KEY,
+  points integer NOT NULL DEFAULT 0,
+  expire bigint
+);
+ALTER TABLE linkbay.rate_limits OWNER TO "app_owner";
+GRANT SELECT, INSERT, UPDATE, DELETE ON linkbay.rate_limits TO "app_user";
+
 -- The registry is metadata, not tenant data: the app role reads it to resolve tenants, only the
 -- admin role changes it.
 ALTER SCHEMA linkbay OWNER TO "app_owner";

@@ -3,6 +3,7 @@ import type { Context, Middleware } from 'koa';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Tenant } from '../tenants.js';
 import { sendProblem } from './problem.js';
+import { TenantRateLimitedError } from '../errors.js';
 
 /** `points` requests per `durationSeconds` (a fixed window that starts with the key's first request). */
 export interface RateLimit {
@@ -109,8 +110,9 @@ export function tenantRateLimit(options: TenantRateLimitOptions): Middleware {
       // Error when the store failed.
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
       setHeaders(ctx, limit, rejection);
-      ctx.set('Retry-After', String(secondsUntil(rejection)));
-      sendProblem(ctx, 429, `at most ${limit.points} requests per ${limit.durationSeconds} s`, 'LBMT_RATE_LIMITED');
+      const error = new TenantRateLimitedError(`at most ${limit.points} requests per ${limit.durationSeconds} s`, secondsUntil(rejection));
+      ctx.set('Retry-After', String(error.retryAfterSeconds));
+      sendProblem(ctx, error.status, error.message, error.code);
       return;
     }
     setHeaders(ctx, limit, result);
