@@ -17,10 +17,13 @@ import {
   tenantQuery,
   withTenantTransaction,
   type MultitenantCore,
+  type PrepareMode,
   type TenancyConfig,
   type Tenant,
 } from '../src/index.js';
-import { createTenantRouter, multitenant } from '../src/koa/index.js';
+import { createMetricsRouter, createTenantRouter, metricsMiddleware, multitenant, tenantRateLimit } from '../src/koa/index.js';
+import { createMetrics, MetricsCollector } from '../src/metrics/index.js';
+import { Registry } from 'prom-client';
 
 export interface ExampleOptions {
   appPool: pg.Pool;
@@ -28,8 +31,10 @@ export interface ExampleOptions {
   tenancy: TenancyConfig;
   adminToken: string;
   baseDomain?: string;
-  /** false behind PgBouncer < 1.21 in transaction mode (no protocol-level prepared statements). */
-  prepare?: boolean;
+  /** 'none' behind PgBouncer < 1.21 in transaction mode (no protocol-level prepared statements). */
+  prepare?: PrepareMode;
+  /** Requests per tenant per minute. Default 600. */
+  rateLimitPerMinute?: number;
 }
 
 class HttpProblem extends Error {
@@ -42,17 +47,24 @@ class HttpProblem extends Error {
   }
 }
 
-export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore } {
+export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; close(): void } {
   const { appPool, adminPool, tenancy } = options;
-  const db = { tenancy, prepare: options.prepare ?? true };
+  const db = { tenancy, prepare: options.prepare };
   const core = createMultitenant({
     tenantService: new PgTenantService(appPool, { tenancy }),
     tenancy,
     strategies: ['header', 'subdomain'],
     baseDomain: options.baseDomain ?? 'localhost',
   });
+  const registry = new Registry();
+  const metrics = createMetrics({ registry, core, pools: { app: appPool, admin: adminPool } });
+  const collector = new MetricsCollector();
   const app = new Koa();
   app.use(problemDetails);
+  // Prometheus at GET /metrics, per-tenant figures at GET /admin/metrics/:tenantId (admin token).
+  const metricsRouter = createMetricsRouter({ registry, collector, authorize: requireAdmin, tenancy });
+  app.use(metricsRouter.routes());
+  app.use(metricsMiddleware({ metrics, collector }));
 
   const router = new Router();
   router.get('/healthz', async (ctx) => {
@@ -98,14 +110,7 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
 
   // --- admin API: the registry, through the admin role ---
   const admin = new Router({ prefix: '/admin' });
-  admin.use(async (ctx, next) => {
-    const header = ctx.get('authorization');
-    if (!header) throw new HttpProblem(401, 'Unauthorized', 'send Authorization: Bearer <ADMIN_TOKEN>');
-    const given = Buffer.from(header.replace(/^Bearer\s+/i, ''));
-    const expected = Buffer.from(options.adminToken);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new HttpProblem(403, 'Forbidden');
-    await next();
-  });
+  admin.use(requireAdmin);
   const columns = 'id, slug, name, domain, status, plan, created_at, updated_at';
   admin.post('/tenants', async (ctx) => {
     const body = await readJson(ctx);
@@ -140,6 +145,15 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
     ctx.status = 204;
   });
 
+  async function requireAdmin(ctx: Context, next: Next) {
+    const header = ctx.get('authorization');
+    if (!header) throw new HttpProblem(401, 'Unauthorized', 'send Authorization: Bearer <ADMIN_TOKEN>');
+    const given = Buffer.from(header.replace(/^Bearer\s+/i, ''));
+    const expected = Buffer.from(options.adminToken);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new HttpProblem(403, 'Forbidden');
+    await next();
+  }
+
   async function adminTenant(raw: string) {
     const id = tryCanonicalTenantId(raw, tenancy.tenantIdType);
     if (!id) throw new HttpProblem(404, 'Not Found');
@@ -152,8 +166,9 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   app.use(admin.routes()).use(admin.allowedMethods());
   // Tenant routes last: resolution runs only for requests no public or admin route answered.
   app.use(multitenant({ core, optional: true }));
+  app.use(tenantRateLimit({ points: options.rateLimitPerMinute ?? 600, durationSeconds: 60 }));
   app.use(api.routes()).use(api.allowedMethods());
-  return { app, core };
+  return { app, core, close: () => metrics.close() };
 }
 
 /** Renders every error as RFC 9457 problem+json; unexpected errors say nothing about internals. */

@@ -7,7 +7,7 @@
  *   ADMIN_TOKEN   bearer token for /admin; when unset, generated and printed once
  *   BASE_DOMAIN   tenants are also found at <slug>.<BASE_DOMAIN>; default localhost
  *   APP_DATABASE_URL  the app role's URL when it differs (e.g. through PgBouncer)
- *   LBMT_PREPARE  'false' to send unnamed statements only (PgBouncer < 1.21, transaction mode)
+ *   LBMT_PREPARE  'none' to send unnamed statements only (PgBouncer < 1.21, transaction mode)
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -63,7 +63,7 @@ if (!adminToken) {
   console.log(`ADMIN_TOKEN (generated for this run): ${adminToken}`);
 }
 const port = Number(process.env.PORT ?? 3000);
-const prepare = process.env.LBMT_PREPARE !== 'false';
+const prepare = process.env.LBMT_PREPARE === 'none' || process.env.LBMT_PREPARE === 'false' ? 'none' : undefined;
 const { app, core } = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
 // Tenant changes made by any instance (or by hand in psql) reach this instance's cache. LISTEN needs a
 // real session: the direct URL of the app role, not PgBouncer in transaction mode.

@@ -5,7 +5,7 @@ import { createExampleApp } from '../examples/app.js';
 import type { MultitenantCore } from '../src/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
-const test = anyTest as TestFn<{ db: TestDatabase; server: Server; base: string; core: MultitenantCore }>;
+const test = anyTest as TestFn<{ db: TestDatabase; server: Server; base: string; core: MultitenantCore; close: () => void }>;
 const token = 'test-admin-token';
 
 test.before(async (t) => {
@@ -16,16 +16,17 @@ test.before(async (t) => {
       created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant_id, id))`,
     tenancy: { tables: ['orders'] },
   });
-  const { app, core } = createExampleApp({ appPool: db.appPool, adminPool: db.adminPool, tenancy: db.config, adminToken: token, baseDomain: 'example.test' });
+  const { app, core, close } = createExampleApp({ appPool: db.appPool, adminPool: db.adminPool, tenancy: db.config, adminToken: token, baseDomain: 'example.test' });
   await core.listen(db.appUrl);
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
-  t.context = { db, server, core, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  t.context = { db, server, core, close, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 });
 
 test.after.always(async (t) => {
   t.context.server?.close();
   await t.context.core?.close();
+  t.context.close?.();
   await t.context.db?.drop();
 });
 
@@ -98,4 +99,24 @@ test('bad bodies are 422 and admin routes need the token', async (t) => {
   t.is((await call(t, 'GET', '/admin/tenants', { headers: { authorization: 'Bearer wrong' } })).status, 403);
   t.is((await call(t, 'POST', '/admin/tenants', { headers: auth, body: { slug: 'Bad Slug', name: 'x' } })).status, 422);
   t.is((await call(t, 'POST', '/admin/tenants', { headers: auth, body: { slug: 'hooli', name: 'again' } })).status, 409);
+});
+
+test('metrics: Prometheus text at /metrics and per-tenant figures for admins', async (t) => {
+  const tenant = await newTenant(t, 'umbrella');
+  for (let i = 0; i < 3; i += 1) await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': tenant.id } });
+  const scrape = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    httpRequest(t.context.base + '/metrics', (response) => {
+      let text = '';
+      response.on('data', (chunk) => (text += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+    }).on('error', reject).end();
+  });
+  t.is(scrape.status, 200);
+  t.regex(scrape.text, /lbmt_http_requests_total\{outcome="resolved",status_class="2xx"\} \d+/);
+  t.regex(scrape.text, /lbmt_tenant_transactions_total/);
+  t.is((await call(t, 'GET', `/admin/metrics/${tenant.id}`)).status, 401);
+  const figures = await call(t, 'GET', `/admin/metrics/${tenant.id}`, { headers: auth });
+  t.is(figures.status, 200);
+  t.is(figures.body.requests, 3);
+  t.is(figures.body.errors, 0);
 });
