@@ -36,6 +36,7 @@ const SCHEMA = `
   CREATE POLICY p ON permissive_only USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
   CREATE TABLE schema_migrations (tenant_id uuid, name text);
   CREATE VIEW notes_view AS SELECT tenant_id, body FROM notes;
+  CREATE VIEW note_count AS SELECT count(*) AS n FROM notes_view;
   CREATE SCHEMA legacy;
   CREATE TABLE legacy.accounts (tenant_id uuid NOT NULL, id int, name text);
   CREATE TABLE public.accounts (id int, name text);
@@ -61,6 +62,14 @@ test('the catalog guards tables carrying the tenant column that RLS (enabled + f
   const guarded = [...t.context.guard.catalog.tables.keys()].sort();
   t.deepEqual(guarded, ['legacy.accounts', 'public.later', 'public.notes', 'public.notes_view', 'public.permissive_only', 'public.rls_not_forced']);
   t.is(t.context.guard.catalog.tables.get('public.notes')!.position, 1);
+});
+
+test('a view over a guarded table without a tenant column of its own is refused outright', (t) => {
+  const { guard } = t.context;
+  t.deepEqual([...guard.catalog.blindViews.values()], [{ schema: 'public', table: 'note_count', reads: 'public.notes' }]);
+  const [violation] = guard.inspect('SELECT n FROM note_count');
+  t.is(violation?.table, 'public.note_count');
+  t.regex(violation!.reason, /view over the guarded table public\.notes without a tenant column/);
 });
 
 test('guardRlsTables guards the RLS tables too (defence in depth)', async (t) => {

@@ -14,12 +14,26 @@ export interface GuardedTable {
   readonly rls: boolean;
 }
 
+/**
+ * A view (or materialized view) that reads a guarded table but has no tenant column of its own:
+ * nothing can filter it, so every reference to it is refused.
+ */
+export interface BlindView {
+  readonly schema: string;
+  readonly table: string;
+  /** One guarded table it reads (`schema.table`). */
+  readonly reads: string;
+}
+
 /** What the guard knows about the database: the guarded tables and how unqualified names resolve. */
 export interface GuardCatalog {
   /** `schema.table` → guarded table. */
   readonly tables: ReadonlyMap<string, GuardedTable>;
   /** Unqualified name → the guarded table it resolves to through the search path. */
   readonly unqualified: ReadonlyMap<string, GuardedTable>;
+  /** `schema.view` → view over guarded tables without a tenant column. */
+  readonly blindViews: ReadonlyMap<string, BlindView>;
+  readonly unqualifiedBlind: ReadonlyMap<string, BlindView>;
   /** The connecting role's `current_schemas(true)`. */
   readonly searchPath: readonly string[];
 }
@@ -70,11 +84,33 @@ SELECT n.nspname AS schema, c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = ANY($1::text[]) AND c.relname = ANY($2::text[]) AND c.relkind NOT IN ('i', 'I', 'c', 't')`;
 
+// Views and materialized views and the relations their rules read, followed through views of
+// views: what a view exposes of a guarded table.
+const VIEWS_SQL = `
+WITH RECURSIVE reads AS (
+  SELECT DISTINCT r.ev_class AS view, d.refobjid AS rel
+    FROM pg_rewrite r
+    JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                    AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+), closure AS (
+  SELECT view, rel FROM reads
+  UNION
+  SELECT c.view, r.rel FROM closure c JOIN reads r ON r.view = c.rel
+)
+SELECT vn.nspname AS schema, v.relname AS table, tn.nspname || '.' || t.relname AS reads
+  FROM closure c
+  JOIN pg_class v ON v.oid = c.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
+  JOIN pg_class t ON t.oid = c.rel JOIN pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE tn.nspname || '.' || t.relname = ANY($1::text[])
+ ORDER BY 1, 2, 3`;
+
 /**
  * Reads the guarded tables from pg_catalog, as the role of `db` sees them: tables carrying the
  * tenant column (the config's `tenantColumn`, or a table's own `tenantColumn` in `tables`) that RLS
  * does not protect (protected = ENABLE + FORCE ROW LEVEL SECURITY + a restrictive policy for all
- * commands that reads the tenant setting, and a role without BYPASSRLS), minus `exemptTables`.
+ * commands that reads the tenant setting, and a role without BYPASSRLS), minus `exemptTables`;
+ * and the views that read them without exposing a tenant column (blind views).
  */
 export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOptions = {}): Promise<GuardCatalog> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
@@ -92,9 +128,17 @@ export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOpt
     if (rls && !options.guardRlsTables) continue;
     tables.push({ schema: row.schema, table: row.table, tenantColumn: row.column, position: row.position, rls });
   }
-  const names = [...new Set(tables.map((t) => t.table))];
+  const keys = new Set(tables.map((t) => `${t.schema}.${t.table}`));
+  const blind = new Map<string, BlindView>();
+  if (keys.size > 0) {
+    for (const row of (await db.query(VIEWS_SQL, [[...keys]])).rows as BlindView[]) {
+      const key = `${row.schema}.${row.table}`;
+      if (!keys.has(key) && !exempt.has(key) && !blind.has(key)) blind.set(key, { schema: row.schema, table: row.table, reads: row.reads });
+    }
+  }
+  const names = [...new Set([...tables, ...blind.values()].map((t) => t.table))];
   const shadows = names.length === 0 ? [] : (await db.query(SHADOW_SQL, [searchPath, names])).rows;
-  return buildCatalog(tables, searchPath, shadows as Array<{ schema: string; name: string }>);
+  return buildCatalog(tables, [...blind.values()], searchPath, shadows as Array<{ schema: string; name: string }>);
 }
 
 export interface StaticTableInput {
@@ -123,16 +167,19 @@ export function staticGuardCatalog(
     return { schema, table, tenantColumn: input.tenantColumn ?? tenancy.tenantColumn, position: input.position, rls: false };
   });
   const searchPath = options.searchPath ?? ['pg_catalog', 'public'];
-  return buildCatalog(list, searchPath, list.map((t) => ({ schema: t.schema, name: t.table })));
+  return buildCatalog(list, [], searchPath, list.map((t) => ({ schema: t.schema, name: t.table })));
 }
 
 function buildCatalog(
   tables: readonly GuardedTable[],
+  views: readonly BlindView[],
   searchPath: readonly string[],
   relations: ReadonlyArray<{ schema: string; name: string }>,
 ): GuardCatalog {
   const byKey = new Map(tables.map((t) => [`${t.schema}.${t.table}`, t]));
+  const blindViews = new Map(views.map((v) => [`${v.schema}.${v.table}`, v]));
   const unqualified = new Map<string, GuardedTable>();
+  const unqualifiedBlind = new Map<string, BlindView>();
   const rank = new Map(searchPath.map((schema, i) => [schema, i]));
   const first = new Map<string, string>();
   for (const { schema, name } of relations) {
@@ -144,8 +191,10 @@ function buildCatalog(
   for (const [name, schema] of first) {
     const table = byKey.get(`${schema}.${name}`);
     if (table) unqualified.set(name, table);
+    const view = blindViews.get(`${schema}.${name}`);
+    if (view) unqualifiedBlind.set(name, view);
   }
-  return Object.freeze({ tables: byKey, unqualified, searchPath: Object.freeze([...searchPath]) });
+  return Object.freeze({ tables: byKey, unqualified, blindViews, unqualifiedBlind, searchPath: Object.freeze([...searchPath]) });
 }
 
 function exemptKeys(input: Iterable<string> | undefined): Set<string> {
@@ -165,6 +214,11 @@ function parsePgArray(text: string): string[] {
 /** The guarded table a relation name means: schema-qualified, or through the search path. */
 export function lookupGuarded(catalog: GuardCatalog, schema: string | undefined, name: string): GuardedTable | undefined {
   return schema === undefined ? catalog.unqualified.get(name) : catalog.tables.get(`${schema}.${name}`);
+}
+
+/** The blind view a relation name means, if any. */
+export function lookupBlind(catalog: GuardCatalog, schema: string | undefined, name: string): BlindView | undefined {
+  return schema === undefined ? catalog.unqualifiedBlind.get(name) : catalog.blindViews.get(`${schema}.${name}`);
 }
 
 /** `schema.table` of a guarded table. */

@@ -1,8 +1,11 @@
 import type { DeleteStmt, InsertStmt, MergeStmt, Node, RangeVar, UpdateStmt } from 'libpg-query';
-import { analyzeQuery, buildFrom, finishScope, targetOutputs, walkExpressions, withScope } from './analyze.js';
+import { analyzeQuery, finishScope, walkExpressions, withScope } from './analyze.js';
+import { buildFrom, refuseBlindView } from './from.js';
+import { FactGroup, UNKNOWN_OUTPUTS, type Item, type OutputColumns } from './item.js';
+import { targetOutputs } from './outputs.js';
 import { lookupGuarded, tableName, type GuardedTable } from './catalog.js';
 import { conjuncts } from './expressions.js';
-import { FactGroup, Scope, UNKNOWN_OUTPUTS, type Item, type OutputColumns } from './scope.js';
+import { Scope } from './scope.js';
 import { ALWAYS, type Candidate } from './verdict.js';
 
 /**
@@ -37,6 +40,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
   const analysis = outer.analysis;
   const guarded = lookupGuarded(analysis.catalog, stmt.relation?.schemaname, stmt.relation?.relname ?? '');
   const location = stmt.relation?.location;
+  refuseBlindView(outer, stmt.relation?.schemaname, stmt.relation?.relname ?? '', location);
   const cols = stmt.cols ? stmt.cols.map((c) => ('ResTarget' in c ? c.ResTarget.name ?? '' : '')) : undefined;
   let index = -1;
   if (guarded) {
@@ -49,6 +53,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
   const select = stmt.selectStmt && 'SelectStmt' in stmt.selectStmt ? stmt.selectStmt.SelectStmt : undefined;
   if (select?.valuesLists && !select.withClause) {
     const scope = new Scope(analysis, outer);
+    scope.seal();
     walkExpressions(select.valuesLists, scope);
     for (const row of select.valuesLists) {
       if (!guarded || index < 0 || !('List' in row)) continue;
@@ -73,6 +78,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
     const target = targetItem(scope, stmt.relation);
     scope.add({ kind: 'table', name: 'excluded', location: -1, intrinsic: guarded ? tenantBound(guarded) : undefined });
     target.groups.push(new FactGroup(scope, conjuncts(conflict.whereClause)));
+    scope.seal();
     walkExpressions([conflict.infer, conflict.targetList, conflict.whereClause], scope);
     if (guarded && conflict.action === 'ONCONFLICT_UPDATE') {
       const label = tableName(guarded);
@@ -92,15 +98,18 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
   }
   const returnScope = new Scope(analysis, outer);
   targetItem(returnScope, stmt.relation, guarded ? tenantBound(guarded) : undefined);
+  returnScope.seal();
   return returning(stmt.returningClause?.exprs, returnScope);
 }
 
 export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
   const target = targetItem(scope, stmt.relation);
   for (const from of stmt.fromClause ?? []) buildFrom(from, scope);
   const where = new FactGroup(scope, conjuncts(stmt.whereClause));
   for (const item of scope.items) item.groups.push(where);
+  scope.seal();
   walkExpressions([stmt.targetList, stmt.whereClause], scope);
   finishScope(scope);
   checkTenantAssignment(stmt.targetList, scope, target);
@@ -109,10 +118,12 @@ export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
 
 export function analyzeDelete(stmt: DeleteStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
   targetItem(scope, stmt.relation);
   for (const from of stmt.usingClause ?? []) buildFrom(from, scope);
   const where = new FactGroup(scope, conjuncts(stmt.whereClause));
   for (const item of scope.items) item.groups.push(where);
+  scope.seal();
   walkExpressions(stmt.whereClause, scope);
   finishScope(scope);
   return returning(stmt.returningClause?.exprs, scope);
@@ -129,12 +140,14 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
   const analysis = parent.analysis;
   const outer = withScope(stmt.withClause, parent);
   const scope = new Scope(analysis, outer);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
   const target = targetItem(scope, stmt.relation);
   const source = stmt.sourceRelation ? buildFrom(stmt.sourceRelation, scope).items : [];
   const clauses = (stmt.mergeWhenClauses ?? []).flatMap((c) => ('MergeWhenClause' in c ? [c.MergeWhenClause] : []));
   const join = new FactGroup(scope, conjuncts(stmt.joinCondition));
   target.groups.push(join);
   if (!clauses.some((c) => c.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')) for (const item of source) item.groups.push(join);
+  scope.seal();
   walkExpressions(stmt.joinCondition, scope);
   finishScope(scope);
   const guarded = target.guarded;
@@ -146,6 +159,7 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
       const own = new Scope(analysis, outer);
       const unmatched = targetItem(own, stmt.relation);
       unmatched.groups.push(new FactGroup(own, conjuncts(clause.condition)));
+      own.seal();
       const candidates = own.candidates(own.columnTerm(unmatched, guarded.tenantColumn), new Set());
       analysis.require(candidates, label, stmt.relation?.location, 'filter', `WHEN NOT MATCHED BY SOURCE reaches every tenant's unmatched rows of ${label}: its condition must say ${unmatched.init.name}.${guarded.tenantColumn} = <current tenant>`);
     }

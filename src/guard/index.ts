@@ -222,5 +222,5 @@ export async function createQueryGuard(options: QueryGuardOptions): Promise<Tena
 export { withAdminBypass, type AdminBypassOptions } from './bypass.js';
 export { TenantGuardError, type GuardViolation } from './errors.js';
 export { GUARD_CHANNELS, type GuardViolationEvent, type GuardBypassEvent } from './events.js';
-export { readGuardCatalog, staticGuardCatalog, type GuardCatalog, type GuardedTable, type StaticTableInput, type CatalogQueryable } from './catalog.js';
+export { readGuardCatalog, staticGuardCatalog, type GuardCatalog, type GuardedTable, type BlindView, type StaticTableInput, type CatalogQueryable } from './catalog.js';
 export type { Verdict, Requirement, Candidate } from './verdict.js';

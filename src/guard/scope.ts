@@ -1,8 +1,8 @@
 import type { Node } from 'libpg-query';
 import type { Analysis } from './analysis.js';
-import { tableName, type GuardedTable } from './catalog.js';
-import { equalityPairs, sourceCandidate, stringOf } from './expressions.js';
-import { ALWAYS, candidateKey, type Candidate } from './verdict.js';
+import { sourceCandidate, stringOf } from './expressions.js';
+import { Item, type ColumnTerm, type ItemInit, type OutputColumns, type Term } from './item.js';
+import { candidateKey, type Candidate } from './verdict.js';
 
 /**
  * Name resolution and "which values can this column hold" for one query level (a SELECT's FROM,
@@ -16,170 +16,6 @@ import { ALWAYS, candidateKey, type Candidate } from './verdict.js';
  * bound to the tenant this way.
  */
 
-/** A column of a FROM item, or a tenant value (`$n`, a constant, `current_setting(...)`). */
-export type Term = ColumnTerm | SourceTerm;
-
-export interface ColumnTerm {
-  readonly kind: 'column';
-  readonly item: Item;
-  /** The item's own name for the column (alias column lists already undone). */
-  readonly column: string;
-  readonly key: string;
-}
-
-export interface SourceTerm {
-  readonly kind: 'source';
-  readonly candidate: Candidate;
-  readonly key: string;
-}
-
-/** One output column of a subquery, CTE or RETURNING list, and what it is known to hold. */
-export interface OutputColumn {
-  readonly name: string | undefined;
-  readonly candidates: readonly Candidate[];
-}
-
-export interface OutputColumns {
-  readonly columns: readonly OutputColumn[];
-  /** false when the list is incomplete (a `*` over a table): positions are then unknown. */
-  readonly exact: boolean;
-}
-
-export const UNKNOWN_OUTPUTS: OutputColumns = Object.freeze({ columns: Object.freeze([]), exact: false });
-
-/** Conditions that hold together for every row of the items they apply to. */
-export class FactGroup {
-  private resolved: Array<readonly [Term, Term]> | undefined;
-
-  constructor(
-    private readonly scope: Scope,
-    private readonly conditions: readonly Node[],
-    private readonly given: ReadonlyArray<readonly [Term, Term]> = [],
-  ) {}
-
-  pairs(): ReadonlyArray<readonly [Term, Term]> {
-    if (this.resolved) return this.resolved;
-    const out = [...this.given];
-    for (const condition of this.conditions) {
-      for (const [left, right] of equalityPairs(condition)) {
-        const a = this.scope.term(left);
-        const b = a && this.scope.term(right);
-        if (a && b) out.push([a, b]);
-      }
-    }
-    this.resolved = out;
-    return out;
-  }
-}
-
-export type ItemKind = 'table' | 'derived' | 'opaque';
-
-export interface ItemInit {
-  readonly kind: ItemKind;
-  /** The name qualified column references use (alias, else relation or CTE name); undefined when hidden. */
-  readonly name: string | undefined;
-  readonly location: number;
-  /** For tables named without an alias: `schema.table.column` references match these. */
-  readonly relation?: { readonly schema: string | undefined; readonly relname: string };
-  readonly guarded?: GuardedTable;
-  /** Alias column list: `AS o(a, b, c)`. */
-  readonly colnames?: readonly string[];
-  /** Subquery / CTE outputs, computed on first use. */
-  readonly outputs?: () => OutputColumns;
-  /** Columns whose values are known whatever the facts (`excluded.tenant_id`, RETURNING of INSERT). */
-  readonly intrinsic?: ReadonlyMap<string, readonly Candidate[]>;
-  /** The alias of an aliased join (`(a JOIN b ON ...) AS j`): stands for the join's columns. */
-  readonly joinAlias?: boolean;
-}
-
-/** A FROM item (table, subquery, CTE reference, function) of a scope. */
-export class Item {
-  readonly id: number;
-  readonly groups: FactGroup[] = [];
-  /** Inside an aliased join: qualified references cannot name it. */
-  hidden = false;
-  private outputsMemo: OutputColumns | undefined;
-  private pairsMemo: ReadonlyArray<readonly [Term, Term]> | undefined;
-
-  constructor(
-    readonly scope: Scope,
-    readonly init: ItemInit,
-  ) {
-    this.id = scope.analysis.newId();
-  }
-
-  get guarded(): GuardedTable | undefined {
-    return this.init.guarded;
-  }
-
-  /** `schema.table` of the guarded table, for messages. */
-  get label(): string {
-    return this.init.guarded ? tableName(this.init.guarded) : (this.init.name ?? '?');
-  }
-
-  /** The item's own column behind a visible column name. */
-  columnKey(visible: string): string {
-    const { colnames, guarded } = this.init;
-    if (!colnames || colnames.length === 0 || this.init.kind !== 'table') return visible;
-    const i = colnames.indexOf(visible);
-    if (i >= 0) return guarded && guarded.position === i + 1 ? guarded.tenantColumn : `#${i + 1}`;
-    // The tenant column was renamed by the alias list (or may have been): its old name is not it.
-    if (guarded && visible === guarded.tenantColumn && (guarded.position === undefined || guarded.position <= colnames.length)) {
-      return `!${visible}`;
-    }
-    return visible;
-  }
-
-  /** The name the tenant column of a guarded table goes by here; undefined when unknown. */
-  visibleTenantColumn(): string | undefined {
-    const { colnames, guarded } = this.init;
-    if (!guarded) return undefined;
-    if (!colnames || colnames.length === 0) return guarded.tenantColumn;
-    if (guarded.position === undefined) return undefined;
-    return guarded.position <= colnames.length ? colnames[guarded.position - 1] : guarded.tenantColumn;
-  }
-
-  /** Output columns of a subquery or CTE, alias column list applied. */
-  outputs(): OutputColumns {
-    if (this.outputsMemo) return this.outputsMemo;
-    if (!this.init.outputs) return UNKNOWN_OUTPUTS;
-    const base = this.init.outputs();
-    const colnames = this.init.colnames;
-    let outputs = base;
-    if (colnames && colnames.length > 0) {
-      if (base.exact) {
-        outputs = { columns: base.columns.map((c, i) => (i < colnames.length ? { name: colnames[i], candidates: c.candidates } : c)), exact: true };
-      } else {
-        outputs = { columns: colnames.map((name) => ({ name, candidates: [] })), exact: false };
-      }
-    }
-    this.outputsMemo = outputs;
-    return outputs;
-  }
-
-  /** Whether a visible column name is known to exist here (subqueries and CTEs only). */
-  hasOutput(name: string): boolean {
-    return this.outputs().columns.some((c) => c.name === name);
-  }
-
-  allPairs(): ReadonlyArray<readonly [Term, Term]> {
-    if (this.pairsMemo) return this.pairsMemo;
-    const out: Array<readonly [Term, Term]> = [];
-    for (const group of this.groups) out.push(...group.pairs());
-    this.pairsMemo = out;
-    return out;
-  }
-
-  /** What the item itself says a column holds (subquery outputs, intrinsic columns). */
-  ownCandidates(column: string): readonly Candidate[] {
-    const intrinsic = this.init.intrinsic?.get(column);
-    if (intrinsic) return intrinsic;
-    if (this.init.kind !== 'derived') return [];
-    const matches = this.outputs().columns.filter((c) => c.name === column);
-    return matches.length === 1 ? matches[0]!.candidates : [];
-  }
-}
-
 // Bound on the candidate search; the chains in real statements are a handful of columns long.
 const MAX_VISITED = 128;
 
@@ -189,11 +25,27 @@ export class Scope {
   readonly ctes = new Map<string, { outputs: OutputColumns }>();
   /** Joins with USING/NATURAL merge columns, so `*` positions are unknown. */
   mergedColumns = false;
+  /** Every item and fact group is in place: resolutions can be kept. */
+  sealed = false;
+  private readonly pending: Array<() => void> = [];
 
   constructor(
     readonly analysis: Analysis,
     readonly parent: Scope | undefined,
   ) {}
+
+  /** Runs `fn` once the scope is sealed (subqueries in ON clauses see the whole level). */
+  defer(fn: () => void): void {
+    if (this.sealed) fn();
+    else this.pending.push(fn);
+  }
+
+  /** Marks the items and fact groups complete, then runs what waited for that. */
+  seal(): void {
+    if (this.sealed) return;
+    this.sealed = true;
+    for (const fn of this.pending.splice(0)) fn();
+  }
 
   add(init: ItemInit): Item {
     const item = new Item(this, init);
@@ -272,15 +124,12 @@ export class Scope {
 
   /**
    * What a term's value is known to be, for use elsewhere (another column compared to it, a
-   * subquery output, a correlated reference): a bound guarded tenant column counts as the tenant
-   * outright, since its own reference is checked.
+   * subquery output, a correlated reference). Always the real candidates, never "bound, so the
+   * tenant": two references bound only through each other would otherwise vouch for each other
+   * and the parameter that binds them would never be checked.
    */
   valueCandidates(term: Term, visited: Set<string> = new Set()): readonly Candidate[] {
-    if (term.kind === 'source') return [term.candidate];
-    const candidates = this.candidates(term, visited);
-    const guarded = term.item.guarded;
-    if (guarded && term.column === guarded.tenantColumn) return candidates.length > 0 ? [ALWAYS] : [];
-    return candidates;
+    return term.kind === 'source' ? [term.candidate] : this.candidates(term, visited);
   }
 
   /**
@@ -331,19 +180,4 @@ export class Scope {
       );
     }
   }
-}
-
-/** Combines what two set-operation branches know of one column: rows come from either. */
-export function eitherOf(a: readonly Candidate[], b: readonly Candidate[]): readonly Candidate[] {
-  if (a.some((c) => c.kind === 'always')) return b;
-  if (b.some((c) => c.kind === 'always')) return a;
-  const keys = new Set(b.map(candidateKey));
-  return a.filter((c) => keys.has(candidateKey(c)));
-}
-
-/** Rows in both branches (INTERSECT): either branch's knowledge holds. */
-export function bothOf(a: readonly Candidate[], b: readonly Candidate[]): readonly Candidate[] {
-  const found = new Map<string, Candidate>();
-  for (const c of [...a, ...b]) found.set(candidateKey(c), c);
-  return [...found.values()];
 }

@@ -1,0 +1,100 @@
+/**
+ * SQL guard cost, without a database (the catalog is given by hand):
+ * - cached: `guard.check` of a text seen before, including the per-execution comparison of the
+ *   parameter the verdict names with the tenant (target ≤ 2 µs);
+ * - first verdict: parse (libpg-query, WASM) + analysis of a three-table join with a CTE never
+ *   seen before (target ≤ 150 µs).
+ * `tsx bench/guard.ts` prints the markdown; bench/run.ts calls `benchGuard()`.
+ */
+import os from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { loadModule, parseSync } from 'libpg-query';
+import { createQueryGuard } from '../src/guard/index.js';
+
+const TENANT = '6f9619ff-8b86-4011-b42d-00c04fc964ff';
+
+const JOIN_WITH_CTE = `WITH recent AS (
+  SELECT o.id, o.tenant_id, o.customer_id FROM orders o
+   WHERE o.tenant_id = $1 AND o.created_at > now() - interval '7 days')
+SELECT c.name, r.id, i.sku
+  FROM recent r
+  JOIN customers c ON c.tenant_id = r.tenant_id AND c.id = r.customer_id
+  JOIN items i ON i.tenant_id = $1 AND i.order_id = r.id
+ ORDER BY c.name
+ LIMIT `;
+
+const CACHED = 'SELECT o.id, c.name FROM orders o JOIN customers c ON c.tenant_id = o.tenant_id AND c.id = o.customer_id WHERE o.tenant_id = $1 AND o.id = $2';
+
+export interface GuardBench {
+  /** Median ns per cached `check` (verdict lookup + parameter check). */
+  readonly cachedNs: number;
+  /** Median µs per first verdict of a three-table join with a CTE. */
+  readonly firstJoinCteUs: number;
+  readonly markdown: string;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Per-operation time of `fn` in `rounds` rounds of `perRound` calls, after a warm-up. */
+function measure(rounds: number, perRound: number, fn: (i: number) => void): number[] {
+  let i = 0;
+  for (let w = 0; w < perRound; w += 1) fn(i++);
+  const perOp: number[] = [];
+  for (let r = 0; r < rounds; r += 1) {
+    const started = process.hrtime.bigint();
+    for (let k = 0; k < perRound; k += 1) fn(i++);
+    perOp.push(Number(process.hrtime.bigint() - started) / perRound);
+  }
+  return perOp;
+}
+
+export async function benchGuard(options: { quick?: boolean } = {}): Promise<GuardBench> {
+  const quick = options.quick ?? process.env.BENCH_QUICK === '1';
+  await loadModule();
+  const guard = await createQueryGuard({
+    tables: [{ name: 'orders' }, { name: 'customers' }, { name: 'items' }],
+    cacheSize: 100_000,
+  });
+  const values = [TENANT, 42];
+  guard.check(CACHED, values, TENANT);
+  // What is measured must be the real check: another tenant's value is refused.
+  if (guard.inspect(CACHED, ['0e1d2c3b-4a59-4867-8766-554433221100', 42], TENANT).length !== 1) {
+    throw new Error('bench/guard: the cached verdict does not check the parameter');
+  }
+
+  const cached = measure(quick ? 5 : 15, quick ? 50_000 : 200_000, () => guard.check(CACHED, values, TENANT));
+  // The same text built anew on each call: the lookup then hashes the whole string every time.
+  const [head, tail] = [CACHED.slice(0, 40), CACHED.slice(40)];
+  const rebuilt = measure(quick ? 5 : 15, quick ? 50_000 : 200_000, (i) => guard.check(i < 0 ? '' : `${head}${tail}`, values, TENANT));
+  // Every text is new: a different LIMIT makes a cache miss, as a new statement would.
+  const first = measure(quick ? 5 : 15, quick ? 200 : 1_000, (i) => guard.check(`${JOIN_WITH_CTE}${i}`, [TENANT], TENANT));
+  const parseOnly = measure(quick ? 5 : 15, quick ? 200 : 1_000, (i) => parseSync(`${JOIN_WITH_CTE}${i}`));
+
+  const cachedNs = median(cached);
+  const firstJoinCteUs = median(first) / 1000;
+  const parseUs = median(parseOnly) / 1000;
+  const row = (what: string, target: string, med: string, best: string, ok: boolean) => `| ${what} | ${target} | ${med} | ${best} | ${ok ? 'met' : 'NOT MET'} |`;
+  const markdown = [
+    '## SQL guard',
+    '',
+    `Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}, load average ${os.loadavg()[0]!.toFixed(1)} at the end. Median and best of ${cached.length} rounds.`,
+    '',
+    '| measurement | target | median | best | |',
+    '|---|---|---|---|---|',
+    row('cached verdict + parameter check (`guard.check`)', '≤ 2 µs', `${(cachedNs / 1000).toFixed(2)} µs`, `${(Math.min(...cached) / 1000).toFixed(2)} µs`, cachedNs <= 2000),
+    row('… same, SQL text built anew on every call', '', `${(median(rebuilt) / 1000).toFixed(2)} µs`, `${(Math.min(...rebuilt) / 1000).toFixed(2)} µs`, median(rebuilt) <= 2000),
+    row('first verdict, 3-table join with a CTE', '≤ 150 µs', `${firstJoinCteUs.toFixed(1)} µs`, `${(Math.min(...first) / 1000).toFixed(1)} µs`, firstJoinCteUs <= 150),
+    row('… of which parsing (libpg-query `parseSync`)', '', `${parseUs.toFixed(1)} µs`, `${(Math.min(...parseOnly) / 1000).toFixed(1)} µs`, true),
+    '',
+  ].join('\n');
+  return { cachedNs, firstJoinCteUs, markdown };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const result = await benchGuard();
+  console.log(result.markdown);
+}
