@@ -92,6 +92,9 @@ const CASES: Case[] = [
   unsafe('SELECT * FROM orders -- WHERE tenant_id = $1', O, { explain: false }),
   safe('SELECT * FROM orders WHERE /* the tenant */ tenant_id = $1 -- filter'),
   unsafe(`SELECT * FROM orders WHERE item = 'WHERE tenant_id = $1'`, O),
+  unsafe(`/* commandes → clientes */ SELECT * FROM orders`, O, { at: 41 }),
+  refused(`SELECT * FROM set_config('app.tenant_id', $1, true)`, { values: [B] }),
+  refused(`SELECT * FROM orders WHERE tenant_id = $1 AND item IN (SELECT pg_catalog.set_config('app.tenant_id', '${B}', true))`),
   unsafe(`SELECT * FROM orders WHERE item = $$ AND tenant_id = $1 $$`, O),
   unsafe('SELECT * FROM orders GROUP BY tenant_id, id HAVING tenant_id = $1', O),
 

@@ -79,6 +79,20 @@ test('guardRlsTables guards the RLS tables too (defence in depth)', async (t) =>
   t.is(guard.inspect('SELECT * FROM orders').length, 1);
 });
 
+test('a catalog read by a role that bypasses RLS guards the RLS tables too (RLS does not protect that role)', async (t) => {
+  const guard = await createQueryGuard({ pool: t.context.db.adminPool, tenancy: t.context.db.config });
+  t.false(guard.catalog.tables.get('public.orders')?.rls);
+});
+
+test('deeply nested expressions are analysed, and beyond what the parser takes the statement is refused', async (t) => {
+  const guard = await createQueryGuard({ tables: [{ name: 'notes' }] });
+  const nested = (depth: number) => `${'(1 + '.repeat(depth)}1${')'.repeat(depth)}`;
+  const a = t.context.a;
+  t.deepEqual(guard.inspect(`SELECT * FROM notes WHERE tenant_id = $1 AND id = ${nested(2000)}`, [a], a), []);
+  t.is(guard.inspect(`SELECT * FROM notes WHERE id = ${nested(2000)}`, [a], a)[0]?.table, 'public.notes');
+  t.regex(guard.inspect(`SELECT * FROM notes WHERE tenant_id = $1 AND id = ${nested(20000)}`, [a], a)[0]!.reason, /does not parse/);
+});
+
 test('unqualified names resolve through the search path of the pool the catalog is read with', async (t) => {
   const { db } = t.context;
   const legacyFirst = db.pool(db.appUrl, { max: 1, options: '-c search_path=legacy,public' });

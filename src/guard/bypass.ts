@@ -20,7 +20,8 @@ export interface AdminBypassOptions {
  * role the statement runs as; use an admin pool for cross-tenant work on RLS tables.
  *
  * @example
- * await withAdminBypass(() => pool.query('UPDATE legacy_settings SET value = $1', [v]), { reason: 'settings migration' });
+ * const db = guard.wrap(pool);
+ * await withAdminBypass(() => db.query('UPDATE legacy_settings SET value = $1', [v]), { reason: 'settings migration' });
  */
 export function withAdminBypass<T>(fn: () => T, options: AdminBypassOptions = {}): T {
   return storage.run({ reason: options.reason }, fn);

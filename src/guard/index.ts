@@ -126,6 +126,7 @@ export class TenantQueryGuard implements StatementGuard {
 
   /** The cached analysis of a text (what holds whatever the values, and what is checked per execution). */
   verdict(text: string): Verdict {
+    if (typeof text !== 'string') throw new TypeError('the statement text must be a string');
     const cached = this.cache.get(text);
     if (cached) return cached;
     const verdict = this.analyze(text);
@@ -189,7 +190,14 @@ export class TenantQueryGuard implements StatementGuard {
       analysis.refuse(`the statement does not parse: ${(error as Error).message}`, details?.cursorPosition);
       return analysis.verdict();
     }
-    analyzeParsed(parsed, analysis);
+    try {
+      analyzeParsed(parsed, analysis);
+    } catch (error) {
+      // Fail closed on anything the walk cannot handle (e.g. expressions nested beyond the stack).
+      const fresh = new Analysis(this.catalogState, { setting: this.setting, tenantIdType: this.tenancy.tenantIdType }, text);
+      fresh.refuse(`the statement could not be analysed (${(error as Error).name}): refused`, 0);
+      return fresh.verdict();
+    }
     return analysis.violations.length === 0 && analysis.requirements.length === 0 ? SAFE : analysis.verdict();
   }
 
