@@ -4,6 +4,7 @@ import anyTest, { type TestFn } from 'ava';
 import { fingerprintSync } from 'libpg-query';
 import {
   createQueryGuard,
+  defineTenancy,
   GUARD_CHANNELS,
   runWithTenantContext,
   TenantError,
@@ -314,4 +315,22 @@ test('a guard given tables by hand needs no database, and options are validated'
   t.notThrows(() => statementGuard.check('SELECT * FROM billing.invoices WHERE org_id = $1', [t.context.a], t.context.a));
   await t.throwsAsync(createQueryGuard({} as never), { instanceOf: TypeError });
   await t.throwsAsync(createQueryGuard({ tables: [], cacheSize: 0 }), { message: /`cacheSize` must be a positive integer/ });
+});
+
+test('tenant values compare as PostgreSQL compares them, for every tenant id type', async (t) => {
+  const bigint = await createQueryGuard({ tables: [{ name: 'notes' }], tenancy: defineTenancy({ tenantIdType: 'bigint' }) });
+  t.deepEqual(bigint.inspect('SELECT * FROM notes WHERE tenant_id = $1', [42n], '42'), []);
+  t.deepEqual(bigint.inspect('SELECT * FROM notes WHERE tenant_id = $1', ['0042'], '42'), []);
+  t.deepEqual(bigint.inspect('SELECT * FROM notes WHERE tenant_id = 42', [], '42'), []);
+  t.deepEqual(bigint.inspect('SELECT * FROM notes WHERE tenant_id = 9999999999', [], '9999999999'), []);
+  t.is(bigint.inspect('SELECT * FROM notes WHERE tenant_id = 43', [], '42').length, 1);
+  const text = await createQueryGuard({ tables: [{ name: 'notes' }], tenancy: defineTenancy({ tenantIdType: 'text' }) });
+  t.deepEqual(text.inspect(`SELECT * FROM notes WHERE tenant_id = 'acme'`, [], 'acme'), []);
+  t.is(text.inspect(`SELECT * FROM notes WHERE tenant_id = 'ACME'`, [], 'acme').length, 1, 'text compares byte for byte');
+  t.is(text.inspect('SELECT * FROM notes WHERE tenant_id = $1', ['Acme'], 'acme').length, 1);
+  const uuid = await createQueryGuard({ tables: [{ name: 'notes' }] });
+  const id = t.context.a;
+  t.deepEqual(uuid.inspect('SELECT * FROM notes WHERE tenant_id = $1', [`{${id.toUpperCase()}}`], id), []);
+  t.is(uuid.inspect('SELECT * FROM notes WHERE tenant_id = $1', [null], id).length, 1);
+  t.is(uuid.inspect('SELECT * FROM notes WHERE tenant_id = $1', [], id).length, 1, 'a missing value is not the tenant');
 });
