@@ -7,6 +7,7 @@ import { transactionChannel, type TransactionEvent } from './events.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { send, type PrepareMode, type PreludeStatement } from './pipeline.js';
 import { beginStatement, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
+import type { StatementConfig } from './pipeline.js';
 
 export type { IsolationLevel, QueryInput } from './prelude.js';
 import { releaseClient, settled, watchClient, type TenantClient, type TenantPool } from './client-hygiene.js';
@@ -49,6 +50,12 @@ export interface TenantTransactionOptions extends TenantQueryOptions {
 export interface TenantTransaction {
   readonly tenantId: string;
   query<R extends QueryResultRow = any>(query: QueryInput, values?: readonly unknown[]): Promise<QueryResult<R>>;
+  /**
+   * Runs `fn` inside a SAVEPOINT: a throw rolls back to it (and rethrows), leaving the rest of the
+   * transaction usable. The way to get a partial rollback, since the SQL guard refuses SAVEPOINT and
+   * ROLLBACK TO sent as statements.
+   */
+  savepoint<T>(fn: (tx: TenantTransaction) => Promise<T> | T): Promise<T>;
 }
 
 /** The statement that ended the transaction with a ROLLBACK although `fn` succeeded. */
@@ -86,6 +93,7 @@ class ActiveTransaction implements TenantTransaction {
   statements = 0;
   /** The first batch (BEGIN + tenant) has been answered, so the client's status is ours to read. */
   private confirmed = false;
+  private savepoints = 0;
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -106,6 +114,30 @@ class ActiveTransaction implements TenantTransaction {
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.sendStatement<R>(statement);
+  }
+
+  async savepoint<T>(fn: (tx: TenantTransaction) => Promise<T> | T, handle: TenantTransaction = this): Promise<T> {
+    if (this.closed) throw new TransactionClosedError();
+    const name = `lbmt_savepoint_${++this.savepoints}`;
+    await this.sendStatement({ text: `SAVEPOINT ${name}` });
+    try {
+      const value = await fn(handle);
+      await this.sendStatement({ text: `RELEASE SAVEPOINT ${name}` });
+      return value;
+    } catch (error) {
+      await this.sendStatement({ text: `ROLLBACK TO SAVEPOINT ${name}` });
+      await this.sendStatement({ text: `RELEASE SAVEPOINT ${name}` });
+      throw error;
+    } finally {
+      this.savepoints -= 1;
+    }
+  }
+
+  /** Sends a statement of this transaction (the library's own ones skip the guard). */
+  private sendStatement<R extends QueryResultRow>(statement: StatementConfig): Promise<QueryResult<R>> {
+    if (this.closed) return Promise.reject(new TransactionClosedError());
+    if (this.ended()) return Promise.reject(new TransactionEndedError());
     this.statements += 1;
     // The first statement carries BEGIN and the tenant setting in its round trip.
     const first = !this.started;
@@ -170,7 +202,7 @@ export async function withTenantTransaction<T>(
   const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false)];
   const prepare = prepareMode(options.prepare);
   const joined = joinable(pool, id, options);
-  if (joined) return fn(joined);
+  if (joined) return fn(options.guard ? guardedHandle(joined, options.guard) : joined);
 
   const started = performance.now();
   const client = await pool.connect();
@@ -237,7 +269,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
   const prepare = prepareMode(options.prepare);
   const joined = joinable(pool, id, options);
-  if (joined) return joined.query<R>(query, values);
+  if (joined) return (options.guard ? guardedHandle(joined, options.guard) : joined).query<R>(query, values);
   const statement = toStatement(query, values);
   options.guard?.check(statement.text, statement.values ?? [], id);
 
@@ -285,6 +317,24 @@ export function resolveTenantId(tenantId: string | number | bigint | undefined, 
     throw new TenantRequiredError('no tenant id was passed and there is no tenant in TenantContext');
   }
   return canonicalTenantId(raw, tenancy.tenantIdType);
+}
+
+/** The open transaction as seen by a nested call with a guard of its own: both guards apply. */
+function guardedHandle(tx: ActiveTransaction, guard: StatementGuard): TenantTransaction {
+  const handle: TenantTransaction = {
+    tenantId: tx.tenantId,
+    query(query, values) {
+      try {
+        const statement = toStatement(query, values);
+        guard.check(statement.text, statement.values ?? [], tx.tenantId);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return tx.query(query, values);
+    },
+    savepoint: (fn) => tx.savepoint(fn, handle),
+  };
+  return handle;
 }
 
 /**

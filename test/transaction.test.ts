@@ -146,6 +146,40 @@ test('a nested call cannot change the open transaction, and its options are stil
   );
 });
 
+test('savepoint rolls back its own work and leaves the transaction usable', async (t) => {
+  const { db, a } = t.context;
+  const items = await withTenantTransaction(db.appPool, a, async (tx) => {
+    await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'sp-kept')`, [a]);
+    await t.throwsAsync(
+      tx.savepoint(async (inner) => {
+        await inner.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'sp-undone')`, [a]);
+        await inner.query('SELECT 1/0');
+      }),
+    );
+    const nested = await tx.savepoint(async (inner) => (await inner.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'sp-released') RETURNING item`, [a])).rows[0].item);
+    t.is(nested, 'sp-released');
+    const { rows } = await tx.query(`SELECT item FROM orders WHERE item LIKE 'sp-%' ORDER BY item`);
+    throw Object.assign(new Error('roll back the test rows'), { items: rows.map((r) => r.item) });
+  }).catch((error) => error.items);
+  t.deepEqual(items, ['sp-kept', 'sp-released']);
+});
+
+test("a nested call's own guard applies to the joined transaction", async (t) => {
+  const { db, a } = t.context;
+  const refuseDeletes = { check: (text: string) => {
+    if (/^\s*delete/i.test(text)) throw new Error('refused by the nested guard');
+  } };
+  await t.throwsAsync(
+    withTenantTransaction(db.appPool, a, async () => tenantQuery(db.appPool, a, 'DELETE FROM orders', [], { guard: refuseDeletes })),
+    { message: 'refused by the nested guard' },
+  );
+  await t.throwsAsync(
+    withTenantTransaction(db.appPool, a, async () => withTenantTransaction(db.appPool, a, (tx) => tx.savepoint((inner) => inner.query('DELETE FROM orders')), { guard: refuseDeletes })),
+    { message: 'refused by the nested guard' },
+  );
+  t.true((await tenantQuery(db.appPool, a, 'SELECT count(*)::int AS n FROM orders')).rows[0].n >= 2);
+});
+
 test('a nested call for another tenant is an error', async (t) => {
   const { db, a, b } = t.context;
   await t.throwsAsync(
