@@ -5,6 +5,7 @@
  * Exit codes: 0 success (doctor: nothing breaks isolation), 1 failure (doctor: something does),
  * 2 bad usage (unknown command or option, missing or invalid config).
  */
+import { realpathSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -160,10 +161,18 @@ function isParseArgsError(error: unknown): boolean {
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
 }
 
-// Run when executed directly (bin or `tsx src/cli.ts`), not when imported by tests.
-const invoked = process.argv[1] ? pathToFileURL(resolve(process.argv[1])).href : '';
-if (import.meta.url === invoked || invoked.endsWith('/linkbay-multitenant')) {
+// Run when executed directly (the bin, through npm's symlink, or `tsx src/cli.ts`), not when imported.
+const invoked = process.argv[1] ? pathToFileURL(realpathOrSelf(process.argv[1])).href : '';
+if (import.meta.url === invoked) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
+}
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
 }
