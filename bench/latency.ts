@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { tenantQuery, withTenantTransaction } from '../src/transaction.js';
+import type { PrepareMode } from '../src/pipeline.js';
 import { measureLatency, type LatencyPlan, type LatencySummary, type Op } from './stats.js';
 import type { BenchEnv } from './setup.js';
 
@@ -23,15 +24,17 @@ export const SINGLE = {
   baseline: '(a) baseline: pool.query, explicit WHERE, no RLS (1 round trip)',
   naive: '(b) naive: BEGIN; set_config; query; COMMIT (4 round trips)',
   postgresJs: '(c) postgres.js: sql.begin, set_config pipelined with the query (3 round trips)',
-  oursPrepared: '(d) tenantQuery, prepare: true (1 round trip)',
-  oursUnprepared: '(d) tenantQuery, prepare: false (1 round trip)',
+  ours: "(d) tenantQuery, default prepare: 'tenant' (1 round trip)",
+  oursAll: "(d) tenantQuery, prepare: 'all' (1 round trip)",
+  oursNone: "(d) tenantQuery, prepare: 'none' (1 round trip)",
   namedReference: 'reference, not a target: pool.query with a named statement, explicit WHERE, no RLS',
 } as const;
 
 export const THREE = {
   handWritten: 'hand-written BEGIN; 3 statements; COMMIT, explicit WHERE, no RLS (5 round trips)',
-  oursPrepared: 'withTenantTransaction, prepare: true (4 round trips)',
-  oursUnprepared: 'withTenantTransaction, prepare: false (4 round trips)',
+  ours: "withTenantTransaction, default prepare: 'tenant' (4 round trips)",
+  oursAll: "withTenantTransaction, prepare: 'all' (4 round trips)",
+  oursNone: "withTenantTransaction, prepare: 'none' (4 round trips)",
   naive: 'naive BEGIN; set_config; 3 statements; COMMIT (6 round trips)',
   postgresJs: 'postgres.js sql.begin, set_config pipelined with the first statement (5 round trips)',
 } as const;
@@ -60,7 +63,7 @@ type RowsOp = () => Promise<number>;
 export function singleStatementVariants(env: BenchEnv): Array<[string, RowsOp]> {
   const { appPool: pool, sql } = env;
   const next = () => cycle(env);
-  const a = next(), b = next(), c = next(), d1 = next(), d2 = next(), ref = next();
+  const a = next(), b = next(), c = next(), d0 = next(), d1 = next(), d2 = next(), ref = next();
   return [
     [SINGLE.baseline, async () => {
       const { tenant, id } = a();
@@ -86,15 +89,19 @@ export function singleStatementVariants(env: BenchEnv): Array<[string, RowsOp]> 
       });
       return rows.length;
     }],
-    [SINGLE.oursPrepared, async () => {
-      const { tenant, id } = d1();
+    [SINGLE.ours, async () => {
+      const { tenant, id } = d0();
       return (await tenantQuery(pool, tenant, SQL.rlsLookup, [id])).rowCount ?? 0;
     }],
-    [SINGLE.oursUnprepared, async () => {
-      const { tenant, id } = d2();
-      return (await tenantQuery(pool, tenant, SQL.rlsLookup, [id], { prepare: false })).rowCount ?? 0;
+    [SINGLE.oursAll, async () => {
+      const { tenant, id } = d1();
+      return (await tenantQuery(pool, tenant, SQL.rlsLookup, [id], { prepare: 'all' })).rowCount ?? 0;
     }],
-    // (d) with prepare: true skips Parse (and, after 5 executions, planning) as named statements do;
+    [SINGLE.oursNone, async () => {
+      const { tenant, id } = d2();
+      return (await tenantQuery(pool, tenant, SQL.rlsLookup, [id], { prepare: 'none' })).rowCount ?? 0;
+    }],
+    // (d) with prepare: 'all' skips Parse (and, after 5 executions, planning) as named statements do;
     // this is (a) given the same advantage, to show how much of the gap that is.
     [SINGLE.namedReference, async () => {
       const { tenant, id } = ref();
@@ -106,8 +113,8 @@ export function singleStatementVariants(env: BenchEnv): Array<[string, RowsOp]> 
 export function threeStatementVariants(env: BenchEnv): Array<[string, RowsOp]> {
   const { appPool: pool, sql } = env;
   const next = () => cycle(env);
-  const h = next(), o1 = next(), o2 = next(), n = next(), c = next();
-  const ours = (prepare: boolean, pick: () => { tenant: string; id: string }): RowsOp => async () => {
+  const h = next(), o0 = next(), o1 = next(), o2 = next(), n = next(), c = next();
+  const ours = (prepare: PrepareMode, pick: () => { tenant: string; id: string }): RowsOp => async () => {
     const { tenant, id } = pick();
     return withTenantTransaction(pool, tenant, async (tx) => {
       const found = await tx.query(SQL.rlsLookup, [id]);
@@ -128,8 +135,9 @@ export function threeStatementVariants(env: BenchEnv): Array<[string, RowsOp]> {
         return found.rowCount ?? 0;
       });
     }],
-    [THREE.oursPrepared, ours(true, o1)],
-    [THREE.oursUnprepared, ours(false, o2)],
+    [THREE.ours, ours('tenant', o0)],
+    [THREE.oursAll, ours('all', o1)],
+    [THREE.oursNone, ours('none', o2)],
     [THREE.naive, () => {
       const { tenant, id } = n();
       return onClient(pool, async (client) => {

@@ -32,8 +32,11 @@ export interface StatementConfig {
 
 /**
  * Which statements are sent as named prepared statements (parsed once per connection):
- * - `tenant`: the library's own constant statements (BEGIN, set_config); the caller's statements
- *   stay unnamed, so PostgreSQL plans each execution with this tenant's setting and values.
+ * - `tenant`: the library's own constant statements (BEGIN, set_config) and the caller's
+ *   statements that have parameters, with `plan_cache_mode = force_custom_plan` set for the
+ *   transaction, so they skip Parse but are still planned at each execution with this tenant's
+ *   setting and values. Statements without parameters stay unnamed (PostgreSQL would give a named
+ *   one a generic plan whatever plan_cache_mode says).
  * - `all`: the caller's statements too. Faster again, but a named statement gets a cached generic
  *   plan (at once when it has no parameters, after 5 runs otherwise), made for whichever tenant
  *   came first: on skewed data a big tenant can inherit a small tenant's plan (bench/RESULTS.md).
@@ -132,7 +135,11 @@ export class PipelinedBatch {
         connection.bind({ portal: '', statement: name, values: statement.values });
         connection.execute({ portal: '', rows: 0 });
       }
-      const name = this.statementName(connection, this.statement.text, this.options.prepare === 'all');
+      // 'tenant' names statements with parameters only: the prelude forces custom plans for them,
+      // while a statement without parameters would get a generic plan whatever plan_cache_mode says.
+      const mode = this.options.prepare;
+      const named = mode === 'all' || (mode === 'tenant' && (this.statement.values?.length ?? 0) > 0);
+      const name = this.statementName(connection, this.statement.text, named);
       try {
         connection.bind({ portal: '', statement: name, values: this.statement.values ?? [], valueMapper: prepareValue });
       } catch (error) {

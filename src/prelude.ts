@@ -40,6 +40,7 @@ export function tenantStatement(
   tenantId: string,
   statementTimeoutMs: number | undefined,
   readOnly: boolean,
+  customPlans = false,
 ): PreludeStatement {
   let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
   const values = [tenantId];
@@ -53,6 +54,11 @@ export function tenantStatement(
   // lowering to read-only is allowed at any point of a transaction.
   if (readOnly) {
     text += `, set_config('transaction_read_only', 'on', true)`;
+  }
+  // Named statements with parameters are then planned at each execution, with this tenant's
+  // setting and values, instead of reusing a generic plan made for another tenant (prepare 'tenant').
+  if (customPlans) {
+    text += `, set_config('plan_cache_mode', 'force_custom_plan', true)`;
   }
   return { text, values };
 }

@@ -199,8 +199,8 @@ export async function withTenantTransaction<T>(
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
   // Built (and so validated) before joining: a bad option is an error even when nested.
-  const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false)];
   const prepare = prepareMode(options.prepare);
+  const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false, prepare === 'tenant')];
   const joined = joinable(pool, id, options);
   if (joined) return fn(options.guard ? guardedHandle(joined, options.guard) : joined);
 
@@ -266,8 +266,8 @@ export async function tenantQuery<R extends QueryResultRow = any>(
 ): Promise<QueryResult<R>> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
-  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false)];
   const prepare = prepareMode(options.prepare);
+  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, prepare === 'tenant')];
   const joined = joinable(pool, id, options);
   if (joined) return (options.guard ? guardedHandle(joined, options.guard) : joined).query<R>(query, values);
   const statement = toStatement(query, values);

@@ -312,20 +312,25 @@ test('named statements per connection stay bounded', async (t) => {
   t.true(rows[0].n <= MAX_PREPARED_PER_CONNECTION, `${rows[0].n} prepared`);
 });
 
-test("by default only the library's own statements are named; 'all' names the caller's too", async (t) => {
+test("by default statements with parameters are named but planned per execution, and ones without stay unnamed", async (t) => {
   const { db, a } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
   const named = async () =>
-    (await tenantQuery(pool, a, 'SELECT statement FROM pg_prepared_statements ORDER BY statement', [], { prepare: 'none' })).rows.map((r) => r.statement as string);
+    (await tenantQuery(pool, a, 'SELECT statement, generic_plans::int AS generic, custom_plans::int AS custom FROM pg_prepared_statements ORDER BY statement', [], { prepare: 'none' })).rows as Array<{ statement: string; generic: number; custom: number }>;
   await withTenantTransaction(pool, a, (tx) => tx.query('SELECT 1 AS default_mode'));
   await tenantQuery(pool, a, 'SELECT 2 AS default_mode');
+  for (let i = 0; i < 8; i += 1) await tenantQuery(pool, a, 'SELECT count(*) AS with_param FROM orders WHERE item <> $1', [`x${i}`]);
   const byDefault = await named();
-  t.true(byDefault.some((text) => text.startsWith('BEGIN')));
-  t.true(byDefault.some((text) => text.includes('set_config')));
-  t.false(byDefault.some((text) => text.includes('default_mode')), 'caller statements are unnamed: planned per execution for this tenant');
+  t.true(byDefault.some((r) => r.statement.startsWith('BEGIN')));
+  t.true(byDefault.some((r) => r.statement.includes('set_config')));
+  t.false(byDefault.some((r) => r.statement.includes('default_mode')), 'no parameters: unnamed, planned per execution');
+  const withParam = byDefault.find((r) => r.statement.includes('with_param'));
+  t.truthy(withParam, 'with parameters: named, parsed once');
+  t.is(withParam!.generic, 0, 'never a generic plan that another tenant made');
+  t.true(withParam!.custom >= 8);
   await tenantQuery(pool, a, 'SELECT 3 AS all_mode', [], { prepare: 'all' });
   await tenantQuery(pool, a, 'SELECT 4 AS all_mode', [], { prepare: true });
-  t.is((await named()).filter((text) => text.includes('all_mode')).length, 2);
+  t.is((await named()).filter((r) => r.statement.includes('all_mode')).length, 2);
   await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1', [], { prepare: 'sometimes' as never }), { instanceOf: TypeError });
 });
 
