@@ -23,7 +23,8 @@ export interface TenancyRoles {
  * How the isolation policy reads the setting.
  * - `bare`: `tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid`. The planner sees
  *   the STABLE call as an index condition and estimates with the current value, so a tenant holding
- *   30% of the rows gets its own (index) plan. Default; see bench/RESULTS.md for the measurement.
+ *   30% of the rows gets its own (index) plan — as long as the statement is planned for it, which
+ *   the default `prepare: 'tenant'` ensures. Default; see bench/RESULTS.md for the measurement.
  * - `initplan`: `tenant_id = (SELECT NULLIF(...)::uuid)`. Evaluated once per statement as an
  *   InitPlan, which some linters ask for, but the planner no longer sees the value.
  */
