@@ -9,15 +9,24 @@
  * outside the database) happen. Call it outside any tenant transaction: inside one it would join
  * it (its savepoints still undo every probe) and fail with TenantMismatchError for the other tenant.
  */
-import { qualifiedName, quoteIdent, quoteLiteral, type TenancyConfig, type TenantTable } from './config.js';
+import { quoteLiteral, type TenancyConfig, type TenantTable } from './config.js';
 import { IsolationBreachError } from './errors.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { withTenantTransaction, type TenantPool } from './transaction.js';
+import {
+  examples,
+  FINGERPRINT,
+  identity,
+  insertCopy,
+  readShape,
+  readTruth,
+  type AdminQueryable,
+  type TableShape,
+  type Truth,
+} from './testing-shape.js';
+import { describe, probe, refused, writeProbes, type Findings, type Probing, type Queryable } from './testing-probes.js';
 
-/** What the check needs of the admin pool; a `pg.Pool` fits. */
-export interface AdminQueryable {
-  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
-}
+export type { AdminQueryable } from './testing-shape.js';
 
 export interface IsolationCheckOptions {
   /** The runtime role's pool (no BYPASSRLS, owns no tenant table): the one your application uses. */
@@ -126,43 +135,6 @@ interface Context {
 /** Settings that change how values print as text (and parse back). */
 const FORMAT_SETTINGS = ['TimeZone', 'DateStyle', 'IntervalStyle', 'extra_float_digits', 'bytea_output'];
 const SET_FORMATTING = `SELECT ${FORMAT_SETTINGS.map((name, i) => `set_config(${quoteLiteral(name)}, $${i + 1}, true)`).join(', ')}`;
-/** A multiset fingerprint of row identities: order-free, and it changes when any identity does. */
-const FINGERPRINT = (identity: string) => `coalesce(sum(hashtextextended(${identity}, 0)), 0)::text`;
-const EXAMPLES = 5;
-
-interface TableShape {
-  readonly name: string;
-  readonly sql: string;
-  readonly column: string;
-  readonly tenantColumn: string;
-  readonly key: readonly string[];
-  readonly insertable: readonly string[];
-}
-
-interface Truth {
-  readonly count: number;
-  readonly fingerprint: string;
-  /** One row of the tenant: its identity values as text and the whole row as jsonb text (kept in memory, never printed). */
-  readonly sample?: { readonly key: readonly string[]; readonly row: string };
-}
-
-/** A probe's outcome: its result, or the SQLSTATE and message it failed with. */
-type Outcome = { readonly rowCount: number; readonly rows: any[] } | { readonly sqlState: string; readonly message: string };
-
-/** Where a check writes what it found. */
-interface Findings {
-  readonly notes: string[];
-  readonly breaches: string[];
-}
-
-interface QueryOutput {
-  readonly rows: any[];
-  readonly rowCount: number | null;
-}
-
-interface Queryable {
-  query(text: string, values?: unknown[]): Promise<QueryOutput>;
-}
 
 async function checkTable(ctx: Context, table: TenantTable): Promise<TableIsolationResult> {
   const result = {
@@ -216,62 +188,6 @@ async function checkAsTenant(ctx: Context, shape: TableShape, p: Probing, result
     await writeProbes(tx, shape, p, result);
     return visible;
   });
-}
-
-interface Probing {
-  readonly self: string;
-  readonly other: string;
-  readonly truth: Truth;
-  readonly otherTruth: Truth;
-  /** Message prefix: `schema.table: as tenant <id>,`. */
-  readonly as: string;
-}
-
-/** As tenant `self`: writing rows of `other`, or moving rows to it, is refused or reaches nothing. */
-async function writeProbes(tx: Queryable, shape: TableShape, p: Probing, result: Findings): Promise<void> {
-  const { self, other, as } = p;
-  const sample = p.truth.sample;
-  if (!sample) {
-    result.notes.push(`${as} write probes skipped: the tenant has no row in the table to copy`);
-  } else if (!shape.insertable.includes(shape.tenantColumn)) {
-    result.notes.push(`${as} write probes skipped: the tenant column is not writable`);
-  } else {
-    // An UPDATE whose WHERE reads columns also checks the new row against the SELECT policies, which
-    // would hide a WITH CHECK (true). WHERE CURRENT OF reads none: only WITH CHECK judges the new row.
-    const move = await probe(tx, async () => {
-      await tx.query(`DECLARE lbmt_probe_cursor CURSOR FOR SELECT FROM ${shape.sql} AS lbmt_row WHERE ${keyMatch(shape, 1)} FOR UPDATE`, [...sample.key]);
-      const fetched = await tx.query('FETCH lbmt_probe_cursor');
-      if (fetched.rowCount === 0) return fetched; // not visible: nothing to move (the visibility check says why)
-      return tx.query(`UPDATE ${shape.sql} SET ${shape.column} = $1 WHERE CURRENT OF lbmt_probe_cursor`, [other]);
-    });
-    if (!refused(move) && !affected(move, 0)) {
-      result.breaches.push(`${as} UPDATE moving one of its rows to tenant ${other} ${describe(move)}; expected 0 rows or a row level security refusal (42501)`);
-    }
-    const insert = await probe(tx, insertCopy(shape), [sample.row, shape.tenantColumn, other]);
-    if (!refused(insert)) {
-      result.breaches.push(`${as} INSERT of a row for tenant ${other} ${describe(insert)}; expected a row level security refusal (42501)`);
-    }
-  }
-
-  // A forgotten WHERE: an UPDATE reading no column is judged by the UPDATE policies alone, not the
-  // SELECT ones. Setting the tenant column to the current tenant leaves the tenant's own rows as they are.
-  const everything = await probe(tx, `UPDATE ${shape.sql} SET ${shape.column} = $1`, [self]);
-  if ('rowCount' in everything && everything.rowCount > p.truth.count) {
-    result.breaches.push(`${as} UPDATE without WHERE reached ${everything.rowCount} row(s), the tenant has ${p.truth.count}`);
-  } else if ('sqlState' in everything && !refused(everything)) {
-    result.notes.push(`${as} the UPDATE-without-WHERE probe was inconclusive: it ${describe(everything)}`);
-  }
-
-  const otherSample = p.otherTruth.sample;
-  if (!otherSample) {
-    result.notes.push(`${as} UPDATE/DELETE probes of tenant ${other}'s rows skipped: tenant ${other} has no row in the table`);
-    return;
-  }
-  const key = [...otherSample.key];
-  const update = await probe(tx, `UPDATE ${shape.sql} AS lbmt_row SET ${shape.column} = lbmt_row.${shape.column} WHERE ${keyMatch(shape, 1)}`, key);
-  if (!affected(update, 0)) result.breaches.push(`${as} UPDATE of a row of tenant ${other} ${describe(update)}; expected 0 rows`);
-  const remove = await probe(tx, `DELETE FROM ${shape.sql} AS lbmt_row WHERE ${keyMatch(shape, 1)}`, key);
-  if (!affected(remove, 0)) result.breaches.push(`${as} DELETE of a row of tenant ${other} ${describe(remove)}; expected 0 rows`);
 }
 
 /** The visible rows differ from the truth: name the difference by identity. */
@@ -363,128 +279,6 @@ async function inRolledBackTenantTransaction<T>(ctx: Context, tenantId: string, 
     if (error !== rollback) throw error;
   }
   return value as T;
-}
-
-/** Runs one statement (or `steps`) inside a savepoint that is rolled back, whatever it does. */
-async function probe(q: Queryable, steps: string | (() => Promise<QueryOutput>), values: unknown[] = []): Promise<Outcome> {
-  await q.query('SAVEPOINT lbmt_probe');
-  try {
-    const result = await (typeof steps === 'string' ? q.query(steps, values) : steps());
-    return { rowCount: result.rowCount ?? 0, rows: result.rows };
-  } catch (error) {
-    const sqlState = sqlStateOf(error);
-    if (sqlState === undefined) throw error;
-    return { sqlState, message: String((error as { message?: unknown }).message) };
-  } finally {
-    await q.query('ROLLBACK TO SAVEPOINT lbmt_probe');
-  }
-}
-
-/** Refused by row level security (or by a missing privilege, which refuses just as well). */
-function refused(outcome: Outcome): boolean {
-  return 'sqlState' in outcome && outcome.sqlState === '42501';
-}
-
-function affected(outcome: Outcome, rows: number): boolean {
-  return 'rowCount' in outcome && outcome.rowCount === rows;
-}
-
-/** The SQLSTATE of a driver error, also when the library wrapped it (TenantIsolationError keeps it in `cause`). */
-function sqlStateOf(error: unknown): string | undefined {
-  for (let e = error, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth += 1) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
-  }
-  return undefined;
-}
-
-// Server messages that name objects, never row values. Others (a trigger's RAISE, say) may quote
-// the row being written, so the report keeps only their SQLSTATE.
-const SAFE_MESSAGES: ReadonlySet<string> = new Set(['42501', '23505', '23503', '23514', '23502', '22P02', '42704', '24000']);
-
-function describe(outcome: Outcome): string {
-  if (!('sqlState' in outcome)) return `affected ${outcome.rowCount} row(s)`;
-  const message = SAFE_MESSAGES.has(outcome.sqlState) ? outcome.message : 'message withheld: it may quote row values';
-  return `failed with SQLSTATE ${outcome.sqlState} (${message})`;
-}
-
-/** Identities as `(tenant_id, id)=(...)`; rows of tables without a primary key are not shown. */
-function examples(shape: TableShape, ids: readonly string[]): string {
-  if (shape.key.length === 0) return ' (no primary key: rows not shown)';
-  const columns = `(${shape.key.join(', ')})`;
-  const more = ids.length > EXAMPLES ? `, ... ${ids.length - EXAMPLES} more` : '';
-  return `: ${ids.slice(0, EXAMPLES).map((id) => `${columns}=${id}`).join(', ')}${more}`;
-}
-
-/** Row identity as text: the primary key, else the whole row. */
-function identity(shape: TableShape): string {
-  if (shape.key.length === 0) return '(lbmt_row.*)::text';
-  return `ROW(${shape.key.map((column) => `lbmt_row.${quoteIdent(column)}`).join(', ')})::text`;
-}
-
-/** `WHERE` for one row by the identity values `readTruth` sampled, parameters from `$first` on. */
-function keyMatch(shape: TableShape, first: number): string {
-  if (shape.key.length === 0) return `(lbmt_row.*)::text = $${first}`;
-  return shape.key.map((column, i) => `lbmt_row.${quoteIdent(column)} = $${first + i}`).join(' AND ');
-}
-
-/**
- * INSERT of a copy of a sampled row with the tenant column replaced ($1 row as jsonb, $2 tenant
- * column, $3 tenant). Generated and identity columns are left to their defaults.
- */
-function insertCopy(shape: TableShape): string {
-  const columns = shape.insertable.map(quoteIdent);
-  return `INSERT INTO ${shape.sql} (${columns.join(', ')})
-    SELECT ${columns.map((column) => `lbmt_row.${column}`).join(', ')}
-    FROM jsonb_populate_record(NULL::${shape.sql}, $1::jsonb || jsonb_build_object($2::text, $3::text)) AS lbmt_row`;
-}
-
-/** The table's primary key and insertable columns from pg_catalog; a string says why it cannot be checked. */
-async function readShape(admin: AdminQueryable, table: TenantTable): Promise<TableShape | string> {
-  const sql = qualifiedName(table);
-  const { rows } = await admin.query(
-    `SELECT
-       (SELECT array_agg(a.attname::text ORDER BY k.ord)
-          FROM pg_catalog.pg_index i
-          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = c.oid AND i.indisprimary) AS key,
-       (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity = '') AS insertable,
-       EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = $2) AS has_tenant_column
-     FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)`,
-    [sql, table.tenantColumn],
-  );
-  const row = rows[0];
-  if (!row) return 'table not found';
-  if (!row.has_tenant_column) return `tenant column ${table.tenantColumn} not found`;
-  return {
-    name: `${table.schema}.${table.table}`,
-    sql,
-    column: quoteIdent(table.tenantColumn),
-    tenantColumn: table.tenantColumn,
-    key: row.key ?? [],
-    insertable: row.insertable ?? [],
-  };
-}
-
-/** What the admin role sees of one tenant: count, fingerprint and one sample row. */
-async function readTruth(admin: AdminQueryable, shape: TableShape, tenantId: string): Promise<Truth> {
-  const counted = await admin.query(
-    `SELECT count(*)::text AS n, ${FINGERPRINT(identity(shape))} AS fingerprint FROM ${shape.sql} AS lbmt_row WHERE lbmt_row.${shape.column} = $1`,
-    [tenantId],
-  );
-  const keyColumns = shape.key.length === 0 ? ['(lbmt_row.*)::text AS k0'] : shape.key.map((column, i) => `lbmt_row.${quoteIdent(column)}::text AS k${i}`);
-  const sampled = await admin.query(
-    `SELECT ${keyColumns.join(', ')}, to_jsonb(lbmt_row.*)::text AS lbmt_row_json FROM ${shape.sql} AS lbmt_row WHERE lbmt_row.${shape.column} = $1 LIMIT 1`,
-    [tenantId],
-  );
-  const sample = sampled.rows[0];
-  return {
-    count: Number(counted.rows[0].n),
-    fingerprint: String(counted.rows[0].fingerprint),
-    ...(sample && { sample: { key: keyColumns.map((_, i) => String(sample[`k${i}`])), row: String(sample.lbmt_row_json) } }),
-  };
 }
 
 /** The app role must be subject to RLS at all: not superuser, no BYPASSRLS. */

@@ -1,0 +1,200 @@
+/**
+ * The doctor's findings about each object it read from pg_catalog: the runtime role, each tenant
+ * table and its policies, partitions, views, SECURITY DEFINER functions, unique keys and foreign
+ * keys. Codes and severities are listed in posture.ts.
+ *
+ * Policies are recognised by their text (pg_get_expr): the tenant column and
+ * `current_setting('<setting>'` must both appear, and no OR (which could widen the match).
+ */
+import { qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from './config.js';
+import { ACCESS_POLICY, ISOLATION_POLICY, currentTenantExpression } from './policies.js';
+import type { Finding, Severity } from './posture.js';
+import type * as q from './posture-queries.js';
+
+export function roleFindings(role: q.RoleRow, name: string): Finding[] {
+  const object = `role ${name}`;
+  const findings: Finding[] = [];
+  const add = (code: string, severity: Severity, message: string, fix: string) => findings.push({ code, severity, object, message, fix });
+  if (role.currentUser !== name) {
+    add('LBMT_CONNECTED_AS_OTHER_ROLE', 'info', `checked while connected as ${role.currentUser}${role.currentBypassesRls ? ' (which bypasses RLS: never use it for application queries)' : ''}; the findings describe the runtime role ${name}`, `connect the application as ${name}, or pass the role it really uses as runtimeRole / --runtime-role`);
+  }
+  if (!role.exists) {
+    add('LBMT_ROLE_MISSING', 'error', 'the runtime role does not exist', `CREATE ROLE ${quoteIdent(name)} LOGIN NOSUPERUSER NOBYPASSRLS; -- or apply the generated roles migration`);
+    return findings;
+  }
+  if (role.superuser) add('LBMT_ROLE_SUPERUSER', 'error', 'the runtime role is a superuser: superusers bypass every row level security policy', `ALTER ROLE ${quoteIdent(name)} NOSUPERUSER;`);
+  if (role.bypassrls) add('LBMT_ROLE_BYPASSRLS', 'error', 'the runtime role has BYPASSRLS: no policy applies to it', `ALTER ROLE ${quoteIdent(name)} NOBYPASSRLS;`);
+  for (const target of role.escalations) {
+    add('LBMT_ROLE_CAN_ESCALATE', 'error', `the runtime role is a member of ${target}, which bypasses RLS: SET ROLE ${target} escapes isolation`, `REVOKE ${quoteIdent(target)} FROM ${quoteIdent(name)};`);
+  }
+  return findings;
+}
+
+/** The tenant column compared to the setting, with no OR that could widen the match. */
+function isTenantCheck(expression: string | null, column: string, setting: string): boolean {
+  if (!expression) return false;
+  const literalsBlanked = expression.replace(/'(?:[^']|'')*'/g, "''");
+  const columnRef = new RegExp(`(^|[^A-Za-z0-9_$"])${escapeRegExp(column)}($|[^A-Za-z0-9_$"])`);
+  const settingRef = new RegExp(`current_setting\\('${escapeRegExp(setting)}'`);
+  return settingRef.test(expression) && columnRef.test(literalsBlanked) && !/\bOR\b/i.test(literalsBlanked);
+}
+
+type Isolation = { state: 'ok' | 'missing' | 'permissive' | 'no-check' | 'weak-check'; policy?: string };
+
+function isolationOf(policies: q.PolicyRow[], column: string, setting: string): Isolation {
+  const candidates = policies.filter((p) => p.applies && p.cmd === '*' && isTenantCheck(p.using, column, setting));
+  const restrictive = candidates.filter((p) => !p.permissive);
+  const ok = restrictive.find((p) => isTenantCheck(p.check, column, setting));
+  if (ok) return { state: 'ok', policy: ok.name };
+  const noCheck = restrictive.find((p) => p.check === null);
+  if (noCheck) return { state: 'no-check', policy: noCheck.name };
+  if (restrictive[0]) return { state: 'weak-check', policy: restrictive[0].name };
+  const permissive = candidates.find((p) => p.permissive);
+  return permissive ? { state: 'permissive', policy: permissive.name } : { state: 'missing' };
+}
+
+function isolationPolicySql(config: TenancyConfig, table: string, column: string): string {
+  const condition = `${quoteIdent(column)} = ${currentTenantExpression(config)}`;
+  return `DROP POLICY IF EXISTS ${ISOLATION_POLICY} ON ${table};\nCREATE POLICY ${ISOLATION_POLICY} ON ${table} AS RESTRICTIVE FOR ALL TO PUBLIC\n  USING (${condition})\n  WITH CHECK (${condition});`;
+}
+
+export function tableFindings(config: TenancyConfig, row: q.TableRow, policies: q.PolicyRow[], runtimeRole: string): Finding[] {
+  const { table: t } = row;
+  const object = `${t.schema}.${t.table}`;
+  const sql = qualifiedName(t);
+  const column = quoteIdent(t.tenantColumn);
+  const findings: Finding[] = [];
+  const add = (code: string, severity: Severity, message: string, fix: string) => findings.push({ code, severity, object, message, fix });
+  if (row.relid === null) {
+    add('LBMT_TABLE_MISSING', 'error', 'the configured tenant table does not exist', `create the table, or correct \`tables\` in the config; then generate and apply the RLS migrations`);
+    return findings;
+  }
+  if (row.runtimeOwns) {
+    const direct = row.owner === runtimeRole;
+    add('LBMT_ROLE_OWNS_TABLE', 'error', direct ? `the runtime role ${runtimeRole} owns this table: owners can disable RLS and drop policies` : `the runtime role ${runtimeRole} is a member of the owner ${row.owner}, so it acts as the owner (can disable RLS and drop policies)`,
+      direct ? `ALTER TABLE ${sql} OWNER TO ${quoteIdent(config.roles.owner)};` : `REVOKE ${quoteIdent(row.owner ?? '')} FROM ${quoteIdent(runtimeRole)};`);
+  }
+  if (!row.hasColumn) add('LBMT_TENANT_COLUMN_MISSING', 'error', `the tenant column ${t.tenantColumn} does not exist`, `ALTER TABLE ${sql} ADD COLUMN ${column} ${config.tenantIdType} NOT NULL; -- or correct tenantColumn in the config`);
+  else {
+    if (row.columnType !== config.tenantIdType) add('LBMT_TENANT_COLUMN_TYPE', 'error', `the tenant column ${t.tenantColumn} is ${row.columnType}, the config says ${config.tenantIdType}`, `ALTER TABLE ${sql} ALTER COLUMN ${column} TYPE ${config.tenantIdType} USING ${column}::${config.tenantIdType}; -- or correct tenantIdType`);
+    if (!row.notNull) add('LBMT_TENANT_COLUMN_NULLABLE', 'warning', `the tenant column ${t.tenantColumn} is nullable: rows without a tenant belong to nobody and are visible to no tenant`, `ALTER TABLE ${sql} ALTER COLUMN ${column} SET NOT NULL;`);
+    if (!row.tenantIndex) add('LBMT_TENANT_INDEX_MISSING', 'warning', `no index has ${t.tenantColumn} as its first column: every query filters the tenant row by row`, `CREATE INDEX ON ${sql} (${column});`);
+  }
+  if (!row.rls) add('LBMT_RLS_DISABLED', 'error', 'row level security is not enabled: every role with privileges sees every tenant', `ALTER TABLE ${sql} ENABLE ROW LEVEL SECURITY;`);
+  if (!row.forced) add('LBMT_RLS_NOT_FORCED', 'error', `row level security is not forced: the owner (${row.owner}) bypasses every policy`, `ALTER TABLE ${sql} FORCE ROW LEVEL SECURITY;`);
+
+  const isolation = isolationOf(policies, t.tenantColumn, config.setting);
+  const policySql = isolationPolicySql(config, sql, t.tenantColumn);
+  const setting = `current_setting('${config.setting}')`;
+  if (isolation.state === 'missing') add('LBMT_ISOLATION_POLICY_MISSING', 'error', `no RESTRICTIVE FOR ALL policy applying to ${runtimeRole} compares ${t.tenantColumn} to ${setting} in USING and WITH CHECK`, policySql);
+  if (isolation.state === 'permissive') add('LBMT_ISOLATION_POLICY_PERMISSIVE', 'error', `the isolation policy ${isolation.policy} is PERMISSIVE: permissive policies are OR-ed, so any other permissive policy (${ACCESS_POLICY} is USING (true)) opens every tenant`, policySql);
+  if (isolation.state === 'weak-check') add('LBMT_ISOLATION_WITH_CHECK_WEAK', 'error', `the isolation policy ${isolation.policy} has a WITH CHECK that does not compare ${t.tenantColumn} to ${setting}: writes can land in another tenant`, policySql);
+  if (isolation.state === 'no-check') add('LBMT_ISOLATION_WITH_CHECK_MISSING', 'warning', `the isolation policy ${isolation.policy} has no WITH CHECK; PostgreSQL applies USING to new rows of a FOR ALL policy, but a later ALTER POLICY to FOR SELECT would silently stop checking writes`, policySql);
+
+  const applying = policies.filter((p) => p.applies && p.permissive);
+  const extras = applying.filter((p) => p.name !== ACCESS_POLICY && p.name !== isolation.policy);
+  const isolated = isolation.state === 'ok' || isolation.state === 'no-check' || isolation.state === 'weak-check';
+  for (const extra of extras) {
+    add('LBMT_EXTRA_PERMISSIVE_POLICY', isolated ? 'warning' : 'error', isolated
+      ? `permissive policy ${extra.name} widens what ${runtimeRole} may see within the tenant; the restrictive isolation policy still applies`
+      : `permissive policy ${extra.name} applies to ${runtimeRole} and no restrictive isolation policy limits it to one tenant`,
+      `DROP POLICY ${quoteIdent(extra.name)} ON ${sql}; -- unless it is meant to be there`);
+  }
+  if (applying.length === 0) add('LBMT_NO_PERMISSIVE_POLICY', 'warning', `no permissive policy applies to ${runtimeRole}: it sees no rows at all (safe, but the application cannot work)`, `CREATE POLICY ${ACCESS_POLICY} ON ${sql} AS PERMISSIVE FOR ALL TO ${quoteIdent(runtimeRole)} USING (true) WITH CHECK (true);`);
+  return findings;
+}
+
+export function partitionFindings(config: TenancyConfig, parent: TenantTable, partition: q.PartitionRow, policies: q.PolicyRow[]): Finding[] {
+  const missing: string[] = [];
+  if (!partition.rls) missing.push('RLS is not enabled');
+  if (!partition.forced) missing.push('RLS is not forced');
+  if (isolationOf(policies, parent.tenantColumn, config.setting).state !== 'ok') missing.push('it has no restrictive isolation policy');
+  if (missing.length === 0) return [];
+  const sql = qualifiedName(partition);
+  const name = `${partition.schema}.${partition.table}`;
+  return [{
+    code: 'LBMT_PARTITION_UNPROTECTED',
+    severity: 'error',
+    object: name,
+    message: `partition of tenant table ${parent.schema}.${parent.table}: ${missing.join(', ')}; querying the partition directly skips the parent's policies`,
+    fix: `ALTER TABLE ${sql} ENABLE ROW LEVEL SECURITY;\nALTER TABLE ${sql} FORCE ROW LEVEL SECURITY;\n${isolationPolicySql(config, sql, parent.tenantColumn)}\n-- or add ${name} to \`tables\` and regenerate`,
+  }];
+}
+
+export function dependentFindings(rows: q.DependentRow[], tables: Map<number, TenantTable>, versionNum: number, runtimeRole: string): Finding[] {
+  const findings: Finding[] = [];
+  for (const row of rows) {
+    const name = `${row.schema}.${row.table}`;
+    const sql = qualifiedName(row);
+    const over = row.roots.map((relid) => tables.get(relid)).filter(Boolean).map((t) => `${t!.schema}.${t!.table}`).join(', ');
+    if (row.relkind === 'm') {
+      findings.push({ code: 'LBMT_MATVIEW_OVER_TENANT_TABLE', severity: 'error', object: `materialized view ${name}`, message: `materialized view over ${over}: it stores every tenant's rows and has no row level security`, fix: `DROP MATERIALIZED VIEW ${sql}; -- or REVOKE ALL ON ${sql} FROM ${quoteIdent(runtimeRole)};` });
+    } else if (!row.securityInvoker) {
+      const modern = versionNum >= 150000;
+      findings.push({
+        code: 'LBMT_VIEW_DEFINER_RIGHTS',
+        severity: modern ? 'error' : 'warning',
+        object: `view ${name}`,
+        message: `view over ${over} runs with the rights of its owner ${row.owner}, not of the querying role` + (modern ? '' : ' (before PostgreSQL 15 every view does)'),
+        fix: modern ? `ALTER VIEW ${sql} SET (security_invoker = true);` : `upgrade to PostgreSQL 15+ and ALTER VIEW ${sql} SET (security_invoker = true); until then make sure its owner is subject to RLS (not superuser, no BYPASSRLS, FORCEd tables)`,
+      });
+    }
+  }
+  return findings;
+}
+
+export function definerFindings(rows: q.DefinerFunctionRow[], tables: TenantTable[]): Finding[] {
+  const findings: Finding[] = [];
+  for (const row of rows) {
+    const mentioned = tables.filter((t) => new RegExp(`(^|[^A-Za-z0-9_$])${escapeRegExp(t.table)}($|[^A-Za-z0-9_$])`, 'i').test(row.body));
+    if (mentioned.length === 0) continue;
+    const names = mentioned.map((t) => `${t.schema}.${t.table}`).join(', ');
+    const object = `function ${row.signature}`;
+    findings.push({ code: 'LBMT_SECURITY_DEFINER_FUNCTION', severity: 'warning', object, message: `SECURITY DEFINER function mentions ${names}: it runs as its owner, so RLS applies to the owner, not the caller`, fix: `ALTER FUNCTION ${row.signature} SECURITY INVOKER; -- unless it deliberately crosses tenants` });
+    if (!row.pinnedSearchPath) {
+      findings.push({ code: 'LBMT_SECURITY_DEFINER_SEARCH_PATH', severity: 'warning', object, message: 'SECURITY DEFINER function without a pinned search_path: a caller can shadow the objects it uses', fix: `ALTER FUNCTION ${row.signature} SET search_path = pg_catalog, pg_temp; -- and schema-qualify the tables it uses` });
+    }
+  }
+  return findings;
+}
+
+export function uniqueFindings(rows: q.UniqueIndexRow[], tables: Map<number, TenantTable>): Finding[] {
+  return rows.flatMap((row) => {
+    const t = tables.get(row.relid)!;
+    if (row.columns.includes(t.tenantColumn)) return [];
+    const what = row.constraint ? `constraint ${row.constraint}` : `unique index ${row.name}`;
+    const table = qualifiedName(t);
+    const key = [t.tenantColumn, ...row.columns].map(quoteIdent).join(', ');
+    const fix = row.constraint
+      ? `ALTER TABLE ${table} DROP CONSTRAINT ${quoteIdent(row.constraint)}, ADD CONSTRAINT ${quoteIdent(row.constraint)} ${row.constraintType === 'p' ? 'PRIMARY KEY' : 'UNIQUE'} (${key});`
+      : `CREATE UNIQUE INDEX ON ${table} (${key});\nDROP INDEX ${qualifiedName({ schema: t.schema, table: row.name })};`;
+    return [{
+      code: 'LBMT_UNIQUE_WITHOUT_TENANT',
+      severity: 'warning' as const,
+      object: `${t.schema}.${t.table} ${what}`,
+      message: `${what} on (${row.columns.join(', ')}) leaves out ${t.tenantColumn}: a duplicate-key error tells one tenant that another tenant has that value`,
+      fix,
+    }];
+  });
+}
+
+export function foreignKeyFindings(rows: q.ForeignKeyRow[], tables: Map<number, TenantTable>): Finding[] {
+  return rows.flatMap((row) => {
+    const target = tables.get(row.toRelid);
+    if (!target) return []; // references a shared table (e.g. the tenants registry): nothing of another tenant to reveal
+    const source = tables.get(row.fromRelid);
+    const position = row.refColumns.indexOf(target.tenantColumn);
+    if (position >= 0 && (!source || row.columns[position] === source.tenantColumn)) return [];
+    return [{
+      code: 'LBMT_FOREIGN_KEY_WITHOUT_TENANT',
+      severity: 'warning' as const,
+      object: `${row.fromTable} foreign key ${row.name}`,
+      message: `foreign key (${row.columns.join(', ')}) references ${row.toTable} (${row.refColumns.join(', ')}) without matching ${target.tenantColumn}: the REFERENCES check ignores RLS, so it can link to, and reveal, another tenant's rows`,
+      fix: `reference ${row.toTable} by a composite key that starts with its tenant column, e.g. FOREIGN KEY (${source ? source.tenantColumn : 'tenant_id'}, ${row.columns.join(', ')}) REFERENCES ${row.toTable} (${target.tenantColumn}, ${row.refColumns.join(', ')})`,
+    }];
+  });
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
