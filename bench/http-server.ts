@@ -2,7 +2,7 @@
  * The HTTP benchmark's server, run in its own process (so the load generator does not share its
  * event loop). Prints `{"port": N}` on stdout once listening.
  *
- *   GET /bare                     no tenant middleware: { ok: true }
+ *   GET /bare/ping                no tenant middleware: { ok: true }
  *   GET /mt/ping                  behind multitenant() (warm cache): { ok: true }
  *   GET /mt/orders/:id            multitenant() + tenantQuery of one row under RLS
  *   GET /bare/orders/:tenant/:id  pool.query of the same row with an explicit WHERE, no RLS
@@ -22,7 +22,7 @@ const tenantMiddleware = multitenant({ core });
 const app = new Koa();
 app.use((ctx, next) => (ctx.path.startsWith('/mt/') ? tenantMiddleware(ctx, next) : next()));
 const router = new Router();
-router.get('/bare', (ctx) => {
+router.get('/bare/ping', (ctx) => {
   ctx.body = { ok: true };
 });
 router.get('/mt/ping', (ctx) => {
@@ -41,8 +41,8 @@ const server = app.listen(0, '127.0.0.1', () => {
   const address = server.address();
   console.log(JSON.stringify({ port: typeof address === 'object' && address ? address.port : 0 }));
 });
-process.on('SIGTERM', async () => {
+process.on('SIGTERM', () => {
+  server.closeAllConnections();
   server.close();
-  await pool.end();
-  process.exit(0);
+  void pool.end().finally(() => process.exit(0));
 });

@@ -1,48 +1,66 @@
 /**
- * Does `prepare: 'all'` hand one tenant a plan made for another? (The default, 'tenant', does not name
- * the caller's statement, so it is planned for each execution.)
+ * Does a prepare mode hand one tenant a plan made for another? Measured for the three modes:
  *
- * tenantQuery with prepare true sends named prepared statements. PostgreSQL plans a named statement
- * with a custom plan for its first 5 executions and may then switch to a cached generic plan; a
- * statement WITHOUT parameters (`SELECT count(*) FROM orders`, the tenant coming from RLS) is given
- * the generic plan from its first execution (plancache.c, choose_custom_plan: "never any point in a
- * custom plan if there's no parameters"). Under the bare policy the planner estimates with the tenant
- * set at planning time, so the cached plan was made for whichever tenant ran first on that connection.
+ * - 'all' sends the caller's statement as a named prepared statement. PostgreSQL plans a named
+ *   statement with a custom plan for its first 5 executions and may then switch to a cached generic
+ *   plan; a statement WITHOUT parameters (`SELECT count(*) FROM orders`, the tenant coming from RLS)
+ *   is given the generic plan from its first execution (plancache.c, choose_custom_plan: "never any
+ *   point in a custom plan if there's no parameters"). Under the bare policy the planner estimates
+ *   with the tenant set at planning time, so the cached plan was made for whichever tenant ran first
+ *   on that connection.
+ * - 'tenant' (the default) leaves a statement without parameters unnamed (planned at each
+ *   execution), and names one with parameters but sets `plan_cache_mode = force_custom_plan` for its
+ *   transaction, so it is still planned at each execution, for this tenant.
+ * - 'none' names nothing: the reference, a plan made for this tenant at each execution.
  *
- * Each scenario uses a fresh pool of one connection: the statement is executed 6 times for the
- * tenant that primes the plan, then timed for the other tenant; the plan actually used is shown by
- * EXPLAIN EXECUTE of the same named statement on the same connection. Reference: the same statement
- * with prepare false (planned for each execution) for the same tenant.
+ * Each scenario uses a fresh pool of one connection: the statement is executed 6 times with
+ * prepare 'all' for the tenant that primes the plan, then timed for the other tenant in each mode
+ * (alternating, rotated). The plan each mode used is EXPLAINed on the same connection the way that
+ * mode runs it (EXECUTE of the named statement for 'all', and for 'tenant' with a parameter under
+ * the transaction-local plan_cache_mode; the statement itself otherwise), and pg_prepared_statements'
+ * generic_plans / custom_plans counters are read around every timed execution, so each mode's count
+ * of generic and custom plans is measured, not inferred.
  *
  * A second series runs the bare form on connections opened with `plan_cache_mode=force_custom_plan`
- * (a setting users can apply today, per role or in the pool's `options`): it covers statements with
+ * (a setting users can apply per role or in the pool's `options`): it covers statements with
  * parameters, not those without (choose_custom_plan returns before reading the setting).
  */
+import type pg from 'pg';
 import { tenantQuery } from '../src/transaction.js';
-import { preparedStatementName } from '../src/pipeline.js';
-import { median } from './stats.js';
+import { preparedStatementName, type PrepareMode } from '../src/pipeline.js';
+import { median, rotate } from './stats.js';
 import { asTenant, planShape, skewQuery, type QueryKind, type Variant } from './skew.js';
 import type { BenchEnv } from './setup.js';
 
 /** Server setting the connections of a scenario run with (the pool's `options`), or none. */
 export type PlanCacheMode = 'default' | 'plan_cache_mode=force_custom_plan';
 
+export const MODES = ['all', 'tenant', 'none'] as const satisfies readonly PrepareMode[];
+export type Mode = (typeof MODES)[number];
+
+export interface ModeMeasure {
+  /** Median ms of the timed executions for the measured tenant. */
+  readonly ms: number;
+  /** Median over executions of (this mode's time / 'none''s time of the same iteration). */
+  readonly ratioToNone: number;
+  /** The plan this mode ran, as EXPLAIN (ANALYZE) shows it, and its shape. */
+  readonly plan: string;
+  readonly explain: readonly string[];
+  /** Generic and custom plans the named statement counted during this mode's timed executions. */
+  readonly genericPlans: number;
+  readonly customPlans: number;
+}
+
 export interface PlanCacheRow {
   readonly statement: string;
-  readonly mode: PlanCacheMode;
+  readonly setting: PlanCacheMode;
   readonly variant: Variant;
   readonly primedBy: 'small' | 'big';
   readonly measured: 'small' | 'big';
-  /** Median ms, prepare true (the cached plan) and prepare false (planned for this tenant). */
-  readonly preparedMs: number;
-  readonly unpreparedMs: number;
-  readonly ratio: number;
-  readonly preparedPlan: string;
-  readonly unpreparedPlan: string;
-  /** Full EXPLAIN (ANALYZE) of the named statement as the measured tenant ran it. */
-  readonly preparedExplain: readonly string[];
-  readonly genericPlans: number;
-  readonly customPlans: number;
+  readonly modes: Record<Mode, ModeMeasure>;
+  /** Whether the statement has a parameter ('tenant' names it then). */
+  readonly withParam: boolean;
+  readonly timedRuns: number;
 }
 
 type Statement = { label: string; kind: QueryKind; withParam: boolean };
@@ -60,6 +78,14 @@ function statementText(statement: Statement, variant: Variant): string {
   return statement.withParam ? text.replace(' ORDER BY', ' WHERE created_at <= $1 ORDER BY') : text;
 }
 
+async function counters(pool: pg.Pool, name: string): Promise<{ generic: number; custom: number }> {
+  const { rows } = await pool.query<{ generic_plans: string; custom_plans: string }>(
+    'SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1',
+    [name],
+  );
+  return { generic: Number(rows[0]?.generic_plans ?? 0), custom: Number(rows[0]?.custom_plans ?? 0) };
+}
+
 export async function runPlanCache(env: BenchEnv, timedRuns: number): Promise<PlanCacheRow[]> {
   const out: PlanCacheRow[] = [];
   const tenants = { small: env.smallTenant, big: env.bigTenant } as const;
@@ -69,58 +95,60 @@ export async function runPlanCache(env: BenchEnv, timedRuns: number): Promise<Pl
     ['RLS bare', 'plan_cache_mode=force_custom_plan'],
     ['RLS initplan', 'default'],
   ];
-  for (const [variant, mode] of scenarios) {
+  for (const [variant, setting] of scenarios) {
     for (const statement of STATEMENTS) {
       for (const [primedBy, measured] of [['small', 'big'], ['big', 'small']] as const) {
         if (statement.kind === 'deep page' && measured === 'small') continue; // a small tenant has no page 200
         const text = statementText(statement, variant);
+        const name = preparedStatementName(text);
         const values = statement.withParam ? param : [];
-        const pool = env.db.pool(env.db.appUrl, { max: 1, ...(mode === 'default' ? {} : { options: `-c ${mode}` }) });
+        const pool = env.db.pool(env.db.appUrl, { max: 1, ...(setting === 'default' ? {} : { options: `-c ${setting}` }) });
         try {
           for (let i = 0; i < 6; i += 1) await tenantQuery(pool, tenants[primedBy], text, values, { prepare: 'all' });
-          // Alternating, after one untimed run each: the two see the same caches and noise.
-          const times = { true: [] as number[], false: [] as number[] };
+          const times: Record<Mode, number[]> = { all: [], tenant: [], none: [] };
+          const plans: Record<Mode, { generic: number; custom: number }> = {
+            all: { generic: 0, custom: 0 },
+            tenant: { generic: 0, custom: 0 },
+            none: { generic: 0, custom: 0 },
+          };
+          // One untimed pass, then `timedRuns` passes; each pass runs the three modes in a rotated order.
           for (let i = -1; i < timedRuns; i += 1) {
-            // 'all': the caller's statement is named (the cached plan); 'tenant', the default: unnamed, planned for this tenant.
-            for (const prepare of ['all', 'tenant'] as const) {
+            for (const mode of rotate(MODES, Math.max(i, 0))) {
+              const before = await counters(pool, name);
               const started = performance.now();
-              await tenantQuery(pool, tenants[measured], text, values, { prepare });
-              if (i >= 0) times[prepare === 'all' ? 'true' : 'false'].push(performance.now() - started);
+              await tenantQuery(pool, tenants[measured], text, values, { prepare: mode });
+              const ms = performance.now() - started;
+              const after = await counters(pool, name);
+              if (i < 0) continue;
+              times[mode].push(ms);
+              plans[mode].generic += after.generic - before.generic;
+              plans[mode].custom += after.custom - before.custom;
             }
           }
-          const preparedMs = median(times.true);
-          const unpreparedMs = median(times.false);
           const client = await pool.connect();
           try {
-            const name = preparedStatementName(text);
-            const args = statement.withParam ? `('${param[0]}')` : '';
-            const { preparedPlan, unpreparedPlan } = await asTenant(client, tenants[measured], async () => ({
-              preparedPlan: (await client.query(`EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) EXECUTE ${name}${args}`)).rows.map(
-                (r) => r['QUERY PLAN'] as string,
-              ),
-              unpreparedPlan: (await client.query(`EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) ${text}`, values)).rows.map(
-                (r) => r['QUERY PLAN'] as string,
-              ),
-            }));
-            const { rows } = await client.query<{ generic_plans: string; custom_plans: string }>(
-              'SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1',
-              [name],
-            );
-            out.push({
-              statement: statement.label,
-              mode,
-              variant,
-              primedBy,
-              measured,
-              preparedMs,
-              unpreparedMs,
-              ratio: preparedMs / unpreparedMs,
-              preparedPlan: planShape(preparedPlan),
-              preparedExplain: preparedPlan,
-              unpreparedPlan: planShape(unpreparedPlan),
-              genericPlans: Number(rows[0]?.generic_plans ?? Number.NaN),
-              customPlans: Number(rows[0]?.custom_plans ?? Number.NaN),
-            });
+            const explainAs = async (mode: Mode): Promise<string[]> =>
+              asTenant(client, tenants[measured], async () => {
+                const named = mode === 'all' || (mode === 'tenant' && statement.withParam);
+                if (mode === 'tenant' && named) await client.query(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`);
+                const args = statement.withParam ? `('${param[0]}')` : '';
+                const sql = named ? `EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) EXECUTE ${name}${args}` : `EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) ${text}`;
+                const { rows } = await client.query<{ 'QUERY PLAN': string }>(sql, named ? [] : values);
+                return rows.map((r) => r['QUERY PLAN']);
+              });
+            const modes = {} as Record<Mode, ModeMeasure>;
+            for (const mode of MODES) {
+              const explain = await explainAs(mode);
+              modes[mode] = {
+                ms: median(times[mode]),
+                ratioToNone: median(times[mode].map((t, i) => t / times.none[i]!)),
+                plan: planShape(explain),
+                explain,
+                genericPlans: plans[mode].generic,
+                customPlans: plans[mode].custom,
+              };
+            }
+            out.push({ statement: statement.label, setting, variant, primedBy, measured, modes, withParam: statement.withParam, timedRuns });
           } finally {
             client.release();
           }

@@ -14,10 +14,11 @@ import { renderResults, targets } from './report.js';
 import { setupBench } from './setup.js';
 import { runSkew } from './skew.js';
 import { runThroughput } from './throughput.js';
-import { renderHttp, runHttp } from './http.js';
+import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
 
 const quick = process.env.BENCH_QUICK === '1';
+
 const startedAt = new Date();
 const loadStart = os.loadavg()[0]!;
 const t0 = performance.now();
@@ -30,7 +31,7 @@ const env = await setupBench(
 try {
   log('skew: RLS bare / initplan vs explicit WHERE');
   const skew = await runSkew(env, quick ? { rounds: 3, budgetMs: 60 } : { rounds: 7, budgetMs: 300 });
-  log("prepare: 'all' and cached plans");
+  log('prepare modes and cached plans across tenants');
   const planCache = await runPlanCache(env, quick ? 3 : 7);
   log('latency');
   const latency = await runLatency(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
@@ -43,13 +44,19 @@ try {
   const http = await runHttp(env, quick ? { rounds: 2, durationSeconds: 2, connections: 32 } : { rounds: 5, durationSeconds: 4, connections: 32 });
   log('sql guard');
   const guard = await benchGuard({ quick });
-  const markdown =
-    renderResults(env, { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 }, latency, throughput, skew, planCache) +
-    '\n' + renderHttp(http) + '\n' + guard.markdown + '\n';
+  const markdown = renderResults(
+    env,
+    { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 },
+    latency,
+    throughput,
+    skew,
+    planCache,
+    { http, guard },
+  );
   writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown);
-  for (const t of targets(latency, throughput, skew)) log(`${t.ok ? 'met    ' : 'NOT MET'} ${t.target}: ${t.measured}`);
-  log(`http: warm-cache route ${http.warmCacheRatio.toFixed(2)}× (target ≥ 0.9), full path ${http.fullPathRatio.toFixed(2)}× (target ≥ 0.8)`);
-  log(`guard: cached ${(guard.cachedNs / 1000).toFixed(2)} µs (≤ 2), first join+CTE ${guard.firstJoinCteUs.toFixed(1)} µs (≤ 150)`);
+  for (const t of targets(latency, throughput, skew, http, guard)) {
+    log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
+  }
   log('wrote bench/RESULTS.md');
 } finally {
   await env.close();
