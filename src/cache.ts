@@ -113,15 +113,33 @@ export class TenantCacheService implements TenantService {
   ) {}
 
   getTenantById(id: string): Promise<Tenant | undefined> {
-    return this.lookup(`id:${id}`, () => this.service.getTenantById(id));
+    return Promise.resolve(this.find('id', id));
   }
 
   getTenantByDomain(domain: string): Promise<Tenant | undefined> {
-    return this.lookup(`domain:${domain}`, () => this.service.getTenantByDomain(domain));
+    return Promise.resolve(this.find('domain', domain));
   }
 
   getTenantBySubdomain(subdomain: string): Promise<Tenant | undefined> {
-    return this.lookup(`slug:${subdomain}`, () => this.service.getTenantBySubdomain(subdomain));
+    return Promise.resolve(this.find('slug', subdomain));
+  }
+
+  /**
+   * The tenant, synchronously when the cache knows the answer (no promise, no microtask: the warm
+   * path of every request), else a promise of the lookup.
+   */
+  find(by: 'id' | 'domain' | 'slug', value: string): Tenant | undefined | Promise<Tenant | undefined> {
+    const key: TenantKey = `${by}:${value}`;
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached ?? undefined;
+    switch (by) {
+      case 'id':
+        return this.load(key, () => this.service.getTenantById(value));
+      case 'domain':
+        return this.load(key, () => this.service.getTenantByDomain(value));
+      case 'slug':
+        return this.load(key, () => this.service.getTenantBySubdomain(value));
+    }
   }
 
   async getTenantDatabaseUrl(id: string): Promise<string | undefined> {
@@ -142,13 +160,11 @@ export class TenantCacheService implements TenantService {
     this.cache.clear();
   }
 
-  private lookup(key: TenantKey, load: () => Promise<Tenant | undefined>): Promise<Tenant | undefined> {
-    const cached = this.cache.get(key);
-    if (cached !== undefined) return Promise.resolve(cached ?? undefined);
+  private load(key: TenantKey, fetch: () => Promise<Tenant | undefined>): Promise<Tenant | undefined> {
     const pending = this.inflight.get(key);
     if (pending) return pending;
     const generation = this.generation;
-    const promise = load().then(
+    const promise = fetch().then(
       (tenant) => {
         if (this.inflight.get(key) === promise) this.inflight.delete(key);
         if (generation === this.generation) {

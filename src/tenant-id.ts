@@ -8,6 +8,9 @@ export const TENANT_ID_TYPES: readonly TenantIdType[] = ['uuid', 'text', 'bigint
 /** Longest text tenant id accepted (bytes of UTF-8 are not counted; characters are). */
 export const MAX_TEXT_TENANT_ID_LENGTH = 128;
 
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+const NIL_HEX = '0'.repeat(32);
 const UUID_HEX = /^[0-9a-f]{32}$/;
 const BIGINT_TEXT = /^-?[0-9]{1,19}$/;
 const BIGINT_MIN = -(2n ** 63n);
@@ -55,6 +58,8 @@ export function tryCanonicalTenantId(raw: unknown, type: TenantIdType): string |
 
 function canonicalUuid(raw: unknown): string {
   if (typeof raw !== 'string') throw invalid('uuid', 'a string');
+  // Already canonical (what clients usually send, and every id the library hands out): as is.
+  if (CANONICAL_UUID.test(raw) && raw !== NIL_UUID) return raw;
   if (raw.length > 45) throw invalid('uuid', 'at most 45 characters');
   let s = raw.toLowerCase();
   if (s.startsWith('urn:uuid:')) s = s.slice(9);
@@ -63,7 +68,7 @@ function canonicalUuid(raw: unknown): string {
     ? s.replaceAll('-', '')
     : s;
   if (!UUID_HEX.test(hex)) throw invalid('uuid', 'a UUID');
-  if (hex === '0'.repeat(32)) throw invalid('uuid', 'not the nil UUID');
+  if (hex === NIL_HEX) throw invalid('uuid', 'not the nil UUID');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 

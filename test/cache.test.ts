@@ -1,5 +1,16 @@
 import test from 'ava';
-import { TenantCache, TenantCacheService, type Tenant, type TenantService } from '../src/index.js';
+import {
+  createMultitenant,
+  InvalidTenantIdError,
+  TenantCache,
+  TenantCacheService,
+  TenantConflictError,
+  TenantRequiredError,
+  TenantSuspendedError,
+  type Resolution,
+  type Tenant,
+  type TenantService,
+} from '../src/index.js';
 
 const tenant = (id: string, slug = `s${id}`): Tenant =>
   Object.freeze({
@@ -116,4 +127,36 @@ test('TenantCache refuses bad options, naming them', (t) => {
   t.throws(() => new TenantCache({ maxSize: 0 }), { message: /`maxSize`/ });
   t.throws(() => new TenantCache({ ttlMs: -1 }), { message: /`ttlMs`/ });
   t.throws(() => new TenantCache({ negativeTtlMs: Number.NaN }), { message: /`negativeTtlMs`/ });
+});
+
+test('core.resolveNow() answers synchronously from a warm cache, asynchronously otherwise, with the same verdicts', async (t) => {
+  const { service, calls, tenants } = memoryService([tenant('00000000-0000-4000-8000-000000000001', 'acme')]);
+  tenants.push({ ...tenant('00000000-0000-4000-8000-000000000002', 'held'), status: 'suspended' });
+  const core = createMultitenant({ tenantService: service, strategies: ['header', 'subdomain'], baseDomain: 'example.com' });
+  const request = (id: string | undefined, host = 'api.internal') => ({
+    header: (name: string) => (name.toLowerCase() === 'x-tenant-id' ? id : undefined),
+    host,
+    path: '/',
+  });
+  const cold = core.resolveNow(request('00000000-0000-4000-8000-000000000001'));
+  t.true(cold instanceof Promise, 'a cache miss is a lookup');
+  t.is((await cold)?.tenant.slug, 'acme');
+  const warm = core.resolveNow(request('{00000000-0000-4000-8000-000000000001}'));
+  t.false(warm instanceof Promise, 'a cache hit is answered in the same tick');
+  t.is((warm as Resolution).tenant.slug, 'acme');
+  t.is(calls.length, 1);
+  // Errors keep their kinds on both paths: synchronous throws when the cache knows, rejections when it must look.
+  t.throws(() => core.resolveNow(request('not-a-uuid')), { instanceOf: InvalidTenantIdError });
+  t.throws(() => core.resolveNow(request(undefined)), { instanceOf: TenantRequiredError });
+  t.is(core.resolveNow(request(undefined), { optional: true }), undefined);
+  await t.throwsAsync(Promise.resolve(core.resolveNow(request('00000000-0000-4000-8000-000000000002'))), { instanceOf: TenantSuspendedError });
+  t.throws(() => core.resolveNow(request('00000000-0000-4000-8000-000000000002')), { instanceOf: TenantSuspendedError }, 'now cached');
+  // Header and subdomain disagree: the slug lookup is a miss (a promise), then a conflict.
+  await t.throwsAsync(Promise.resolve(core.resolveNow(request('00000000-0000-4000-8000-000000000001', 'held.example.com'))), {
+    instanceOf: TenantConflictError,
+  });
+  t.throws(() => core.resolveNow(request('00000000-0000-4000-8000-000000000001', 'held.example.com')), { instanceOf: TenantConflictError });
+  // resolve() is the same, always as a promise.
+  t.is((await core.resolve(request('00000000-0000-4000-8000-000000000001', 'acme.example.com')))?.tenant.slug, 'acme');
+  await t.throwsAsync(core.resolve(request('nope')), { instanceOf: InvalidTenantIdError });
 });

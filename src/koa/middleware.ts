@@ -1,7 +1,7 @@
-import type { Context, Middleware } from 'koa';
+import type { Context, Middleware, Next } from 'koa';
 import { TenantContext } from '../context.js';
 import { TenantError } from '../errors.js';
-import { createMultitenant, MultitenantCore, type MultitenantOptions } from '../core.js';
+import { createMultitenant, MultitenantCore, type MaybePromise, type MultitenantOptions, type Resolution } from '../core.js';
 import type { TenantRequest } from '../resolution.js';
 import { sendProblem } from './problem.js';
 
@@ -28,33 +28,54 @@ export interface MultitenantMiddlewareOptions {
 export function multitenant(options: ({ core: MultitenantCore } | MultitenantOptions) & MultitenantMiddlewareOptions): Middleware {
   const core = 'core' in options ? options.core : createMultitenant(options);
   const optional = options.optional ?? false;
-  return async function multitenant(ctx, next) {
-    let resolution;
+  // Not an async function, and no closure per request: with a warm cache the tenant is resolved
+  // synchronously and the request goes on without an extra promise (this is on every request's path).
+  return function multitenant(ctx, next) {
+    let resolution: MaybePromise<Resolution | undefined>;
     try {
-      resolution = await core.resolve(requestOf(ctx, options.trustProxy ?? ctx.app.proxy), { optional });
+      resolution = core.resolveNow(new KoaTenantRequest(ctx, options.trustProxy ?? ctx.app.proxy), { optional });
     } catch (error) {
-      if (!(error instanceof TenantError)) throw error;
-      sendProblem(ctx, error.status, error.expose ? error.message : undefined, error.code);
-      return;
+      refuse(ctx, error);
+      return Promise.resolve();
     }
-    if (!resolution) return next();
-    ctx.state.tenant = resolution.tenant;
-    const stripped = core.stripPath(ctx.path);
-    if (stripped !== ctx.path) ctx.path = stripped;
-    return TenantContext.run(resolution.tenant.id, next);
+    if (resolution instanceof Promise) {
+      return resolution.then(
+        (r) => proceed(core, ctx, next, r),
+        (error: unknown) => refuse(ctx, error),
+      );
+    }
+    return proceed(core, ctx, next, resolution);
   };
 }
 
-function requestOf(ctx: Context, trustProxy: boolean): TenantRequest {
-  const headers = ctx.req.headers;
-  const forwarded = trustProxy ? headers['x-forwarded-host'] : undefined;
-  const host = (typeof forwarded === 'string' && forwarded.split(',')[0]?.trim()) || headers.host || '';
-  return {
-    header(name) {
-      const value = headers[name.toLowerCase()];
-      return Array.isArray(value) ? value.join(', ') : value;
-    },
-    host,
-    path: ctx.path,
-  };
+function proceed(core: MultitenantCore, ctx: Context, next: Next, resolution: Resolution | undefined): Promise<unknown> {
+  if (!resolution) return next();
+  ctx.state.tenant = resolution.tenant;
+  const stripped = core.stripPath(ctx.path);
+  if (stripped !== ctx.path) ctx.path = stripped;
+  return TenantContext.run(resolution.tenant.id, next);
+}
+
+function refuse(ctx: Context, error: unknown): void {
+  if (!(error instanceof TenantError)) throw error;
+  sendProblem(ctx, error.status, error.expose ? error.message : undefined, error.code);
+}
+
+/** The request as the strategies see it. */
+class KoaTenantRequest implements TenantRequest {
+  readonly host: string;
+  readonly path: string;
+  private readonly headers: Context['req']['headers'];
+
+  constructor(ctx: Context, trustProxy: boolean) {
+    this.headers = ctx.req.headers;
+    const forwarded = trustProxy ? this.headers['x-forwarded-host'] : undefined;
+    this.host = (typeof forwarded === 'string' && forwarded.split(',')[0]?.trim()) || this.headers.host || '';
+    this.path = ctx.path;
+  }
+
+  header(name: string): string | undefined {
+    const value = this.headers[name.toLowerCase()];
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
 }
