@@ -8,16 +8,16 @@
  *   point in a custom plan if there's no parameters"). Under the bare policy the planner estimates
  *   with the tenant set at planning time, so the cached plan was made for whichever tenant ran first
  *   on that connection.
- * - 'tenant' (the default) leaves a statement without parameters unnamed (planned at each
- *   execution), and names one with parameters but sets `plan_cache_mode = force_custom_plan` for its
- *   transaction, so it is still planned at each execution, for this tenant.
+ * - 'tenant' (the default) names the statement per plan class (src/plan-classes.ts): one statement
+ *   for the tenants outside the tenant column's most-common-values list (the planner estimates them
+ *   all alike), one per tenant in it. The big tenant is in the list; the median small one is not.
  * - 'none' names nothing: the reference, a plan made for this tenant at each execution.
  *
  * Each scenario uses a fresh pool of one connection: the statement is executed 6 times with
- * prepare 'all' for the tenant that primes the plan, then timed for the other tenant in each mode
- * (alternating, rotated). The plan each mode used is EXPLAINed on the same connection the way that
- * mode runs it (EXECUTE of the named statement for 'all', and for 'tenant' with a parameter under
- * the transaction-local plan_cache_mode; the statement itself otherwise), and pg_prepared_statements'
+ * 'all' and 6 times with 'tenant' for the tenant that primes the plan, then timed for the other
+ * tenant in each mode (alternating, rotated). The plan each mode used is EXPLAINed on the same
+ * connection the way that mode runs it (EXECUTE of the named statement: 'all''s, or the measured
+ * tenant's class's for 'tenant'; the statement itself for 'none'), and pg_prepared_statements'
  * generic_plans / custom_plans counters are read around every timed execution, so each mode's count
  * of generic and custom plans is measured, not inferred.
  *
@@ -28,6 +28,7 @@
 import type pg from 'pg';
 import { tenantQuery } from '../src/transaction.js';
 import { preparedStatementName, type PrepareMode } from '../src/pipeline.js';
+import { classOf } from '../src/plan-classes.js';
 import { median, rotate } from './stats.js';
 import { asTenant, planShape, skewQuery, type QueryKind, type Variant } from './skew.js';
 import type { BenchEnv } from './setup.js';
@@ -60,6 +61,8 @@ export interface PlanCacheRow {
   readonly modes: Record<Mode, ModeMeasure>;
   /** Whether the statement has a parameter ('tenant' names it then). */
   readonly withParam: boolean;
+  /** Whether 'tenant' named the statement (always, when the plan classes were known). */
+  readonly tenantNamed: boolean;
   readonly timedRuns: number;
 }
 
@@ -78,10 +81,12 @@ function statementText(statement: Statement, variant: Variant): string {
   return statement.withParam ? text.replace(' ORDER BY', ' WHERE created_at <= $1 ORDER BY') : text;
 }
 
-async function counters(pool: pg.Pool, name: string): Promise<{ generic: number; custom: number }> {
+/** Plans made so far by the statement a mode names: `name` itself, or (prepare 'tenant') its plan-class variants. */
+async function counters(pool: pg.Pool, name: string, mode: Mode): Promise<{ generic: number; custom: number }> {
   const { rows } = await pool.query<{ generic_plans: string; custom_plans: string }>(
-    'SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1',
-    [name],
+    `SELECT coalesce(sum(generic_plans), 0) AS generic_plans, coalesce(sum(custom_plans), 0) AS custom_plans
+       FROM pg_prepared_statements WHERE name = $1 OR ($2 AND name LIKE $1 || '\_%')`,
+    [name, mode === 'tenant'],
   );
   return { generic: Number(rows[0]?.generic_plans ?? 0), custom: Number(rows[0]?.custom_plans ?? 0) };
 }
@@ -104,7 +109,10 @@ export async function runPlanCache(env: BenchEnv, timedRuns: number): Promise<Pl
         const values = statement.withParam ? param : [];
         const pool = env.db.pool(env.db.appUrl, { max: 1, ...(setting === 'default' ? {} : { options: `-c ${setting}` }) });
         try {
-          for (let i = 0; i < 6; i += 1) await tenantQuery(pool, tenants[primedBy], text, values, { prepare: 'all' });
+          for (let i = 0; i < 6; i += 1) {
+            await tenantQuery(pool, tenants[primedBy], text, values, { prepare: 'all' });
+            await tenantQuery(pool, tenants[primedBy], text, values, { prepare: 'tenant' });
+          }
           const times: Record<Mode, number[]> = { all: [], tenant: [], none: [] };
           const plans: Record<Mode, { generic: number; custom: number }> = {
             all: { generic: 0, custom: 0 },
@@ -114,25 +122,28 @@ export async function runPlanCache(env: BenchEnv, timedRuns: number): Promise<Pl
           // One untimed pass, then `timedRuns` passes; each pass runs the three modes in a rotated order.
           for (let i = -1; i < timedRuns; i += 1) {
             for (const mode of rotate(MODES, Math.max(i, 0))) {
-              const before = await counters(pool, name);
+              const before = await counters(pool, name, mode);
               const started = performance.now();
               await tenantQuery(pool, tenants[measured], text, values, { prepare: mode });
               const ms = performance.now() - started;
-              const after = await counters(pool, name);
+              const after = await counters(pool, name, mode);
               if (i < 0) continue;
               times[mode].push(ms);
               plans[mode].generic += after.generic - before.generic;
               plans[mode].custom += after.custom - before.custom;
             }
           }
+          const planClass = await classOf(pool, env.db.config, tenants[measured]);
           const client = await pool.connect();
           try {
             const explainAs = async (mode: Mode): Promise<string[]> =>
               asTenant(client, tenants[measured], async () => {
-                const named = mode === 'all' || (mode === 'tenant' && statement.withParam);
-                if (mode === 'tenant' && named) await client.query(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`);
+                // 'tenant' names the statement per plan class; without classes, only with a parameter and custom plans forced.
+                const named = mode === 'all' || (mode === 'tenant' && (planClass !== undefined || statement.withParam));
+                if (mode === 'tenant' && named && planClass === undefined) await client.query(`SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`);
+                const executed = mode === 'tenant' ? preparedStatementName(text, planClass) : name;
                 const args = statement.withParam ? `('${param[0]}')` : '';
-                const sql = named ? `EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) EXECUTE ${name}${args}` : `EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) ${text}`;
+                const sql = named ? `EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) EXECUTE ${executed}${args}` : `EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF) ${text}`;
                 const { rows } = await client.query<{ 'QUERY PLAN': string }>(sql, named ? [] : values);
                 return rows.map((r) => r['QUERY PLAN']);
               });
@@ -148,7 +159,7 @@ export async function runPlanCache(env: BenchEnv, timedRuns: number): Promise<Pl
                 customPlans: plans[mode].custom,
               };
             }
-            out.push({ statement: statement.label, setting, variant, primedBy, measured, modes, withParam: statement.withParam, timedRuns });
+            out.push({ statement: statement.label, setting, variant, primedBy, measured, modes, withParam: statement.withParam, tenantNamed: planClass !== undefined || statement.withParam, timedRuns });
           } finally {
             client.release();
           }

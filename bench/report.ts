@@ -149,9 +149,9 @@ export function renderResults(
     'The three `prepare` modes of tenantQuery / withTenantTransaction (what is sent as a named prepared statement, parsed',
     'once per connection):',
     '',
-    "- `'tenant'`, **the default**: the library's BEGIN and set_config, and the caller's statements that have parameters, with",
-    "  `plan_cache_mode = force_custom_plan` set for the transaction (they skip Parse but are planned at each execution, for",
-    '  this tenant); a statement without parameters is sent unnamed (parsed and planned at each execution).',
+    "- `'tenant'`, **the default**: the library's BEGIN and set_config, and the caller's statements per plan class: one",
+    "  statement for all the tenants the planner estimates alike (outside the tenant column's most-common-values list), one",
+    '  per tenant it estimates apart, so a cached plan serves only tenants it was made for (see the plan-cache section).',
     "- `'all'` (or `true`): every statement named; PostgreSQL may reuse a cached generic plan (see the plan-cache section).",
     "- `'none'` (or `false`): nothing named (PgBouncer before 1.21 in transaction mode).",
     '',
@@ -171,14 +171,13 @@ export function renderResults(
     `With named statements on both sides, tenantQuery (prepare: 'all') takes ${x(pairRatio(latency.single.get(SINGLE.oursAll)!, latency.single.get(SINGLE.namedReference)!))} ` +
       'the time of the named-statement reference: that is the cost of the tenant setting riding along plus the library. (a) itself pays ' +
       "Parse and planning on every call, as pg does by default, which is why tenantQuery with prepare: 'all' can beat it. " +
-      "The default 'tenant' skips Parse (the lookup has a parameter) but plans every execution; 'none' parses and plans every execution.",
+      "The default 'tenant' reuses plans as 'all' does, per plan class; 'none' parses and plans every execution.",
     '',
     '## Three statements in one transaction (lookup, UPDATE of that row, first page of 10), one caller',
     '',
     ...latencyTable(latency.three, 'hand-written'),
     '',
-    "In the default mode the lookup and the UPDATE (they have parameters) are named and planned at each execution; the first",
-    "page (no parameter) is sent unnamed. postgres.js names every statement, as 'all' does, and so reuses cached plans.",
+    "postgres.js names every statement, as 'all' and the default 'tenant' do, and so reuses cached plans.",
     '',
     `## Throughput: one-row lookup, ${tp.callers} callers, pool of ${throughput.poolSize}`,
     '',
@@ -288,10 +287,11 @@ function renderPlanCache(rows: PlanCacheRow[]): string[] {
     "PostgreSQL's generic plan from its first execution; one with parameters after 5 custom plans, if the generic",
     "plan's estimated cost is close enough. Under the bare policy the planner estimates with the tenant set when the",
     'plan is made, so a connection keeps the plan made for the first tenant that ran the statement on it.',
-    "The default `'tenant'` leaves a statement without parameters unnamed and runs a named one with parameters under",
-    "`plan_cache_mode = force_custom_plan` (set for its transaction): planned at each execution, for the tenant running it.",
+    "The default `'tenant'` names the statement per plan class: one statement for all the tenants outside the tenant",
+    "column's most-common-values list (the planner estimates them alike: each would get the same plan), one per tenant in",
+    'the list (the big tenant here). A cached plan is then shared only by tenants it was made for.',
     '',
-    "Each row: a fresh connection runs the statement 6 times with `prepare: 'all'` for the priming tenant, then the other",
+    "Each row: a fresh connection runs the statement 6 times with `prepare: 'all'` and 6 times with the default for the priming tenant, then the other",
     `tenant runs it ${rows[0]?.timedRuns ?? 'n'} times in each mode (modes alternating, rotated). Times are medians; ratios are medians of per-iteration`,
     "ratios to `'none'` (a plan made for this tenant at each execution). \"plan\" is what EXPLAIN (ANALYZE) shows for the",
     "statement run the way that mode runs it on that connection. \"generic / custom\" counts the plans the named statement",
@@ -305,7 +305,7 @@ function renderPlanCache(rows: PlanCacheRow[]): string[] {
     const { all, tenant, none } = r.modes;
     out.push(
       `| ${r.statement} | ${r.variant.replace('RLS ', '')} | ${r.setting} | ${r.primedBy} | ${r.measured} | ${f(all.ms)} | ${f(tenant.ms)} | ${f(none.ms)} | ` +
-        `${x(all.ratioToNone)} | ${x(tenant.ratioToNone)} | ${modeCell(all, true)} | ${modeCell(tenant, r.withParam)} |`,
+        `${x(all.ratioToNone)} | ${x(tenant.ratioToNone)} | ${modeCell(all, true)} | ${modeCell(tenant, r.tenantNamed)} |`,
     );
   }
   out.push(
@@ -344,14 +344,16 @@ function renderPlanCache(rows: PlanCacheRow[]): string[] {
   const tenantSlow = rows.filter((r) => r.modes.tenant.ratioToNone >= 2);
   const worstTenant = rows.reduce((w, r) => (r.modes.tenant.ratioToNone > w.modes.tenant.ratioToNone ? r : w), rows[0]!);
   out.push(
-    `**'tenant' (default):** generic plans used in ${tenantGeneric.length} of ${rows.length} scenarios` +
+    `**'tenant' (default):** generic plans (of the measured tenant's class) used in ${tenantGeneric.length} of ${rows.length} scenarios` +
       (tenantGeneric.length ? ` (${tenantGeneric.map((r) => describe(r, r.modes.tenant.ratioToNone)).join('; ')})` : '') +
       `; a plan different from 'none''s in ${tenantOtherPlan.length}` +
       (tenantOtherPlan.length ? ` (${tenantOtherPlan.map((r) => describe(r, r.modes.tenant.ratioToNone)).join('; ')})` : '') +
       `; ≥ 2× 'none''s time in ${tenantSlow.length}. Worst 'tenant' / 'none': ${rows.length ? describe(worstTenant, worstTenant.modes.tenant.ratioToNone) : 'n/a'}. ` +
       (tenantGeneric.length === 0 && tenantSlow.length === 0
-        ? "The default mode plans per tenant like 'none', where 'all' inherits the priming tenant's cached plan."
-        : 'See the rows above.'),
+        ? "No tenant ran a plan made for another estimate than its own."
+        : tenantSlow.length === 0
+          ? "Where generic plans were used they were made for the measured tenant's class, and none cost 2× a plan made at each execution."
+          : 'See the rows above.'),
     '',
   );
   for (const r of bad) {

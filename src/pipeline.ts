@@ -32,11 +32,13 @@ export interface StatementConfig {
 
 /**
  * Which statements are sent as named prepared statements (parsed once per connection):
- * - `tenant`: the library's own constant statements (BEGIN, set_config) and the caller's
- *   statements that have parameters, with `plan_cache_mode = force_custom_plan` set for the
- *   transaction, so they skip Parse but are still planned at each execution with this tenant's
- *   setting and values. Statements without parameters stay unnamed (PostgreSQL would give a named
- *   one a generic plan whatever plan_cache_mode says).
+ * - `tenant`: the library's own constant statements (BEGIN, set_config), and the caller's
+ *   statements named per plan class (src/plan-classes.ts): tenants that the planner estimates
+ *   alike share cached plans, a tenant it estimates apart has its own. When the classes cannot be
+ *   known, only statements with parameters are named, with `plan_cache_mode = force_custom_plan`
+ *   for the transaction: planned at each execution with this tenant's setting and values
+ *   (statements without parameters stay unnamed: PostgreSQL gives a named one a generic plan
+ *   whatever plan_cache_mode says).
  * - `all`: the caller's statements too. Faster again, but a named statement gets a cached generic
  *   plan (at once when it has no parameters, after 5 runs otherwise), made for whichever tenant
  *   came first: on skewed data a big tenant can inherit a small tenant's plan (bench/RESULTS.md).
@@ -47,6 +49,12 @@ export type PrepareMode = 'tenant' | 'all' | 'none';
 
 export interface BatchOptions {
   readonly prepare: PrepareMode;
+  /**
+   * With 'tenant': the tenant's plan class (src/plan-classes.ts). Every statement of the caller is
+   * then named per class; undefined when classes are unknown (named only with parameters, planned
+   * at each execution).
+   */
+  readonly planClass?: string | undefined;
 }
 
 /** The connection interface of node-postgres we write to (pg/lib/connection.js). */
@@ -89,6 +97,8 @@ export class PipelinedBatch {
   /** Index of the statement the server is working on: prelude first, then the statement. */
   private step = 0;
   private finished = false;
+  /** Statement names sent, in batch order ('' for unnamed): what to forget after an error. */
+  private readonly names: string[] = [];
   private readonly final: PgQuery;
 
   constructor(
@@ -135,11 +145,13 @@ export class PipelinedBatch {
         connection.bind({ portal: '', statement: name, values: statement.values });
         connection.execute({ portal: '', rows: 0 });
       }
-      // 'tenant' names statements with parameters only: the prelude forces custom plans for them,
-      // while a statement without parameters would get a generic plan whatever plan_cache_mode says.
-      const mode = this.options.prepare;
-      const named = mode === 'all' || (mode === 'tenant' && (this.statement.values?.length ?? 0) > 0);
-      const name = this.statementName(connection, this.statement.text, named);
+      // 'tenant' without plan classes names statements with parameters only: the prelude forces
+      // custom plans for them, while a statement without parameters would get a generic plan
+      // whatever plan_cache_mode says.
+      const { prepare: mode, planClass } = this.options;
+      const classed = mode === 'tenant' && planClass !== undefined;
+      const named = mode === 'all' || classed || (mode === 'tenant' && (this.statement.values?.length ?? 0) > 0);
+      const name = this.statementName(connection, this.statement.text, named, classed ? planClass : undefined);
       try {
         connection.bind({ portal: '', statement: name, values: this.statement.values ?? [], valueMapper: prepareValue });
       } catch (error) {
@@ -159,12 +171,14 @@ export class PipelinedBatch {
   }
 
   /** Sends Parse unless `text` is already prepared on this connection; returns the statement name. */
-  private statementName(connection: WireConnection, text: string, named: boolean): string {
+  private statementName(connection: WireConnection, text: string, named: boolean, planClass?: string): string {
     if (!named) {
       connection.parse({ text, name: '', types: [] });
+      this.names.push('');
       return '';
     }
-    const name = preparedStatementName(text);
+    const name = preparedStatementName(text, planClass);
+    this.names.push(name);
     let prepared = preparedByConnection.get(connection);
     if (!prepared) preparedByConnection.set(connection, (prepared = new Map()));
     if (prepared.has(name)) {
@@ -189,12 +203,10 @@ export class PipelinedBatch {
   private forgetUnconfirmed(connection: WireConnection): void {
     const prepared = preparedByConnection.get(connection);
     if (!prepared) return;
-    const texts = [...this.prelude.map((s) => s.text), this.statement.text].slice(this.step);
     let uncertain = forgotten.get(connection);
     if (!uncertain) forgotten.set(connection, (uncertain = new Set()));
-    for (const text of texts) {
-      const name = preparedStatementName(text);
-      if (prepared.delete(name)) uncertain.add(name);
+    for (const name of this.names.slice(this.step)) {
+      if (name !== '' && prepared.delete(name)) uncertain.add(name);
     }
   }
 
@@ -249,26 +261,27 @@ const forgotten = new WeakMap<object, Set<string>>();
 const nameCache = new Map<string, string>();
 
 /** A stable name for a statement text: `lbmt_` + 20 hex digits of its SHA-1. */
-export function preparedStatementName(text: string): string {
+export function preparedStatementName(text: string, planClass?: string): string {
   let name = nameCache.get(text);
   if (name === undefined) {
     name = 'lbmt_' + createHash('sha1').update(text).digest('hex').slice(0, 20);
     if (nameCache.size > 10_000) nameCache.clear();
     nameCache.set(text, name);
   }
-  return name;
+  // At most 5 + 20 + 1 + 6 + 1 + 10 = 43 characters: under the server's 63.
+  return planClass === undefined ? name : `${name}_${planClass}`;
 }
 
 export function send(
   client: TenantClient,
   prelude: readonly PreludeStatement[],
   statement: StatementConfig,
-  prepare: PrepareMode,
+  options: BatchOptions,
   implicitTransaction = false,
 ): Promise<QueryResult> {
   const internal = client as unknown as { connection?: { stream?: unknown }; pipeline?: boolean };
   if (internal.connection?.stream && !internal.pipeline) {
-    return PipelinedBatch.run(client, prelude, statement, { prepare });
+    return PipelinedBatch.run(client, prelude, statement, options);
   }
   return sendQueued(client, prelude, statement, implicitTransaction);
 }

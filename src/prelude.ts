@@ -1,5 +1,7 @@
 import { quoteLiteral, type TenancyConfig } from './config.js';
-import type { PreludeStatement, StatementConfig } from './pipeline.js';
+import type { BatchOptions, PrepareMode, PreludeStatement, StatementConfig } from './pipeline.js';
+import type { TenantPool } from './client-hygiene.js';
+import { classOf } from './plan-classes.js';
 
 /**
  * What a tenant transaction sends before the caller's first statement: BEGIN with its options, and
@@ -61,4 +63,24 @@ export function tenantStatement(
     text += `, set_config('plan_cache_mode', 'force_custom_plan', true)`;
   }
   return { text, values };
+}
+
+/** The prepare mode with the tenant's plan class (src/plan-classes.ts) when it is 'tenant'. */
+export function batchOptions(pool: TenantPool, tenancy: TenancyConfig, tenantId: string, prepare: PrepareMode): BatchOptions | Promise<BatchOptions> {
+  if (prepare !== 'tenant') return { prepare };
+  const planClass = classOf(pool, tenancy, tenantId);
+  return typeof planClass === 'object' ? planClass.then((c) => ({ prepare, planClass: c })) : { prepare, planClass };
+}
+
+/** 'tenant' without plan classes: named statements are planned at each execution instead. */
+export function forceCustomPlans(batch: BatchOptions): boolean {
+  return batch.prepare === 'tenant' && batch.planClass === undefined;
+}
+
+export function prepareMode(option: PrepareMode | boolean | undefined): PrepareMode {
+  if (option === undefined) return 'tenant';
+  if (option === true) return 'all';
+  if (option === false) return 'none';
+  if (option === 'tenant' || option === 'all' || option === 'none') return option;
+  throw new TypeError('`prepare` must be "tenant", "all", "none" or a boolean');
 }

@@ -5,8 +5,8 @@ import { TenantContext } from './context.js';
 import { mapDatabaseError, TenantError, TenantMismatchError, TenantRequiredError, TransactionClosedError } from './errors.js';
 import { transactionChannel, type TransactionEvent } from './events.js';
 import { canonicalTenantId } from './tenant-id.js';
-import { send, type PrepareMode, type PreludeStatement } from './pipeline.js';
-import { beginStatement, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
+import { send, type BatchOptions, type PrepareMode, type PreludeStatement } from './pipeline.js';
+import { batchOptions, beginStatement, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import type { StatementConfig } from './pipeline.js';
 
 export type { IsolationLevel, QueryInput } from './prelude.js';
@@ -19,9 +19,10 @@ export interface TenantQueryOptions {
   /** Setting name and tenant id type. Default: `defineTenancy()` defaults (`app.tenant_id`, uuid). */
   readonly tenancy?: TenancyConfig;
   /**
-   * Named prepared statements: `'tenant'` (default) for the library's own BEGIN and set_config
-   * only, `'all'` for your statements too (`true` means `'all'`), `'none'` (or `false`) for none —
-   * PgBouncer before 1.21 in transaction mode. See PrepareMode.
+   * Named prepared statements: `'tenant'` (default) for the library's BEGIN and set_config and for
+   * your statements, per plan class (tenants the planner estimates alike share plans); `'all'` for
+   * every statement, one plan shared by all tenants (`true` means `'all'`); `'none'` (or `false`)
+   * for none — PgBouncer before 1.21 in transaction mode. See PrepareMode.
    */
   readonly prepare?: PrepareMode | boolean;
   /** `SET LOCAL statement_timeout` for this transaction, in milliseconds. */
@@ -101,7 +102,7 @@ class ActiveTransaction implements TenantTransaction {
     readonly tenantId: string,
     private readonly client: TenantClient,
     private readonly prelude: readonly PreludeStatement[],
-    private readonly prepare: PrepareMode,
+    private readonly batch: BatchOptions,
     private readonly guard: StatementGuard | undefined,
   ) {}
 
@@ -143,7 +144,7 @@ class ActiveTransaction implements TenantTransaction {
     const first = !this.started;
     const prelude = first ? this.prelude : [];
     this.started = true;
-    const result = send(this.client, prelude, statement, this.prepare);
+    const result = send(this.client, prelude, statement, this.batch);
     this.chain = result.catch(() => undefined);
     // Our BEGIN has been answered once the first batch got past its prelude (it succeeded, or only
     // the caller's statement failed); from then on an idle status means fn ended the transaction.
@@ -200,14 +201,17 @@ export async function withTenantTransaction<T>(
   const id = resolveTenantId(tenantId, tenancy);
   // Built (and so validated) before joining: a bad option is an error even when nested.
   const prepare = prepareMode(options.prepare);
-  const prelude = [beginStatement(options), tenantStatement(tenancy, id, options.statementTimeoutMs, false, prepare === 'tenant')];
+  const begin = beginStatement(options);
+  tenantStatement(tenancy, id, options.statementTimeoutMs, false); // validates: an error even when nested
   const joined = joinable(pool, id, options);
   if (joined) return fn(options.guard ? guardedHandle(joined, options.guard) : joined);
 
   const started = performance.now();
+  const batch = await batchOptions(pool, tenancy, id, prepare);
+  const prelude = [begin, tenantStatement(tenancy, id, options.statementTimeoutMs, false, forceCustomPlans(batch))];
   const client = await pool.connect();
   const watch = watchClient(client);
-  const tx = new ActiveTransaction(pool, id, client, prelude, prepare, options.guard);
+  const tx = new ActiveTransaction(pool, id, client, prelude, batch, options.guard);
   let outcome: TransactionEvent['outcome'] = 'rollback';
   let destroy: Parameters<typeof releaseClient>[2];
   try {
@@ -267,19 +271,21 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
   const prepare = prepareMode(options.prepare);
-  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, prepare === 'tenant')];
+  tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false); // validates, as above
   const joined = joinable(pool, id, options);
   if (joined) return (options.guard ? guardedHandle(joined, options.guard) : joined).query<R>(query, values);
   const statement = toStatement(query, values);
   options.guard?.check(statement.text, statement.values ?? [], id);
 
   const started = performance.now();
+  const batch = await batchOptions(pool, tenancy, id, prepare);
+  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
   const client = await pool.connect();
   const watch = watchClient(client);
   let outcome: TransactionEvent['outcome'] = 'rollback';
   let destroy: Parameters<typeof releaseClient>[2];
   try {
-    const result = await send(client, prelude, statement, prepare, true);
+    const result = await send(client, prelude, statement, batch, true);
     outcome = 'commit';
     return result as QueryResult<R>;
   } catch (error) {
@@ -300,14 +306,6 @@ export async function tenantQuery<R extends QueryResultRow = any>(
       } satisfies TransactionEvent);
     }
   }
-}
-
-function prepareMode(option: TenantQueryOptions['prepare']): PrepareMode {
-  if (option === undefined) return 'tenant';
-  if (option === true) return 'all';
-  if (option === false) return 'none';
-  if (option === 'tenant' || option === 'all' || option === 'none') return option;
-  throw new TypeError('`prepare` must be "tenant", "all", "none" or a boolean');
 }
 
 /** The canonical tenant id: the given one, else TenantContext's; never undefined. */

@@ -109,7 +109,7 @@ test('unqualified names resolve through the search path of the pool the catalog 
 test('tenantQuery with the guard refuses an unsafe INSERT before anything is sent', async (t) => {
   const { db, guard } = t.context;
   const [a, b] = [newTenantId(), newTenantId()];
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const insert = `INSERT INTO notes (tenant_id, id, body) VALUES ($1, 1, 'planted')`;
   const error = await t.throwsAsync(tenantQuery(pool, a, insert, [b], { tenancy: db.config, guard }), { instanceOf: TenantGuardError });
   t.is(error.table, 'public.notes');

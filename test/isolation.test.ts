@@ -104,7 +104,7 @@ test('the table owner is subject to the policies too (FORCE)', async (t) => {
 test('a backend killed mid-transaction gives a clear error, the client is destroyed and the pool recovers', async (t) => {
   const db = await ordersDatabase(t, 1);
   const a = newTenantId();
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const error = await t.throwsAsync(
     withTenantTransaction(pool, a, async (tx) => {
       await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'doomed')`, [a]);
@@ -136,7 +136,7 @@ test('a backend killed during tenantQuery gives an error and the pool recovers',
 test('a COMMIT inside fn ends the tenant transaction: what follows is refused and the client destroyed', async (t) => {
   const db = await ordersDatabase(t, 1);
   const a = newTenantId();
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   // After COMMIT, a session-level set_config would survive into the next borrower's session and
   // plain queries there would run as this tenant (PITFALLS 6, 9).
   const error = await t.throwsAsync(
@@ -157,7 +157,7 @@ test('a COMMIT inside fn ends the tenant transaction: what follows is refused an
 test('a COMMIT as the last statement of fn is detected too', async (t) => {
   const db = await ordersDatabase(t, 1);
   const a = newTenantId();
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   await t.throwsAsync(
     withTenantTransaction(pool, a, async (tx) => {
       await tx.query('SELECT 1');

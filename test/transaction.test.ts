@@ -42,7 +42,7 @@ test('tenantQuery sees only its tenant rows even without a WHERE', async (t) => 
 
 test('tenantQuery costs one round trip and leaves the connection idle with no tenant', async (t) => {
   const { db, a } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const result = await tenantQuery(pool, a, 'SELECT count(*)::int AS n FROM orders');
   t.is(result.rows[0].n, 2);
   t.is(counts.roundTrips, 1);
@@ -54,7 +54,7 @@ test('tenantQuery costs one round trip and leaves the connection idle with no te
 test('a transaction of k statements costs k + 1 round trips', async (t) => {
   const { db, a } = t.context;
   for (const k of [1, 3]) {
-    const { pool, counts } = observePool(db.appPool);
+    const { pool, counts } = await observePool(db.appPool);
     await withTenantTransaction(pool, a, async (tx) => {
       for (let i = 0; i < k; i += 1) await tx.query('SELECT count(*) FROM orders');
     });
@@ -64,7 +64,7 @@ test('a transaction of k statements costs k + 1 round trips', async (t) => {
 
 test('a transaction that sends nothing costs no round trip', async (t) => {
   const { db, a } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   t.is(await withTenantTransaction(pool, a, () => 'nothing'), 'nothing');
   t.is(counts.roundTrips, 0);
   t.is(counts.released, 1);
@@ -80,7 +80,7 @@ test('the tenant setting is transaction-local: set inside, gone after commit', a
 
 test('a throw in fn rolls back, rethrows, and returns a clean client', async (t) => {
   const { db, a } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const boom = new Error('boom');
   const error = await t.throwsAsync(
     withTenantTransaction(pool, a, async (tx) => {
@@ -119,7 +119,7 @@ test('the handle is unusable after fn settles', async (t) => {
 
 test('a nested call for the same tenant joins the transaction', async (t) => {
   const { db, a } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const seen = await withTenantTransaction(pool, a, async (tx) => {
     await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'nested')`, [a]);
     const inner = await withTenantTransaction(pool, a, async (inner) => (await inner.query(`SELECT 1 FROM orders WHERE item = 'nested'`)).rowCount);
@@ -194,7 +194,7 @@ test('a nested call for another tenant is an error', async (t) => {
 
 test('an invalid tenant id is refused before the pool is touched', async (t) => {
   const { db } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   await t.throwsAsync(tenantQuery(pool, 'not-a-uuid', 'SELECT 1'), { instanceOf: InvalidTenantIdError });
   await t.throwsAsync(withTenantTransaction(pool, "x' OR 1=1 --", async () => 1), { instanceOf: InvalidTenantIdError });
   t.is(counts.connects, 0);
@@ -208,7 +208,7 @@ test('UUID spellings are canonicalised before set_config', async (t) => {
 
 test('without a tenant id the TenantContext tenant is used, and none at all is TenantRequiredError', async (t) => {
   const { db, a } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const inContext = await TenantContext.run(a, () => tenantQuery(pool, undefined, tenantIdOf));
   t.is(inContext.rows[0].tenant, a);
   await t.throwsAsync(withTenantTransaction(pool, undefined, async () => 1), { instanceOf: TenantRequiredError });
@@ -265,7 +265,7 @@ test('writing another tenant row is refused with TenantIsolationError', async (t
 
 test('a statement error is reported and the connection goes back to the pool clean', async (t) => {
   const { db, a } = t.context;
-  const { pool, counts } = observePool(db.appPool);
+  const { pool, counts } = await observePool(db.appPool);
   const error = await t.throwsAsync<pg.DatabaseError>(tenantQuery(pool, a, 'SELECT no_such_column FROM orders'));
   t.is(error?.code, '42703');
   t.is(counts.released, 1);
@@ -290,7 +290,7 @@ test('prepared statements recover after a failed parse and after an execution er
 test('prepared statements dropped behind our back (DEALLOCATE ALL) fail once, keep the client, then recover', async (t) => {
   const { db, a } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
-  const { pool: observed, counts } = observePool(pool);
+  const { pool: observed, counts } = await observePool(pool);
   await withTenantTransaction(observed, a, (tx) => tx.query('SELECT 1'));
   await withClientOf(pool, (c) => c.query('DEALLOCATE ALL'));
   const error = await t.throwsAsync<pg.DatabaseError>(withTenantTransaction(observed, a, (tx) => tx.query('SELECT 1')));
@@ -312,25 +312,24 @@ test('named statements per connection stay bounded', async (t) => {
   t.true(rows[0].n <= MAX_PREPARED_PER_CONNECTION, `${rows[0].n} prepared`);
 });
 
-test("by default statements with parameters are named but planned per execution, and ones without stay unnamed", async (t) => {
+test("by default every statement is named per plan class; 'all' names it once for every tenant", async (t) => {
   const { db, a } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
   const named = async () =>
-    (await tenantQuery(pool, a, 'SELECT statement, generic_plans::int AS generic, custom_plans::int AS custom FROM pg_prepared_statements ORDER BY statement', [], { prepare: 'none' })).rows as Array<{ statement: string; generic: number; custom: number }>;
+    (await tenantQuery(pool, a, 'SELECT name, statement FROM pg_prepared_statements ORDER BY statement', [], { prepare: 'none' })).rows as Array<{ name: string; statement: string }>;
   await withTenantTransaction(pool, a, (tx) => tx.query('SELECT 1 AS default_mode'));
-  await tenantQuery(pool, a, 'SELECT 2 AS default_mode');
-  for (let i = 0; i < 8; i += 1) await tenantQuery(pool, a, 'SELECT count(*) AS with_param FROM orders WHERE item <> $1', [`x${i}`]);
+  await tenantQuery(pool, a, 'SELECT count(*) AS default_mode FROM orders WHERE item <> $1', ['x']);
   const byDefault = await named();
   t.true(byDefault.some((r) => r.statement.startsWith('BEGIN')));
   t.true(byDefault.some((r) => r.statement.includes('set_config')));
-  t.false(byDefault.some((r) => r.statement.includes('default_mode')), 'no parameters: unnamed, planned per execution');
-  const withParam = byDefault.find((r) => r.statement.includes('with_param'));
-  t.truthy(withParam, 'with parameters: named, parsed once');
-  t.is(withParam!.generic, 0, 'never a generic plan that another tenant made');
-  t.true(withParam!.custom >= 8);
+  const mine = byDefault.filter((r) => r.statement.includes('default_mode'));
+  t.is(mine.length, 2, 'with and without parameters: named, parsed once');
+  for (const r of mine) t.regex(r.name, /^lbmt_[0-9a-f]{20}_[0-9a-f]{6}/, 'with the plan class in the name (test/plan-classes.test.ts)');
   await tenantQuery(pool, a, 'SELECT 3 AS all_mode', [], { prepare: 'all' });
   await tenantQuery(pool, a, 'SELECT 4 AS all_mode', [], { prepare: true });
-  t.is((await named()).filter((r) => r.statement.includes('all_mode')).length, 2);
+  const all = (await named()).filter((r) => r.statement.includes('all_mode'));
+  t.is(all.length, 2);
+  for (const r of all) t.regex(r.name, /^lbmt_[0-9a-f]{20}$/, 'one name for every tenant');
   await t.throwsAsync(tenantQuery(pool, a, 'SELECT 1', [], { prepare: 'sometimes' as never }), { instanceOf: TypeError });
 });
 

@@ -75,3 +75,28 @@ ALTER TABLE linkbay.tenants OWNER TO "app_owner";
 GRANT USAGE ON SCHEMA linkbay TO "app_user", "app_admin";
 GRANT SELECT ON linkbay.tenants TO "app_user";
 GRANT SELECT, INSERT, UPDATE, DELETE ON linkbay.tenants TO "app_admin";
+
+-- Plan classes of prepared statements (tenantQuery / withTenantTransaction, prepare 'tenant', the
+-- default). The planner estimates a tenant's share of a table from the most-common-values list of
+-- its tenant column: a tenant in that list gets its own estimate, every other tenant the same one.
+-- This returns the tenants in those lists (for the RLS tables' columns named), so that a statement
+-- is prepared once for all the other tenants (they would all be given the same plan) and once per
+-- listed tenant, and no tenant runs a cached plan made for an estimate not its own.
+-- pg_stats hides the statistics of tables under row level security from roles it applies to (the
+-- values could reveal rows), so the function runs as the admin role (BYPASSRLS). It returns tenant
+-- ids only, which the app role reads in linkbay.tenants anyway.
+CREATE OR REPLACE FUNCTION linkbay.planner_tenants(columns text[]) RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+  SELECT DISTINCT v.value
+    FROM pg_catalog.pg_stats s
+    JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname
+    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
+    CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[]) AS v(value)
+   WHERE s.attname = ANY (columns) AND c.relrowsecurity
+$$;
+-- A new owner needs CREATE on the schema at the moment of the change only.
+GRANT CREATE ON SCHEMA linkbay TO "app_admin";
+ALTER FUNCTION linkbay.planner_tenants(text[]) OWNER TO "app_admin";
+REVOKE CREATE ON SCHEMA linkbay FROM "app_admin";
+REVOKE ALL ON FUNCTION linkbay.planner_tenants(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION linkbay.planner_tenants(text[]) TO "app_user";

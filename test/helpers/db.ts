@@ -73,6 +73,7 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
   const superUrl = withUrl(serverUrl(), { database: name });
   const pools: pg.Pool[] = [];
   const superPool = new pg.Pool({ connectionString: superUrl, max: 2 });
+  superPool.on('error', () => undefined); // as for the pools below
   pools.push(superPool);
   const superQuery = (text: string, values?: unknown[]) => superPool.query(text, values);
 

@@ -1,11 +1,20 @@
 import type pg from 'pg';
-import type { TenantClient, TenantPool } from '../../src/index.js';
+import { tenantQuery, type TenantClient, type TenantPool } from '../../src/index.js';
 
 /**
  * A pool wrapper that counts what the library does with the real pool: connects, round trips
  * (ReadyForQuery messages from the server: one per Sync or simple query), releases and destroys.
+ * Counting starts after the library has read the pool's plan classes (src/plan-classes.ts: one
+ * query per pool, the first time it is used), so the counts are those of the statements under test.
  */
-export function observePool(pool: pg.Pool) {
+export async function observePool(pool: pg.Pool) {
+  const observed = wrap(pool);
+  await tenantQuery(observed.pool, '00000000-0000-4000-8000-00000000feed', 'SELECT 1');
+  for (const key of Object.keys(observed.counts) as Array<keyof typeof observed.counts>) observed.counts[key] = 0;
+  return observed;
+}
+
+function wrap(pool: pg.Pool) {
   const counts = { connects: 0, roundTrips: 0, released: 0, destroyed: 0 };
   const wrapped: TenantPool = {
     async connect() {
