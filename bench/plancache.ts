@@ -8,9 +8,9 @@
  *   point in a custom plan if there's no parameters"). Under the bare policy the planner estimates
  *   with the tenant set at planning time, so the cached plan was made for whichever tenant ran first
  *   on that connection.
- * - 'tenant' (the default) names the statement per plan class (src/plan-classes.ts): one statement
- *   for the tenants outside the tenant column's most-common-values list (the planner estimates them
- *   all alike), one per tenant in it. The big tenant is in the list; the median small one is not.
+ * - 'tenant' (the default) names the statement per plan class (src/plan-classes.ts): the power of
+ *   two of the tenant's estimated share of the table, from the tenant column's most-common-values
+ *   list (every unlisted tenant has the same estimate). The big tenant is a class of its own.
  * - 'none' names nothing: the reference, a plan made for this tenant at each execution.
  *
  * Each scenario uses a fresh pool of one connection: the statement is executed 6 times with
@@ -133,7 +133,7 @@ export async function runPlanCache(env: BenchEnv, timedRuns: number): Promise<Pl
               plans[mode].custom += after.custom - before.custom;
             }
           }
-          const planClass = await classOf(pool, env.db.config, tenants[measured]);
+          const planClass = await classOf(pool, tenants[measured]);
           const client = await pool.connect();
           try {
             const explainAs = async (mode: Mode): Promise<string[]> =>

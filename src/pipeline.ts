@@ -34,7 +34,8 @@ export interface StatementConfig {
  * Which statements are sent as named prepared statements (parsed once per connection):
  * - `tenant`: the library's own constant statements (BEGIN, set_config), and the caller's
  *   statements named per plan class (src/plan-classes.ts): tenants that the planner estimates
- *   alike share cached plans, a tenant it estimates apart has its own. When the classes cannot be
+ *   alike share cached plans, others do not; a statement with the tenant id among its values is
+ *   sent unnamed (planned at each execution). When the classes cannot be
  *   known, only statements with parameters are named, with `plan_cache_mode = force_custom_plan`
  *   for the transaction: planned at each execution with this tenant's setting and values
  *   (statements without parameters stay unnamed: PostgreSQL gives a named one a generic plan
@@ -55,6 +56,8 @@ export interface BatchOptions {
    * at each execution).
    */
   readonly planClass?: string | undefined;
+  /** The transaction's tenant (canonical): a statement with it among its values is not named per class. */
+  readonly tenantId?: string;
 }
 
 /** The connection interface of node-postgres we write to (pg/lib/connection.js). */
@@ -148,9 +151,13 @@ export class PipelinedBatch {
       // 'tenant' without plan classes names statements with parameters only: the prelude forces
       // custom plans for them, while a statement without parameters would get a generic plan
       // whatever plan_cache_mode says.
+      // With classes, a statement that names the tenant in a parameter (`WHERE tenant_id = $1`, on a
+      // table outside RLS say) is sent unnamed, planned at each execution: a cached generic plan
+      // estimates a parameter for an average value, whatever the class.
       const { prepare: mode, planClass } = this.options;
-      const classed = mode === 'tenant' && planClass !== undefined;
-      const named = mode === 'all' || classed || (mode === 'tenant' && (this.statement.values?.length ?? 0) > 0);
+      const values = this.statement.values ?? [];
+      const classed = mode === 'tenant' && planClass !== undefined && !namesTenant(values, this.options.tenantId);
+      const named = mode === 'all' || classed || (mode === 'tenant' && planClass === undefined && values.length > 0);
       const name = this.statementName(connection, this.statement.text, named, classed ? planClass : undefined);
       try {
         connection.bind({ portal: '', statement: name, values: this.statement.values ?? [], valueMapper: prepareValue });
@@ -253,6 +260,16 @@ export class PipelinedBatch {
     }
     this.final.handleError(error, connection);
   }
+}
+
+/** Whether one of `values` is `tenantId`, in any spelling node-postgres would send for it. */
+function namesTenant(values: readonly unknown[], tenantId: string | undefined): boolean {
+  if (tenantId === undefined) return false;
+  for (const value of values) {
+    if (value === tenantId) return true;
+    if ((typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint') && String(value).toLowerCase() === tenantId) return true;
+  }
+  return false;
 }
 
 // Names whose Parse may or may not have reached the server before an error, per connection.

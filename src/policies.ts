@@ -78,6 +78,7 @@ function registryMigrations(config: TenancyConfig): Array<[string, string]> {
         tenant_id_type: config.tenantIdType,
         app_role: quoteIdent(config.roles.app),
         admin_role: quoteIdent(config.roles.admin),
+        admin_role_name: quoteLiteral(config.roles.admin),
         owner_role: quoteIdent(config.roles.owner),
       };
       const sql = template.replace(/\{\{([a-z_]+)\}\}/g, (placeholder, key: string) => {

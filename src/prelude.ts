@@ -66,10 +66,10 @@ export function tenantStatement(
 }
 
 /** The prepare mode with the tenant's plan class (src/plan-classes.ts) when it is 'tenant'. */
-export function batchOptions(pool: TenantPool, tenancy: TenancyConfig, tenantId: string, prepare: PrepareMode): BatchOptions | Promise<BatchOptions> {
-  if (prepare !== 'tenant') return { prepare };
-  const planClass = classOf(pool, tenancy, tenantId);
-  return typeof planClass === 'object' ? planClass.then((c) => ({ prepare, planClass: c })) : { prepare, planClass };
+export function batchOptions(pool: TenantPool, tenantId: string, prepare: PrepareMode): BatchOptions | Promise<BatchOptions> {
+  if (prepare !== 'tenant') return { prepare, tenantId };
+  const planClass = classOf(pool, tenantId);
+  return typeof planClass === 'object' ? planClass.then((c) => ({ prepare, planClass: c, tenantId })) : { prepare, planClass, tenantId };
 }
 
 /** 'tenant' without plan classes: named statements are planned at each execution instead. */

@@ -207,7 +207,7 @@ export async function withTenantTransaction<T>(
   if (joined) return fn(options.guard ? guardedHandle(joined, options.guard) : joined);
 
   const started = performance.now();
-  const batch = await batchOptions(pool, tenancy, id, prepare);
+  const batch = await batchOptions(pool, id, prepare);
   const prelude = [begin, tenantStatement(tenancy, id, options.statementTimeoutMs, false, forceCustomPlans(batch))];
   const client = await pool.connect();
   const watch = watchClient(client);
@@ -278,7 +278,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   options.guard?.check(statement.text, statement.values ?? [], id);
 
   const started = performance.now();
-  const batch = await batchOptions(pool, tenancy, id, prepare);
+  const batch = await batchOptions(pool, id, prepare);
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
   const client = await pool.connect();
   const watch = watchClient(client);

@@ -1,6 +1,8 @@
 import anyTest, { type TestFn } from 'ava';
 import { tenantQuery, withTenantTransaction } from '../src/index.js';
-import { forgetPlanClasses } from '../src/plan-classes.js';
+import pg from 'pg';
+import { generateRlsSql } from '../src/index.js';
+import { classify, forgetPlanClasses } from '../src/plan-classes.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 
 // Serial: the last test drops the function every other test relies on.
@@ -34,21 +36,27 @@ const preparedLike = async (pool: Parameters<typeof tenantQuery>[0], tenant: str
     )
   ).rows;
 
-test.serial('the app role may ask which tenants the planner estimates apart, and gets tenant ids only', async (t) => {
+test.serial('the app role reads the estimated tenant frequencies, and nothing of any other column', async (t) => {
   const { db, big, small } = t.context;
-  const { rows } = await db.appPool.query(`SELECT linkbay.planner_tenants(ARRAY['tenant_id']) AS id`);
-  const ids = rows.map((r) => r.id as string);
-  t.true(ids.includes(big));
-  t.false(ids.includes(small));
+  const { rows } = await db.appPool.query(`SELECT relation, tenant, frequency FROM linkbay.planner_tenants()`);
+  const listed = rows.filter((r) => r.tenant !== null);
+  t.true(listed.some((r) => r.tenant === big && r.frequency > 0.9), 'the big tenant holds almost all rows');
+  t.false(listed.some((r) => r.tenant === small));
+  t.is(rows.filter((r) => r.tenant === null).length, 1, 'one frequency for every tenant not listed');
+  // Only the column the isolation policy references is read: `item` has frequent values too, never returned.
+  for (const r of listed) t.regex(r.tenant, /^[0-9a-f-]{36}$/);
   // pg_stats itself shows the app role nothing of a table under RLS.
   const direct = await db.appPool.query(`SELECT most_common_vals FROM pg_stats WHERE tablename = 'orders' AND attname = 'tenant_id'`);
   t.is(direct.rowCount, 0);
-  // PUBLIC may not call it.
-  const other = await db.superQuery(`SELECT has_function_privilege('public', 'linkbay.planner_tenants(text[])', 'EXECUTE') AS ok`);
-  t.false(other.rows[0].ok);
+  const privileges = await db.superQuery(
+    `SELECT has_function_privilege('public', 'linkbay.planner_tenants()', 'EXECUTE') AS public,
+            (SELECT proconfig FROM pg_proc WHERE oid = 'linkbay.planner_tenants()'::regprocedure) AS config`,
+  );
+  t.false(privileges.rows[0].public);
+  t.deepEqual(privileges.rows[0].config, ['search_path=pg_catalog, pg_temp']);
 });
 
-test.serial('by default a statement is prepared once for the tenants the planner estimates alike, once per tenant it estimates apart', async (t) => {
+test.serial('by default a statement is prepared once per class: the big tenant apart, the others together', async (t) => {
   const { db, big, small, empty } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
   for (const tenant of [big, small, ...empty, big, small]) {
@@ -58,11 +66,12 @@ test.serial('by default a statement is prepared once for the tenants the planner
   }
   for (const marker of ['classed FROM', 'classed_param', 'classed_tx']) {
     const prepared = await preparedLike(pool, small, marker);
-    t.is(prepared.length, 2, `${marker}: one statement for the common class, one for the big tenant`);
-    for (const p of prepared) t.regex(p.name, /^lbmt_[0-9a-f]{20}_[0-9a-f]{6}(_[0-9a-f]{10})?$/);
-    const [common, own] = [prepared.find((p) => !/_[0-9a-f]{10}$/.test(p.name))!, prepared.find((p) => /_[0-9a-f]{10}$/.test(p.name))!];
-    t.is(common.generic + common.custom, 4, `${marker}: the small tenant and both empty ones share one statement`);
-    t.is(own.generic + own.custom, 2, `${marker}: the big tenant runs its own`);
+    for (const p of prepared) t.regex(p.name, /^lbmt_[0-9a-f]{20}_[0-9a-f]{6}_[0-9a-f]{8}$/);
+    t.deepEqual(
+      prepared.map((p) => p.generic + p.custom).sort(),
+      [2, 4],
+      `${marker}: the big tenant runs its own statement (2 runs); the small tenant and both empty ones share one (4 runs)`,
+    );
   }
   // Results are each tenant's own, whatever statement they ran.
   t.is(Number((await tenantQuery(pool, big, 'SELECT count(*) AS classed FROM orders')).rows[0].classed), 300);
@@ -70,40 +79,76 @@ test.serial('by default a statement is prepared once for the tenants the planner
   t.is(Number((await tenantQuery(pool, empty[0], 'SELECT count(*) AS classed FROM orders')).rows[0].classed), 0);
 });
 
-test.serial('the big tenant gets a plan made for itself even when a small tenant prepared the statement first', async (t) => {
+test.serial('the big tenant does not run the statement a small tenant prepared first', async (t) => {
   const { db, big, small } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
   const text = "SELECT item FROM orders WHERE item LIKE 'b%' ORDER BY created_at DESC";
-  // With one shared statement ('all') the small tenant's generic plan would be reused; per class it is not.
+  // One shared statement ('all') would hand the big tenant the small tenant's generic plan.
   for (let i = 0; i < 6; i += 1) await tenantQuery(pool, small, text);
   t.is((await tenantQuery(pool, big, text)).rowCount, 300);
   const prepared = (await preparedLike(pool, small, "LIKE 'b%'")).filter((p) => p.statement === text);
-  t.is(prepared.length, 2);
   t.deepEqual(prepared.map((p) => p.generic + p.custom).sort(), [1, 6]);
 });
 
-test.serial('a change in the lists renames every class, after a refresh', async (t) => {
+test.serial('a statement that names the tenant in a parameter is planned at each execution, unnamed', async (t) => {
   const { db, small } = t.context;
   const pool = db.pool(db.appUrl, { max: 1 });
-  await tenantQuery(pool, small, 'SELECT 1 AS renamed');
-  const before = (await preparedLike(pool, small, 'renamed')).map((p) => p.name);
-  // The small tenant becomes frequent; after ANALYZE and a refresh of what the pool knows it has a class of its own.
-  await db.superQuery(`INSERT INTO orders (tenant_id, item) SELECT $1, 'more' || g FROM generate_series(1, 300) g`, [small]);
+  for (const spelling of [small, small.toUpperCase()]) {
+    await tenantQuery(pool, small, 'SELECT count(*) AS explicit_tenant FROM orders WHERE tenant_id = $1', [spelling]);
+  }
+  await tenantQuery(pool, small, 'SELECT count(*) AS explicit_other FROM orders WHERE item = $1', ['small']);
+  t.deepEqual((await preparedLike(pool, small, 'explicit_tenant')).length, 0);
+  t.deepEqual((await preparedLike(pool, small, 'explicit_other')).length, 1);
+});
+
+test.serial('a change of class after ANALYZE renames every class, once the pool reads the frequencies again', async (t) => {
+  const { db, big, small } = t.context;
+  const pool = db.pool(db.appUrl, { max: 1 });
+  const nameFor = async (tenant: string) => {
+    await tenantQuery(pool, tenant, 'SELECT 1 AS renamed');
+    return (await preparedLike(pool, tenant, 'renamed')).map((p) => p.name);
+  };
+  const [smallBefore] = await nameFor(small);
+  const bigBefore = (await nameFor(big)).find((n) => n !== smallBefore)!;
+  t.truthy(bigBefore);
+  // The small tenant grows as big as the big one (and a third tenant arrives): 300, 300 and 200 rows
+  // are 37.5%, 37.5% and 25%, one power of two. After ANALYZE and a refresh they are one class.
+  await db.superQuery(`INSERT INTO orders (tenant_id, item) SELECT $1, 'more' || g FROM generate_series(1, 299) g`, [small]);
+  await db.superQuery(`INSERT INTO orders (tenant_id, item) SELECT $1, 'more' || g FROM generate_series(1, 200) g`, [newTenantId()]);
   await db.superQuery('ANALYZE orders');
   forgetPlanClasses(pool);
-  await tenantQuery(pool, small, 'SELECT 1 AS renamed');
-  const after = (await preparedLike(pool, small, 'renamed')).map((p) => p.name);
-  t.is(after.length, 2);
-  const renamed = after.find((n) => !before.includes(n))!;
-  t.regex(renamed, /_[0-9a-f]{6}_[0-9a-f]{10}$/, 'now a class of its own');
-  t.not(renamed.split('_')[2], before[0]!.split('_')[2], 'under a new digest of the lists');
+  const smallAfter = (await nameFor(small)).filter((n) => n !== smallBefore && n !== bigBefore);
+  t.is(smallAfter.length, 1);
+  const bigAfter = (await nameFor(big)).filter((n) => n !== smallBefore && n !== bigBefore);
+  t.deepEqual(bigAfter, smallAfter, 'now one class');
+  t.not(smallAfter[0]!.split('_')[2], smallBefore!.split('_')[2], 'under a new assignment digest');
   await db.superQuery(`DELETE FROM orders WHERE item LIKE 'more%'`);
   await db.superQuery('ANALYZE orders');
 });
 
+test.serial('a migration run by a role that cannot act as the admin role leaves the function out, with a notice', async (t) => {
+  const { db } = t.context;
+  const registry = generateRlsSql(db.config, { only: 'setup' }).find((f) => f.name.includes('linkbay-tenants'))!.sql;
+  const block = registry.slice(registry.indexOf('DO $plan_classes$'), registry.indexOf('$plan_classes$;') + '$plan_classes$;'.length);
+  const client = new pg.Client({ connectionString: db.superUrl });
+  await client.connect();
+  const notices: string[] = [];
+  client.on('notice', (n) => notices.push(n.message ?? ''));
+  try {
+    await client.query(`SET ROLE ${db.config.roles.owner}`);
+    await client.query(block);
+    await client.query('RESET ROLE');
+  } finally {
+    await client.end();
+  }
+  t.true(notices.some((n) => n.includes('planner_tenants() not created')));
+  const { rows } = await db.superQuery(`SELECT pg_get_userbyid(proowner) AS owner FROM pg_proc WHERE proname = 'planner_tenants'`);
+  t.deepEqual(rows, [{ owner: db.config.roles.admin }], 'the existing function is left as it was');
+});
+
 test.serial('without linkbay.planner_tenants() statements are planned at each execution, and nothing fails', async (t) => {
   const { db, big, small } = t.context;
-  await db.superQuery('DROP FUNCTION linkbay.planner_tenants(text[])');
+  await db.superQuery('DROP FUNCTION linkbay.planner_tenants()');
   const pool = db.pool(db.appUrl, { max: 1 });
   for (let i = 0; i < 8; i += 1) {
     t.is(Number((await tenantQuery(pool, small, 'SELECT count(*) AS fallback FROM orders WHERE item <> $1', ['x'])).rows[0].fallback), 1);
@@ -115,4 +160,21 @@ test.serial('without linkbay.planner_tenants() statements are planned at each ex
   t.is(prepared[0]!.name.length, 'lbmt_'.length + 20, 'no class suffix');
   t.is(prepared[0]!.generic, 0, 'never a generic plan: each execution planned for its tenant');
   t.true(prepared[0]!.custom >= 9);
+});
+
+test('classes: tenants estimated within the same power of two share one; anyone changing class renames all', (t) => {
+  const rows = (listed: Record<string, number>, common = 0.001) => [
+    { relation: '1', tenant: null, frequency: common },
+    ...Object.entries(listed).map(([tenant, frequency]) => ({ relation: '1', tenant, frequency })),
+  ];
+  const c = classify(rows({ big: 0.3, mid1: 0.02, mid2: 0.025, near: 0.0011 }));
+  t.is(c.listed!.get('mid1'), c.listed!.get('mid2'), '0.02 and 0.025: one power of two');
+  t.not(c.listed!.get('big'), c.listed!.get('mid1'));
+  t.false(c.listed!.has('near'), 'listed, but estimated like the unlisted: the common class');
+  t.not(c.common, c.listed!.get('big'));
+  const moved = classify(rows({ big: 0.3, mid1: 0.02, mid2: 0.05, near: 0.0011 }));
+  t.not(moved.listed!.get('big'), c.listed!.get('big'), 'mid2 changed class: every name changes');
+  const same = classify(rows({ big: 0.31, mid1: 0.021, mid2: 0.026, near: 0.00105 }));
+  t.deepEqual([...same.listed!], [...c.listed!], 'new frequencies, same classes: same names');
+  t.is(same.common, c.common);
 });

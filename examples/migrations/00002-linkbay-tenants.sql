@@ -77,26 +77,73 @@ GRANT SELECT ON linkbay.tenants TO "app_user";
 GRANT SELECT, INSERT, UPDATE, DELETE ON linkbay.tenants TO "app_admin";
 
 -- Plan classes of prepared statements (tenantQuery / withTenantTransaction, prepare 'tenant', the
--- default). The planner estimates a tenant's share of a table from the most-common-values list of
--- its tenant column: a tenant in that list gets its own estimate, every other tenant the same one.
--- This returns the tenants in those lists (for the RLS tables' columns named), so that a statement
--- is prepared once for all the other tenants (they would all be given the same plan) and once per
--- listed tenant, and no tenant runs a cached plan made for an estimate not its own.
--- pg_stats hides the statistics of tables under row level security from roles it applies to (the
--- values could reveal rows), so the function runs as the admin role (BYPASSRLS). It returns tenant
--- ids only, which the app role reads in linkbay.tenants anyway.
-CREATE OR REPLACE FUNCTION linkbay.planner_tenants(columns text[]) RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
-  SELECT DISTINCT v.value
-    FROM pg_catalog.pg_stats s
-    JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname
-    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
-    CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[]) AS v(value)
-   WHERE s.attname = ANY (columns) AND c.relrowsecurity
-$$;
--- A new owner needs CREATE on the schema at the moment of the change only.
-GRANT CREATE ON SCHEMA linkbay TO "app_admin";
-ALTER FUNCTION linkbay.planner_tenants(text[]) OWNER TO "app_admin";
-REVOKE CREATE ON SCHEMA linkbay FROM "app_admin";
-REVOKE ALL ON FUNCTION linkbay.planner_tenants(text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION linkbay.planner_tenants(text[]) TO "app_user";
+-- default; src/plan-classes.ts). The planner estimates a tenant's share of a table from the
+-- most-common-values list of its tenant column: a listed tenant with its own frequency, every other
+-- tenant with one and the same frequency. This returns, for each relation under the library's
+-- isolation policy (and each of its partitions), the tenants in that list with their frequency, and
+-- one row with a NULL tenant: the frequency the planner uses for every other tenant. Tenants whose
+-- estimates are alike then share a prepared statement (and its cached plans); the others do not.
+--
+-- pg_stats hides the statistics of tables under row level security from the roles it applies to,
+-- so the function runs as the admin role (BYPASSRLS). It reads only the columns the isolation
+-- policies reference (the tenant column) and returns tenant ids and frequencies, nothing of any
+-- other column. search_path is pinned, pg_temp last, and every name is qualified.
+DO $plan_classes$
+BEGIN
+  -- Owning the function as the admin role needs membership in it (a superuser has it). When the
+  -- migration runs as a role without it, the function is not created or changed: the library then
+  -- plans statements at each execution, which needs no statistics.
+  IF NOT pg_catalog.pg_has_role(current_user, 'app_admin', 'MEMBER') THEN
+    RAISE NOTICE 'linkbay.planner_tenants() not created: % cannot act as %', current_user, 'app_admin';
+    RETURN;
+  END IF;
+  DROP FUNCTION IF EXISTS linkbay.planner_tenants(text[]);
+  CREATE OR REPLACE FUNCTION linkbay.planner_tenants()
+  RETURNS TABLE (relation text, tenant text, frequency double precision)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+    WITH policed AS (
+      SELECT DISTINCT p.polrelid AS relid, a.attname
+        FROM pg_catalog.pg_policy p
+        JOIN pg_catalog.pg_depend d
+          ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = p.oid
+         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjsubid > 0
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+       WHERE p.polname = 'lbmt_tenant_isolation'
+    ), isolated AS (
+      -- The table, and its partitions (scanned with their own statistics).
+      SELECT relid, attname FROM policed
+      UNION
+      SELECT t.relid, p.attname FROM policed p CROSS JOIN LATERAL pg_catalog.pg_partition_tree(p.relid) AS t
+    ), stats AS (
+      SELECT i.relid, s.most_common_vals::pg_catalog.text::pg_catalog.text[] AS vals,
+             s.most_common_freqs AS freqs, s.null_frac,
+             CASE WHEN s.n_distinct >= 0 THEN s.n_distinct ELSE -s.n_distinct * GREATEST(c.reltuples, 0) END AS ndistinct
+        FROM isolated i
+        JOIN pg_catalog.pg_class c ON c.oid = i.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_catalog.pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = i.attname
+    )
+    SELECT st.relid::pg_catalog.text, m.value, m.freq::double precision
+      FROM stats st CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(st.vals), pg_catalog.unnest(st.freqs)) AS m(value, freq)
+    UNION ALL
+    -- What var_eq_const estimates for a value outside the list: the rest of the rows over the rest
+    -- of the distinct values, at most the least common listed frequency.
+    SELECT st.relid::pg_catalog.text, NULL,
+           LEAST(
+             (1 - COALESCE((SELECT pg_catalog.sum(f) FROM pg_catalog.unnest(st.freqs) AS f), 0) - st.null_frac)
+               / GREATEST(st.ndistinct - COALESCE(pg_catalog.cardinality(st.freqs), 0), 1),
+             COALESCE((SELECT pg_catalog.min(f) FROM pg_catalog.unnest(st.freqs) AS f), 1))::double precision
+      FROM stats st
+  $body$;
+  -- A new owner needs CREATE on the schema at the moment of the change (given only if missing).
+  IF NOT pg_catalog.has_schema_privilege('app_admin', 'linkbay', 'CREATE') THEN
+    GRANT CREATE ON SCHEMA linkbay TO "app_admin";
+    ALTER FUNCTION linkbay.planner_tenants() OWNER TO "app_admin";
+    REVOKE CREATE ON SCHEMA linkbay FROM "app_admin";
+  ELSE
+    ALTER FUNCTION linkbay.planner_tenants() OWNER TO "app_admin";
+  END IF;
+  REVOKE ALL ON FUNCTION linkbay.planner_tenants() FROM PUBLIC;
+  GRANT EXECUTE ON FUNCTION linkbay.planner_tenants() TO "app_user";
+END
+$plan_classes$;
