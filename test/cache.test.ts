@@ -1,5 +1,7 @@
+import diagnostics from 'node:diagnostics_channel';
 import test from 'ava';
 import {
+  CHANNELS,
   createMultitenant,
   InvalidTenantIdError,
   TenantCache,
@@ -159,4 +161,53 @@ test('core.resolveNow() answers synchronously from a warm cache, asynchronously 
   // resolve() is the same, always as a promise.
   t.is((await core.resolve(request('00000000-0000-4000-8000-000000000001', 'acme.example.com')))?.tenant.slug, 'acme');
   await t.throwsAsync(core.resolve(request('nope')), { instanceOf: InvalidTenantIdError });
+});
+
+// Serial: the channel is process-wide, and other tests here resolve too.
+test.serial('core.resolveNow() publishes one resolution event per call, with the same outcome on the synchronous and the asynchronous path', async (t) => {
+  const { service } = memoryService([tenant('00000000-0000-4000-8000-000000000003', 'gone')]);
+  const core = createMultitenant({
+    tenantService: service,
+    // An asynchronous custom strategy first, then the (synchronous) header: order is kept.
+    strategies: [{ custom: async (request) => request.header('x-custom'), name: 'custom' }, 'header'],
+  });
+  const events: Array<{ outcome: string; strategy?: string }> = [];
+  const listener = (message: unknown) => events.push(message as { outcome: string; strategy?: string });
+  diagnostics.subscribe(CHANNELS.resolution, listener);
+  t.teardown(() => diagnostics.unsubscribe(CHANNELS.resolution, listener));
+  const request = (headers: Record<string, string>) => ({ header: (name: string) => headers[name.toLowerCase()], host: '', path: '/' });
+  const id = '00000000-0000-4000-8000-000000000003';
+  const settle = async (value: unknown) => {
+    try {
+      await value;
+    } catch {
+      // outcome checked through the events
+    }
+  };
+  const run = async (headers: Record<string, string>, optional = false) => {
+    try {
+      await settle(core.resolveNow(request(headers), { optional }));
+    } catch {
+      // a synchronous throw
+    }
+  };
+  await run({ 'x-tenant-id': id }); // cold: async
+  await run({ 'x-tenant-id': id }); // warm, yet asynchronous: the custom strategy is async
+  await run({ 'x-custom': id, 'x-tenant-id': id });
+  await run({ 'x-tenant-id': '00000000-0000-4000-8000-00000000000f' });
+  await run({ 'x-tenant-id': 'nope' });
+  await run({});
+  await run({}, true);
+  t.deepEqual(
+    events.map((e) => [e.outcome, e.strategy]),
+    [
+      ['resolved', 'header'],
+      ['resolved', 'header'],
+      ['resolved', 'custom'],
+      ['unknown', 'header'],
+      ['invalid', undefined],
+      ['missing', undefined],
+      ['missing', undefined],
+    ],
+  );
 });
