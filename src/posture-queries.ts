@@ -22,6 +22,18 @@ export async function readServer(db: Queryable): Promise<ServerRow> {
   return { version: rows[0].version, versionNum: rows[0].version_num };
 }
 
+/** Whether `linkbay.planner_tenants()` (plan classes, src/plan-classes.ts) exists, and `role` may call it. */
+export async function readPlanClasses(db: Queryable, role: string): Promise<{ exists: boolean; executable: boolean }> {
+  const { rows } = await db.query(
+    `SELECT f.oid IS NOT NULL AS exists,
+            f.oid IS NOT NULL AND r.oid IS NOT NULL AND pg_catalog.has_function_privilege(r.oid, f.oid, 'EXECUTE') AS executable
+       FROM (SELECT pg_catalog.to_regprocedure('linkbay.planner_tenants()') AS oid) f
+       LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1`,
+    [role],
+  );
+  return { exists: rows[0].exists === true, executable: rows[0].executable === true };
+}
+
 export interface RoleRow {
   currentUser: string;
   currentBypassesRls: boolean;

@@ -42,7 +42,7 @@
  * (how policies are recognised is explained there), those about the server release in
  * posture-server.ts.
  */
-import type { TenancyConfig } from './config.js';
+import { quoteIdent, type TenancyConfig } from './config.js';
 import { PostureError } from './errors.js';
 import {
   definerFindings,
@@ -118,6 +118,20 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
     findings.push(...foreignKeyFindings(await q.readForeignKeys(pool, relids), byRelid));
   }
   findings.push(...serverFindings(server.versionNum, server.version));
+  const planClasses = await q.readPlanClasses(pool, runtimeRole);
+  if (!planClasses.executable) {
+    findings.push({
+      code: 'LBMT_PLAN_CLASSES_UNAVAILABLE',
+      severity: 'info',
+      object: 'function linkbay.planner_tenants()',
+      message: planClasses.exists
+        ? `${runtimeRole} may not call it: prepared statements are planned at each execution (correct, slower)`
+        : 'missing: prepared statements are planned at each execution (correct, slower)',
+      fix: planClasses.exists
+        ? `GRANT EXECUTE ON FUNCTION linkbay.planner_tenants() TO ${quoteIdent(runtimeRole)};`
+        : "apply the library's migrations (linkbay-multitenant generate) as a role that can act as the admin role",
+    });
+  }
   return { ok: !findings.some((f) => f.severity === 'error'), serverVersion: server.version, runtimeRole, findings };
 }
 

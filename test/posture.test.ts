@@ -372,3 +372,16 @@ test('formatPostureReport prints each finding with its fix, errors first, and a 
   t.is(lines.at(-1), '1 error, 1 warning, 0 info: tenant isolation is BROKEN');
   t.is(formatPostureReport({ ...report, ok: true, findings: [] }).split('\n').at(-1), '0 errors, 0 warnings, 0 info: nothing found that breaks tenant isolation');
 });
+
+test('plan classes: reported (info) when linkbay.planner_tenants() is missing or the runtime role may not call it', async (t) => {
+  const db = await database(t);
+  const code = 'LBMT_PLAN_CLASSES_UNAVAILABLE';
+  t.false((await checkPosture(db.appPool, db.config)).findings.some((f) => f.code === code), 'the generated migrations provide it');
+  await db.superQuery(`REVOKE EXECUTE ON FUNCTION linkbay.planner_tenants() FROM ${db.config.roles.app}`);
+  const [revoked] = assertFinding(t, await checkPosture(db.appPool, db.config), code, 'info');
+  t.regex(revoked!.fix, /GRANT EXECUTE ON FUNCTION linkbay\.planner_tenants\(\)/);
+  await db.superQuery('DROP FUNCTION linkbay.planner_tenants()');
+  const report = await checkPosture(db.appPool, db.config);
+  assertFinding(t, report, code, 'info');
+  t.true(report.ok, 'slower, not unsafe');
+});
