@@ -1,0 +1,218 @@
+import pg from 'pg';
+import type { QueryResult, QueryResultRow } from 'pg';
+import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
+import { TenantNotFoundError, TenantSuspendedError } from './errors.js';
+import { redactUrl } from './migrations.js';
+import type { QueryInput } from './prelude.js';
+import type { Tenant, TenantService } from './tenants.js';
+import {
+  resolveTenantId,
+  tenantQuery,
+  withTenantTransaction,
+  type TenantPool,
+  type TenantQueryOptions,
+  type TenantTransaction,
+  type TenantTransactionOptions,
+} from './transaction.js';
+
+export interface TenantDBPoolOptions {
+  /** Where tenants are looked up (status and `databaseUrl`): e.g. `core.tenants`, cached. */
+  tenantService: TenantService;
+  /** The pool of the shared database, for tenants whose `databaseUrl` is null (isolated by RLS). */
+  sharedPool: TenantPool;
+  /** Config of each pool opened for a tenant database (the URL comes from the registry). Default `{ max: 5, idleTimeoutMillis: 30_000 }`. */
+  pool?: Omit<pg.PoolConfig, 'connectionString'>;
+  /** Most tenant-database pools open at once; the least recently used is closed beyond it. Default 50. */
+  maxPools?: number;
+  tenancy?: TenancyConfig;
+}
+
+export interface TenantDBPoolStats {
+  /** Open pools, by database URL with the password redacted. */
+  readonly pools: ReadonlyArray<{ database: string; total: number; idle: number; waiting: number }>;
+  /** Pools closed so far because more than `maxPools` were needed. */
+  readonly evictions: number;
+}
+
+/**
+ * Pools for tenants that have a database of their own (the seed's TenantDBPool). A tenant's
+ * `databaseUrl` in the registry picks its database; tenants without one use the shared pool, under
+ * RLS. Tenants on the same URL share one pool. Every transaction still sets the tenant (RLS may
+ * apply in a tenant database too), and goes through `withTenantTransaction` / `tenantQuery`, with
+ * their guarantees.
+ *
+ * Unknown tenants are TenantNotFoundError, suspended or deleted ones TenantSuspendedError, before any
+ * connection is opened. `closeTenantPool` (when a tenant is deleted or moved) stops the pool taking
+ * new work at once and lets transactions in flight finish: pg's `end()` closes each connection as it
+ * is released.
+ *
+ * @example
+ * const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: appPool });
+ * const orders = await pools.withTenantTransaction(tenantId, (tx) => tx.query('SELECT * FROM orders'));
+ * await pools.closeAll(); // at shutdown
+ */
+export class TenantDBPool {
+  private readonly tenancy: TenancyConfig;
+  private readonly config: Omit<pg.PoolConfig, 'connectionString'>;
+  /** Pools by database URL, least recently used first. */
+  private readonly pools = new Map<string, pg.Pool>();
+  private readonly maxPools: number;
+  private readonly closing = new Set<Promise<void>>();
+  /** Runs of withTenantTransaction / tenantQuery using each pool right now. */
+  private readonly users = new Map<pg.Pool, number>();
+  /** Pools pushed out or closed while in use: ended when their last run is over. */
+  private readonly retiring = new Map<pg.Pool, { promise: Promise<void>; resolve: () => void }>();
+  private evictions = 0;
+  private closed = false;
+
+  constructor(private readonly options: TenantDBPoolOptions) {
+    if (!options?.tenantService) throw new TypeError('`tenantService` is required');
+    if (!options.sharedPool) throw new TypeError('`sharedPool` is required');
+    const maxPools = options.maxPools ?? 50;
+    if (!Number.isSafeInteger(maxPools) || maxPools < 1) throw new TypeError('`maxPools` must be a positive integer');
+    this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
+    this.config = { max: 5, idleTimeoutMillis: 30_000, ...options.pool };
+    this.maxPools = maxPools;
+  }
+
+  /**
+   * The pool `tenantId`'s transactions run on: its database's, or the shared one. For direct use
+   * (a cursor, a COPY); it may be closed once another database's pool pushes it out (`maxPools`).
+   * `withTenantTransaction` and `tenantQuery` below keep it open while they use it.
+   */
+  async poolFor(tenantId?: string | number | bigint): Promise<TenantPool> {
+    return this.pick(await this.tenant(tenantId));
+  }
+
+  /** Synchronous from the tenant to its pool: nothing can retire the pool in between. */
+  private pick(tenant: Tenant): TenantPool {
+    if (this.closed) throw new Error('TenantDBPool is closed');
+    const url = tenant.databaseUrl;
+    if (!url) return this.options.sharedPool;
+    let pool = this.pools.get(url);
+    if (pool) {
+      this.pools.delete(url); // most recently used last
+    } else {
+      pool = new pg.Pool({ ...this.config, connectionString: url });
+      // A connection that dies while idle is dropped by pg; the next query on the pool reports
+      // trouble, if any. Without a listener the 'error' event would end the process.
+      pool.on('error', () => undefined);
+      if (this.pools.size >= this.maxPools) {
+        const [oldestUrl, oldest] = this.pools.entries().next().value as [string, pg.Pool];
+        this.pools.delete(oldestUrl);
+        this.evictions += 1;
+        void this.retire(oldest);
+      }
+    }
+    this.pools.set(url, pool);
+    return pool;
+  }
+
+  /** `withTenantTransaction` on the tenant's pool. */
+  async withTenantTransaction<T>(
+    tenantId: string | number | bigint | undefined,
+    fn: (tx: TenantTransaction) => Promise<T> | T,
+    options: TenantTransactionOptions = {},
+  ): Promise<T> {
+    const id = resolveTenantId(tenantId, options.tenancy ?? this.tenancy);
+    return this.onPool(id, (pool) => withTenantTransaction(pool, id, fn, { tenancy: this.tenancy, ...options }));
+  }
+
+  /** `tenantQuery` on the tenant's pool. */
+  async tenantQuery<R extends QueryResultRow = any>(
+    tenantId: string | number | bigint | undefined,
+    query: QueryInput,
+    values?: readonly unknown[],
+    options: TenantQueryOptions = {},
+  ): Promise<QueryResult<R>> {
+    const id = resolveTenantId(tenantId, options.tenancy ?? this.tenancy);
+    return this.onPool(id, (pool) => tenantQuery<R>(pool, id, query, values, { tenancy: this.tenancy, ...options }));
+  }
+
+  /**
+   * Closes the pool of the tenant's database (after the tenant was deleted or moved): it takes no new
+   * work, transactions in flight finish, then its connections close. Resolves when they have. A
+   * tenant on the shared database has no pool of its own: nothing happens.
+   */
+  async closeTenantPool(tenantId: string | number | bigint): Promise<void> {
+    const id = resolveTenantId(tenantId, this.tenancy);
+    const url = (await this.options.tenantService.getTenantById(id))?.databaseUrl;
+    const pool = url ? this.pools.get(url) : undefined;
+    if (!url || !pool) return;
+    this.pools.delete(url);
+    await this.retire(pool);
+  }
+
+  /** Closes every tenant-database pool (not the shared one, which the caller owns). */
+  async closeAll(): Promise<void> {
+    this.closed = true;
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all([...pools.map((pool) => this.retire(pool)), ...[...this.retiring.values()].map((r) => r.promise), ...this.closing]);
+  }
+
+  stats(): TenantDBPoolStats {
+    return {
+      pools: [...this.pools.entries()].map(([url, pool]) => ({
+        database: redactUrl(url),
+        total: pool.totalCount,
+        idle: pool.idleCount,
+        waiting: pool.waitingCount,
+      })),
+      evictions: this.evictions,
+    };
+  }
+
+  /**
+   * Runs `run` on the tenant's pool, which is not ended while `run` uses it: a pool pushed out by
+   * another database's (maxPools) or closed by closeTenantPool meanwhile ends when the last run on it
+   * is over, so a run never meets a closed pool.
+   */
+  private async onPool<T>(id: string, run: (pool: TenantPool) => Promise<T>): Promise<T> {
+    const pool = this.pick(await this.tenant(id));
+    if (pool === this.options.sharedPool) return run(pool);
+    const own = pool as pg.Pool;
+    this.users.set(own, (this.users.get(own) ?? 0) + 1);
+    try {
+      return await run(own);
+    } finally {
+      const left = this.users.get(own)! - 1;
+      if (left > 0) this.users.set(own, left);
+      else {
+        this.users.delete(own);
+        const retiring = this.retiring.get(own);
+        if (retiring) {
+          this.retiring.delete(own);
+          void this.end(own).then(retiring.resolve);
+        }
+      }
+    }
+  }
+
+  /** Ends `pool` now, or after its last run when it is in use. */
+  private retire(pool: pg.Pool): Promise<void> {
+    if (!this.users.get(pool)) return this.end(pool);
+    let retiring = this.retiring.get(pool);
+    if (!retiring) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.retiring.set(pool, (retiring = { promise, resolve }));
+    }
+    return retiring.promise;
+  }
+
+  private async tenant(tenantId: string | number | bigint | undefined): Promise<Tenant> {
+    const id = resolveTenantId(tenantId, this.tenancy);
+    const tenant = await this.options.tenantService.getTenantById(id);
+    if (!tenant) throw new TenantNotFoundError();
+    if (tenant.status !== 'active') throw new TenantSuspendedError();
+    return tenant;
+  }
+
+  private end(pool: pg.Pool): Promise<void> {
+    const ending = pool.end().catch(() => undefined);
+    this.closing.add(ending);
+    void ending.finally(() => this.closing.delete(ending));
+    return ending;
+  }
+}

@@ -1,0 +1,146 @@
+import anyTest, { type TestFn } from 'ava';
+import {
+  InvalidTenantIdError,
+  PgTenantService,
+  runWithTenantContext,
+  TenantDBPool,
+  TenantNotFoundError,
+  TenantSuspendedError,
+} from '../src/index.js';
+import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
+
+interface Context {
+  shared: TestDatabase;
+  own: TestDatabase;
+  other: TestDatabase;
+  /** x and y live in `own`, w in `other`, s in the shared database, z is suspended. */
+  ids: { x: string; y: string; w: string; s: string; z: string };
+}
+const test = anyTest as TestFn<Context>;
+
+test.before(async (t) => {
+  const options = { schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } };
+  const [shared, own, other] = await Promise.all([createTestDatabase(options), createTestDatabase(options), createTestDatabase(options)]);
+  const ids = { x: newTenantId(), y: newTenantId(), w: newTenantId(), s: newTenantId(), z: newTenantId() };
+  await shared.superQuery(
+    `INSERT INTO linkbay.tenants (id, slug, name, database_url, status) VALUES
+       ($1, 'x', 'X', $6, 'active'), ($2, 'y', 'Y', $6, 'active'), ($3, 'w', 'W', $7, 'active'),
+       ($4, 's', 'S', NULL, 'active'), ($5, 'z', 'Z', $6, 'suspended')`,
+    [ids.x, ids.y, ids.w, ids.s, ids.z, own.appUrl, other.appUrl],
+  );
+  await own.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'x-own'), ($2, 'y-own')`, [ids.x, ids.y]);
+  await other.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'w-own')`, [ids.w]);
+  // A stale copy of x's rows in the shared database: x must never be served from there.
+  await shared.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 's-shared'), ($2, 'x-stale')`, [ids.s, ids.x]);
+  t.context = { shared, own, other, ids };
+});
+
+test.after.always(async (t) => {
+  await Promise.all([t.context.shared?.drop(), t.context.own?.drop(), t.context.other?.drop()]);
+});
+
+const pools = (t: { context: Context }, maxPools?: number) => {
+  const pool = new TenantDBPool({ tenantService: new PgTenantService(t.context.shared.appPool), sharedPool: t.context.shared.appPool, maxPools });
+  return pool;
+};
+const items = async (p: TenantDBPool, tenant: string | undefined) =>
+  p.withTenantTransaction(tenant, async (tx) => (await tx.query('SELECT item FROM orders ORDER BY item')).rows.map((r) => r.item as string));
+
+test('each tenant is served from its database, tenants on one database share its pool and are still isolated by RLS', async (t) => {
+  const { ids, own } = t.context;
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  t.deepEqual(await items(p, ids.x), ['x-own']);
+  t.deepEqual(await items(p, ids.y), ['y-own']);
+  t.deepEqual(await items(p, ids.w), ['w-own']);
+  t.deepEqual(await items(p, ids.s), ['s-shared']);
+  t.deepEqual((await p.tenantQuery(ids.x.toUpperCase(), 'SELECT count(*)::int AS n FROM orders')).rows, [{ n: 1 }]);
+  t.is(await p.poolFor(ids.x), await p.poolFor(ids.y), 'one pool per database');
+  t.not(await p.poolFor(ids.x), await p.poolFor(ids.w));
+  t.is(await p.poolFor(ids.s), t.context.shared.appPool);
+  const stats = p.stats();
+  t.is(stats.pools.length, 2);
+  t.false(stats.pools.some((s) => s.database.includes('lbmt-test')), 'passwords are redacted');
+  t.true(stats.pools.some((s) => s.database.includes(new URL(own.appUrl).pathname)));
+  // Writes land in the tenant's database too, and RLS refuses another tenant's row there.
+  await p.tenantQuery(ids.x, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'x-new')`, [ids.x]);
+  t.deepEqual((await own.superQuery(`SELECT item FROM orders WHERE tenant_id = $1 ORDER BY item`, [ids.x])).rows.map((r) => r.item), ['x-new', 'x-own']);
+  await t.throwsAsync(p.tenantQuery(ids.x, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'forged')`, [ids.y]));
+  await own.superQuery(`DELETE FROM orders WHERE item = 'x-new'`);
+});
+
+test('unknown, suspended and malformed tenants are refused before any pool is opened', async (t) => {
+  const { ids } = t.context;
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  await t.throwsAsync(items(p, newTenantId()), { instanceOf: TenantNotFoundError });
+  await t.throwsAsync(items(p, ids.z), { instanceOf: TenantSuspendedError });
+  await t.throwsAsync(items(p, 'tenant-1; DROP TABLE orders'), { instanceOf: InvalidTenantIdError });
+  await t.throwsAsync(p.tenantQuery(ids.z, 'SELECT 1'), { instanceOf: TenantSuspendedError });
+  t.is(p.stats().pools.length, 0);
+});
+
+test('the tenant comes from TenantContext when none is passed', async (t) => {
+  const { ids } = t.context;
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  t.deepEqual(await runWithTenantContext(ids.w, () => items(p, undefined)), ['w-own']);
+});
+
+test('closeTenantPool lets a transaction in flight commit, then closes; the next call opens a new pool', async (t) => {
+  const { ids, own } = t.context;
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  const before = await p.poolFor(ids.x);
+  let entered!: () => void;
+  const inside = new Promise<void>((resolve) => (entered = resolve));
+  const inFlight = p.withTenantTransaction(ids.x, async (tx) => {
+    await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'in-flight')`, [ids.x]);
+    entered();
+    await tx.query('SELECT pg_sleep(0.3)');
+    return 'committed';
+  });
+  await inside;
+  const closing = p.closeTenantPool(ids.x);
+  t.is(await inFlight, 'committed');
+  await closing;
+  t.true((before as unknown as { ending: boolean }).ending);
+  t.is((before as unknown as { totalCount: number }).totalCount, 0, 'its connections are closed');
+  t.is((await own.superQuery(`SELECT count(*)::int AS n FROM orders WHERE item = 'in-flight'`)).rows[0].n, 1);
+  t.deepEqual(await items(p, ids.x), ['in-flight', 'x-own']);
+  t.not(await p.poolFor(ids.x), before);
+  await own.superQuery(`DELETE FROM orders WHERE item = 'in-flight'`);
+  await p.closeTenantPool(ids.s); // the shared database: nothing to close
+  t.deepEqual(await items(p, ids.s), ['s-shared']);
+});
+
+test('beyond maxPools the least recently used pool is closed, and concurrent work on both databases still succeeds', async (t) => {
+  const { ids } = t.context;
+  const p = pools(t, 1);
+  t.teardown(() => p.closeAll());
+  const work = Array.from({ length: 40 }, (_, i) => (i % 2 ? items(p, ids.x) : items(p, ids.w)));
+  const results = await Promise.all(work);
+  results.forEach((rows, i) => t.deepEqual(rows, i % 2 ? ['x-own'] : ['w-own']));
+  t.true(p.stats().evictions > 0);
+  t.true(p.stats().pools.length <= 1);
+});
+
+test('a tenant database that cannot be reached is a clear error for that tenant only', async (t) => {
+  const { ids, shared } = t.context;
+  const broken = newTenantId();
+  await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url) VALUES ($1, 'broken', 'B', 'postgres://nobody:secret@127.0.0.1:1/nowhere')`, [broken]);
+  t.teardown(() => shared.superQuery(`DELETE FROM linkbay.tenants WHERE id = $1`, [broken]).then(() => undefined));
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  const error = await t.throwsAsync(items(p, broken));
+  t.regex(String(error?.message), /ECONNREFUSED|connect/);
+  t.deepEqual(await items(p, ids.x), ['x-own']);
+});
+
+test('after closeAll nothing new is opened', async (t) => {
+  const { ids } = t.context;
+  const p = pools(t);
+  await items(p, ids.x);
+  await p.closeAll();
+  await t.throwsAsync(items(p, ids.x), { message: /closed/ });
+});
