@@ -50,6 +50,20 @@ export class TenantSuspendedError extends TenantError {
   }
 }
 
+/** Tenant data given to TenantAdminService is not valid; the message names the field. */
+export class TenantInputError extends TenantError {
+  constructor(message: string, options?: TenantErrorOptions) {
+    super('LBMT_TENANT_INPUT_INVALID', message, 422, true, options);
+  }
+}
+
+/** Another tenant already has this id, slug or domain. */
+export class TenantExistsError extends TenantError {
+  constructor(message = 'another tenant already has this id, slug or domain', options?: TenantErrorOptions) {
+    super('LBMT_TENANT_EXISTS', message, 409, true, options);
+  }
+}
+
 /** A tenant exceeded its request rate (tenantRateLimit). */
 export class TenantRateLimitedError extends TenantError {
   /** Seconds until a request may succeed again. */

@@ -36,7 +36,9 @@ export interface Queryable {
   query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
 }
 
-const COLUMNS = `id::text AS id, slug, name, domain, status, database_url, plan, metadata, created_at, updated_at`;
+/** The registry columns a Tenant is read from (see toTenant). */
+export const TENANT_COLUMNS = `id::text AS id, slug, name, domain, status, database_url, plan, metadata, created_at, updated_at`;
+const COLUMNS = TENANT_COLUMNS;
 // Slugs are DNS labels; anything else cannot name a tenant and is not looked up.
 const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;

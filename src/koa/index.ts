@@ -4,3 +4,5 @@ export { requireTenant, createTenantRouter } from './router.js';
 export { problemDetails, problemFor, sendProblem, type Problem } from './problem.js';
 export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, type MetricsRouterOptions } from './metrics.js';
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
+export { createAdminRouter, type AdminRouterOptions } from './admin-router.js';
+export { readJsonObject, MAX_JSON_BYTES } from './body.js';

@@ -1,0 +1,73 @@
+import Router from '@koa/router';
+import type { Middleware } from 'koa';
+import type { TenantAdminService } from '../admin.js';
+import type { TenantStatus } from '../tenants.js';
+import { readJsonObject } from './body.js';
+import { problemDetails } from './problem.js';
+
+export interface AdminRouterOptions {
+  /**
+   * Decides who may use the admin API: throw (or answer) to refuse, call `next()` to allow.
+   * Required: there is no default that would leave the registry open.
+   */
+  authorize: Middleware;
+  /** Default `/admin`. */
+  prefix?: string;
+  /** Largest JSON body. Default 64 KB. */
+  maxBodyBytes?: number;
+}
+
+/**
+ * The admin API over TenantAdminService (the seed's create_admin_router), on @koa/router. Errors
+ * are problem+json: 401/403 from `authorize`, 404 unknown tenant, 409 taken slug or domain, 413, 415,
+ * 422 invalid input (the message names the field).
+ *
+ *   POST   /tenants               create   { slug, name, domain?, plan?, metadata?, databaseUrl?, id? }
+ *   GET    /tenants               list     ?status=&limit=&after=
+ *   GET    /tenants/:id           read
+ *   PATCH  /tenants/:id           change   { slug?, name?, domain?, plan?, metadata?, databaseUrl? }
+ *   POST   /tenants/:id/suspend   suspend
+ *   POST   /tenants/:id/activate  activate
+ *   DELETE /tenants/:id           mark deleted (204)
+ *
+ * @example
+ * app.use(createAdminRouter(new TenantAdminService(adminPool), { authorize: requireAdminToken }).routes());
+ */
+export function createAdminRouter(service: TenantAdminService, options: AdminRouterOptions): Router {
+  if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the admin API must not be open');
+  const router = new Router({ prefix: options.prefix ?? '/admin' });
+  const body = (ctx: Parameters<Middleware>[0]) => readJsonObject(ctx, options.maxBodyBytes);
+  // Problems first, so that a refusal by `authorize` is rendered too.
+  router.use(problemDetails(), options.authorize);
+  router.post('/tenants', async (ctx) => {
+    ctx.body = await service.createTenant((await body(ctx)) as never);
+    ctx.status = 201;
+  });
+  router.get('/tenants', async (ctx) => {
+    const { status, limit, after } = ctx.query;
+    const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+    const limitText = one(limit);
+    ctx.body = await service.listTenants({
+      status: one(status) as TenantStatus | undefined,
+      limit: limitText === undefined ? undefined : /^\d{1,4}$/.test(limitText) ? Number(limitText) : Number.NaN,
+      after: one(after),
+    });
+  });
+  router.get('/tenants/:id', async (ctx) => {
+    ctx.body = await service.getTenant(ctx.params.id!);
+  });
+  router.patch('/tenants/:id', async (ctx) => {
+    ctx.body = await service.updateTenant(ctx.params.id!, (await body(ctx)) as never);
+  });
+  router.post('/tenants/:id/suspend', async (ctx) => {
+    ctx.body = await service.suspendTenant(ctx.params.id!);
+  });
+  router.post('/tenants/:id/activate', async (ctx) => {
+    ctx.body = await service.activateTenant(ctx.params.id!);
+  });
+  router.delete('/tenants/:id', async (ctx) => {
+    await service.deleteTenant(ctx.params.id!);
+    ctx.status = 204;
+  });
+  return router;
+}
