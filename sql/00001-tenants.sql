@@ -93,7 +93,9 @@ BEGIN
   -- Owning the function as the admin role needs membership in it (a superuser has it). When the
   -- migration runs as a role without it, the function is not created or changed: the library then
   -- plans statements at each execution, which needs no statistics.
-  IF NOT pg_catalog.pg_has_role(current_user, {{admin_role_name}}, 'MEMBER') THEN
+  -- From PostgreSQL 16 a membership may be granted without SET: ALTER ... OWNER needs SET.
+  IF NOT pg_catalog.pg_has_role(current_user, {{admin_role_name}},
+         CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
     RAISE NOTICE 'linkbay.planner_tenants() not created: % cannot act as %', current_user, {{admin_role_name}};
     RETURN;
   END IF;
@@ -106,7 +108,7 @@ BEGIN
         FROM pg_catalog.pg_policy p
         JOIN pg_catalog.pg_depend d
           ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = p.oid
-         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjsubid > 0
+         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = p.polrelid AND d.refobjsubid > 0
         JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
        WHERE p.polname = 'lbmt_tenant_isolation'
     ), isolated AS (
@@ -121,7 +123,9 @@ BEGIN
         FROM isolated i
         JOIN pg_catalog.pg_class c ON c.oid = i.relid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        -- A partitioned table's statistics cover its partitions (inherited); a plain table's do not.
         JOIN pg_catalog.pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = i.attname
+         AND s.inherited = (c.relkind = 'p')
     )
     SELECT st.relid::pg_catalog.text, m.value, m.freq::double precision
       FROM stats st CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(st.vals), pg_catalog.unnest(st.freqs)) AS m(value, freq)

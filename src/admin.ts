@@ -66,8 +66,11 @@ export class TenantAdminService {
     const fields = this.validate(input, true);
     const id = input.id === undefined ? undefined : this.canonical(input.id);
     if (id === undefined && this.tenancy.tenantIdType === 'text') throw new TenantInputError('`id` is required for text tenant ids');
-    const columns = ['slug', 'name', 'domain', 'plan', 'metadata', 'database_url'];
-    const values: unknown[] = [fields.slug, fields.name, fields.domain ?? null, fields.plan ?? 'default', JSON.stringify(fields.metadata ?? {}), fields.databaseUrl ?? null];
+    // With onboarding to do, the tenant is created suspended (refused by every request and every
+    // instance) and activated once onCreate succeeded.
+    const status = this.options.onCreate ? 'suspended' : 'active';
+    const columns = ['slug', 'name', 'domain', 'plan', 'metadata', 'database_url', 'status'];
+    const values: unknown[] = [fields.slug, fields.name, fields.domain ?? null, fields.plan ?? 'default', JSON.stringify(fields.metadata ?? {}), fields.databaseUrl ?? null, status];
     if (id !== undefined) {
       columns.unshift('id');
       values.unshift(id);
@@ -77,15 +80,15 @@ export class TenantAdminService {
       `INSERT INTO linkbay.tenants (${columns.join(', ')}) VALUES (${placeholders.join(', ')}) RETURNING ${TENANT_COLUMNS}`,
       values,
     );
-    if (this.options.onCreate) {
-      try {
-        await this.options.onCreate(tenant);
-      } catch (error) {
-        await this.db.query('DELETE FROM linkbay.tenants WHERE id = $1', [tenant.id]);
-        throw error;
-      }
+    if (!this.options.onCreate) return tenant;
+    try {
+      await this.options.onCreate(tenant);
+    } catch (error) {
+      // If even this fails the tenant stays suspended: refused, never half-usable.
+      await this.db.query('DELETE FROM linkbay.tenants WHERE id = $1', [tenant.id]).catch(() => undefined);
+      throw error;
     }
-    return tenant;
+    return this.activateTenant(tenant.id);
   }
 
   async getTenant(id: string | number | bigint): Promise<Tenant> {
@@ -105,7 +108,7 @@ export class TenantAdminService {
     const { rows } = await this.db.query(
       `SELECT ${TENANT_COLUMNS} FROM linkbay.tenants t
         WHERE ($1::text IS NULL OR t.status = $1)
-          AND ($2::text IS NULL OR (t.created_at, t.id) > (SELECT a.created_at, a.id FROM linkbay.tenants a WHERE a.id::text = $2))
+          AND ($2::text IS NULL OR (t.created_at, t.id) > (SELECT a.created_at, a.id FROM linkbay.tenants a WHERE a.id = $2::${this.tenancy.tenantIdType}))
         ORDER BY t.created_at, t.id
         LIMIT ${limit + 1}`,
       [options.status ?? null, after],
@@ -130,7 +133,13 @@ export class TenantAdminService {
     if (fields.metadata !== undefined) set('metadata', JSON.stringify(fields.metadata), '::jsonb');
     if (fields.databaseUrl !== undefined) set('database_url', fields.databaseUrl);
     if (sets.length === 0) throw new TenantInputError('nothing to change');
-    return this.write(`UPDATE linkbay.tenants SET ${sets.join(', ')} WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, values);
+    try {
+      return await this.write(`UPDATE linkbay.tenants SET ${sets.join(', ')} WHERE id = $1 AND status <> 'deleted' RETURNING ${TENANT_COLUMNS}`, values);
+    } catch (error) {
+      if (!(error instanceof TenantNotFoundError)) throw error;
+      await this.getTenant(id); // TenantNotFoundError when there is no such tenant
+      throw new TenantInputError('a deleted tenant cannot be changed');
+    }
   }
 
   suspendTenant(id: string | number | bigint): Promise<Tenant> {
@@ -165,7 +174,10 @@ export class TenantAdminService {
       const code = (error as { code?: string }).code;
       if (code === '23505') throw new TenantExistsError(undefined, { cause: error });
       // The registry's CHECK constraints (slug, name, domain, id format) back the validation here.
-      if (code === '23514' || code === '22P02') throw new TenantInputError('the tenant data is not valid', { cause: error });
+      // 22021/22P05: a NUL or an invalid character sequence in text or jsonb.
+      if (code === '23514' || code === '22P02' || code === '22021' || code === '22P05') {
+        throw new TenantInputError('the tenant data is not valid', { cause: error });
+      }
       throw error;
     }
   }
@@ -189,7 +201,9 @@ export class TenantAdminService {
       if (typeof slug !== 'string' || !SLUG.test(slug)) throw new TenantInputError('`slug` must be 1 to 63 lower-case letters, digits and inner hyphens');
     }
     if (create || name !== undefined) {
-      if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200) throw new TenantInputError('`name` must be 1 to 200 characters');
+      if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200 || name.includes('\u0000')) {
+        throw new TenantInputError('`name` must be 1 to 200 characters, without NUL');
+      }
     }
     if (domain !== undefined && domain !== null) {
       if (typeof domain !== 'string' || normaliseHost(domain) !== domain) throw new TenantInputError('`domain` must be a lower-case host name without port');
@@ -197,7 +211,9 @@ export class TenantAdminService {
     if (plan !== undefined && (typeof plan !== 'string' || !PLAN.test(plan))) throw new TenantInputError('`plan` must be 1 to 64 lower-case letters, digits, _ or -');
     if (metadata !== undefined) {
       if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw new TenantInputError('`metadata` must be an object');
-      if (Buffer.byteLength(JSON.stringify(metadata)) > MAX_METADATA_BYTES) throw new TenantInputError('`metadata` must be at most 16 KB of JSON');
+      const json = JSON.stringify(metadata);
+      if (Buffer.byteLength(json) > MAX_METADATA_BYTES) throw new TenantInputError('`metadata` must be at most 16 KB of JSON');
+      if (json.includes('\\u0000')) throw new TenantInputError('`metadata` must not contain NUL characters');
     }
     if (databaseUrl !== undefined && databaseUrl !== null) {
       let ok = false;

@@ -1,11 +1,12 @@
 import pg from 'pg';
 import type { QueryResult, QueryResultRow } from 'pg';
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
-import { TenantNotFoundError, TenantSuspendedError } from './errors.js';
+import { TenancyConfigError, TenantNotFoundError, TenantSuspendedError } from './errors.js';
 import { redactUrl } from './migrations.js';
 import type { QueryInput } from './prelude.js';
 import type { Tenant, TenantService } from './tenants.js';
 import {
+  openTransactionPool,
   resolveTenantId,
   tenantQuery,
   withTenantTransaction,
@@ -20,7 +21,7 @@ export interface TenantDBPoolOptions {
   tenantService: TenantService;
   /** The pool of the shared database, for tenants whose `databaseUrl` is null (isolated by RLS). */
   sharedPool: TenantPool;
-  /** Config of each pool opened for a tenant database (the URL comes from the registry). Default `{ max: 5, idleTimeoutMillis: 30_000 }`. */
+  /** Config of each pool opened for a tenant database (the URL comes from the registry). Default `{ max: 5, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 }`. */
   pool?: Omit<pg.PoolConfig, 'connectionString'>;
   /** Most tenant-database pools open at once; the least recently used is closed beyond it. Default 50. */
   maxPools?: number;
@@ -62,6 +63,10 @@ export class TenantDBPool {
   private readonly users = new Map<pg.Pool, number>();
   /** Pools pushed out or closed while in use: ended when their last run is over. */
   private readonly retiring = new Map<pg.Pool, { promise: Promise<void>; resolve: () => void }>();
+  /** The database URL each tenant was last served from (closeTenantPool after a move). */
+  private readonly lastUrl = new Map<string, string>();
+  /** Per pool: the check that its role is subject to RLS (see `verify`). */
+  private readonly verified = new WeakMap<pg.Pool, Promise<void>>();
   private evictions = 0;
   private closed = false;
 
@@ -71,7 +76,7 @@ export class TenantDBPool {
     const maxPools = options.maxPools ?? 50;
     if (!Number.isSafeInteger(maxPools) || maxPools < 1) throw new TypeError('`maxPools` must be a positive integer');
     this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
-    this.config = { max: 5, idleTimeoutMillis: 30_000, ...options.pool };
+    this.config = { max: 5, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, ...options.pool };
     this.maxPools = maxPools;
   }
 
@@ -81,7 +86,9 @@ export class TenantDBPool {
    * `withTenantTransaction` and `tenantQuery` below keep it open while they use it.
    */
   async poolFor(tenantId?: string | number | bigint): Promise<TenantPool> {
-    return this.pick(await this.tenant(tenantId));
+    const pool = this.pick(await this.tenant(tenantId));
+    await this.verified.get(pool as pg.Pool);
+    return pool;
   }
 
   /** Synchronous from the tenant to its pool: nothing can retire the pool in between. */
@@ -89,6 +96,9 @@ export class TenantDBPool {
     if (this.closed) throw new Error('TenantDBPool is closed');
     const url = tenant.databaseUrl;
     if (!url) return this.options.sharedPool;
+    this.lastUrl.delete(tenant.id);
+    this.lastUrl.set(tenant.id, url);
+    if (this.lastUrl.size > 10_000) this.lastUrl.delete(this.lastUrl.keys().next().value as string);
     let pool = this.pools.get(url);
     if (pool) {
       this.pools.delete(url); // most recently used last
@@ -97,6 +107,15 @@ export class TenantDBPool {
       // A connection that dies while idle is dropped by pg; the next query on the pool reports
       // trouble, if any. Without a listener the 'error' event would end the process.
       pool.on('error', () => undefined);
+      const verifying = verify(pool, url);
+      this.verified.set(pool, verifying);
+      // Every use awaits the check and gets its error. The pool is then dropped, so the next use
+      // checks again on a new one (the database may be back, the role fixed).
+      const created = pool;
+      verifying.catch(() => {
+        if (this.pools.get(url) === created) this.pools.delete(url);
+        void this.retire(created);
+      });
       if (this.pools.size >= this.maxPools) {
         const [oldestUrl, oldest] = this.pools.entries().next().value as [string, pg.Pool];
         this.pools.delete(oldestUrl);
@@ -136,7 +155,9 @@ export class TenantDBPool {
    */
   async closeTenantPool(tenantId: string | number | bigint): Promise<void> {
     const id = resolveTenantId(tenantId, this.tenancy);
-    const url = (await this.options.tenantService.getTenantById(id))?.databaseUrl;
+    // The database it was served from (after a move the registry already names the new one).
+    const url = this.lastUrl.get(id) ?? (await this.options.tenantService.getTenantById(id))?.databaseUrl;
+    this.lastUrl.delete(id);
     const pool = url ? this.pools.get(url) : undefined;
     if (!url || !pool) return;
     this.pools.delete(url);
@@ -169,11 +190,15 @@ export class TenantDBPool {
    * is over, so a run never meets a closed pool.
    */
   private async onPool<T>(id: string, run: (pool: TenantPool) => Promise<T>): Promise<T> {
+    // Inside a transaction of this tenant: join it, on its pool, whatever happened to the pools since.
+    const open = openTransactionPool(id);
+    if (open) return run(open);
     const pool = this.pick(await this.tenant(id));
     if (pool === this.options.sharedPool) return run(pool);
     const own = pool as pg.Pool;
     this.users.set(own, (this.users.get(own) ?? 0) + 1);
     try {
+      await this.verified.get(own);
       return await run(own);
     } finally {
       const left = this.users.get(own)! - 1;
@@ -214,5 +239,19 @@ export class TenantDBPool {
     this.closing.add(ending);
     void ending.finally(() => this.closing.delete(ending));
     return ending;
+  }
+}
+
+/**
+ * A tenant database's URL must connect as a role that RLS applies to: a superuser or BYPASSRLS role
+ * there would turn isolation off for every tenant on that database. Checked once per pool, before
+ * its first use; a refused pool refuses every use.
+ */
+async function verify(pool: pg.Pool, url: string): Promise<void> {
+  const { rows } = await pool.query<{ rolsuper: boolean; rolbypassrls: boolean }>(
+    'SELECT rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user',
+  );
+  if (rows[0]?.rolsuper || rows[0]?.rolbypassrls) {
+    throw new TenancyConfigError(`the database URL ${redactUrl(url)} connects as a role that bypasses row level security; use the app role`);
   }
 }

@@ -285,7 +285,7 @@ export function preparedStatementName(text: string, planClass?: string): string 
     if (nameCache.size > 10_000) nameCache.clear();
     nameCache.set(text, name);
   }
-  // At most 5 + 20 + 1 + 6 + 1 + 10 = 43 characters: under the server's 63.
+  // At most 5 + 20 + 1 + 6 + 1 + 8 = 41 characters: under the server's 63.
   return planClass === undefined ? name : `${name}_${planClass}`;
 }
 

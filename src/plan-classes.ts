@@ -77,7 +77,9 @@ export function classOf(pool: TenantPool, tenantId: string): string | undefined 
     });
     return Promise.race([entry.loading!, timeout]).then(() => {
       clearTimeout(timer);
-      return name(known.classes ?? UNKNOWN, tenantId);
+      // Too slow: custom plans until the load ends, rather than every caller waiting again.
+      known.classes ??= UNKNOWN;
+      return name(known.classes, tenantId);
     });
   }
   return name(entry.classes, tenantId);
@@ -133,8 +135,9 @@ async function load(pool: TenantPool): Promise<Classes> {
     return classify(rows);
   } catch (error) {
     const code = (error as { code?: unknown } | null | undefined)?.code;
-    // An error about the query leaves the connection usable; a lost or shut-down one does not.
-    if (typeof code !== 'string' || code.startsWith('08') || code.startsWith('57')) broken ??= error as Error;
+    // An error about the query (a cancelled statement too) leaves the connection usable; a lost or
+    // shut-down one (08xxx, 57Pxx) does not.
+    if (typeof code !== 'string' || code.startsWith('08') || code.startsWith('57P')) broken ??= error as Error;
     throw error;
   } finally {
     client.removeListener?.('error', onError);

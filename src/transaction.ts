@@ -340,6 +340,15 @@ function guardedHandle(tx: ActiveTransaction, guard: StatementGuard): TenantTran
  * tenant (on any pool: cross-tenant work must not nest), and for options that would have to
  * change the open transaction, which a nested call cannot do.
  */
+/**
+ * The pool of the tenant transaction open in this async scope, when it is `tenantId`'s: what a
+ * router over several pools (TenantDBPool) must use, so that a nested call joins it.
+ */
+export function openTransactionPool(tenantId: string): TenantPool | undefined {
+  const active = activeTransactions.getStore();
+  return active && !active.closed && active.tenantId === tenantId ? active.pool : undefined;
+}
+
 function joinable(pool: TenantPool, tenantId: string, options: TenantTransactionOptions): ActiveTransaction | undefined {
   const active = activeTransactions.getStore();
   if (!active || active.closed) return undefined;

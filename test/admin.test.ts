@@ -51,6 +51,7 @@ test('create, read, change and delete a tenant; what the app role reads is what 
   t.like(await admin.activateTenant(created.id), { status: 'active' });
   t.like(await admin.deleteTenant(created.id), { status: 'deleted' });
   await t.throwsAsync(admin.activateTenant(created.id), { instanceOf: TenantInputError, message: /deleted/ });
+  await t.throwsAsync(admin.updateTenant(created.id, { domain: 'reuse.example.com' }), { instanceOf: TenantInputError, message: /deleted/ });
   t.like(await admin.getTenant(created.id), { status: 'deleted' });
 });
 
@@ -94,10 +95,17 @@ test('a failing onCreate removes the tenant again', async (t) => {
   });
   await t.throwsAsync(admin.createTenant({ slug: name, name: 'Onboard' }), { message: 'provisioning failed' });
   t.is((await db.superQuery(`SELECT count(*)::int AS n FROM linkbay.tenants WHERE slug = $1`, [name])).rows[0].n, 0);
-  let seen: Tenant | undefined;
-  const ok = new TenantAdminService(db.adminPool, { tenancy: db.config, onCreate: (tenant) => void (seen = tenant) });
+  // During onboarding the tenant exists but is suspended: no request resolves it before it is ready.
+  let during: string | undefined;
+  const ok = new TenantAdminService(db.adminPool, {
+    tenancy: db.config,
+    onCreate: async (tenant) => {
+      during = (await new PgTenantService(db.appPool, { tenancy: db.config }).getTenantById(tenant.id))?.status;
+    },
+  });
   const created = await ok.createTenant({ slug: name, name: 'Onboard' });
-  t.is(seen?.id, created.id);
+  t.is(during, 'suspended');
+  t.is(created.status, 'active');
 });
 
 test('listing pages through tenants in creation order and filters by status', async (t) => {
@@ -155,6 +163,11 @@ test('the admin router: token required, problems for bad input, the whole lifecy
   t.is((await http().get('/admin/tenants/not-an-id').set('authorization', TOKEN)).status, 400);
   t.is((await http().get('/admin/tenants?limit=abc').set('authorization', TOKEN)).status, 422);
   t.like((await http().patch(`/admin/tenants/${id}`).set('authorization', TOKEN).send({ name: 'Renamed' })).body, { name: 'Renamed' });
+  const withUrl = await http().patch(`/admin/tenants/${id}`).set('authorization', TOKEN).send({ databaseUrl: 'postgres://app:s3cret@db.internal/t1' });
+  t.is(withUrl.body.databaseUrl, 'postgres://app:***@db.internal/t1', 'the password is never sent');
+  t.false(JSON.stringify((await http().get(`/admin/tenants?limit=1000`).set('authorization', TOKEN)).body).includes('s3cret'));
+  t.is((await http().post('/admin/tenants').set('authorization', TOKEN).send({ slug: slug('nul'), name: 'a\u0000b' })).status, 422);
+  t.is((await http().post('/admin/tenants').set('authorization', TOKEN).send({ slug: slug('nul'), name: 'ok', metadata: { x: 'a\u0000b' } })).status, 422);
   t.like((await http().post(`/admin/tenants/${id}/suspend`).set('authorization', TOKEN)).body, { status: 'suspended' });
   t.like((await http().post(`/admin/tenants/${id}/activate`).set('authorization', TOKEN)).body, { status: 'active' });
   t.is((await http().delete(`/admin/tenants/${id}`).set('authorization', TOKEN)).status, 204);

@@ -16,6 +16,7 @@ interface Context {
   /** x and y live in `own`, w in `other`, s in the shared database, z is suspended. */
   ids: { x: string; y: string; w: string; s: string; z: string };
 }
+// Serial: the tests read and write the same tenants' rows.
 const test = anyTest as TestFn<Context>;
 
 test.before(async (t) => {
@@ -46,7 +47,7 @@ const pools = (t: { context: Context }, maxPools?: number) => {
 const items = async (p: TenantDBPool, tenant: string | undefined) =>
   p.withTenantTransaction(tenant, async (tx) => (await tx.query('SELECT item FROM orders ORDER BY item')).rows.map((r) => r.item as string));
 
-test('each tenant is served from its database, tenants on one database share its pool and are still isolated by RLS', async (t) => {
+test.serial('each tenant is served from its database, tenants on one database share its pool and are still isolated by RLS', async (t) => {
   const { ids, own } = t.context;
   const p = pools(t);
   t.teardown(() => p.closeAll());
@@ -69,7 +70,7 @@ test('each tenant is served from its database, tenants on one database share its
   await own.superQuery(`DELETE FROM orders WHERE item = 'x-new'`);
 });
 
-test('unknown, suspended and malformed tenants are refused before any pool is opened', async (t) => {
+test.serial('unknown, suspended and malformed tenants are refused before any pool is opened', async (t) => {
   const { ids } = t.context;
   const p = pools(t);
   t.teardown(() => p.closeAll());
@@ -80,14 +81,14 @@ test('unknown, suspended and malformed tenants are refused before any pool is op
   t.is(p.stats().pools.length, 0);
 });
 
-test('the tenant comes from TenantContext when none is passed', async (t) => {
+test.serial('the tenant comes from TenantContext when none is passed', async (t) => {
   const { ids } = t.context;
   const p = pools(t);
   t.teardown(() => p.closeAll());
   t.deepEqual(await runWithTenantContext(ids.w, () => items(p, undefined)), ['w-own']);
 });
 
-test('closeTenantPool lets a transaction in flight commit, then closes; the next call opens a new pool', async (t) => {
+test.serial('closeTenantPool lets a transaction in flight commit, then closes; the next call opens a new pool', async (t) => {
   const { ids, own } = t.context;
   const p = pools(t);
   t.teardown(() => p.closeAll());
@@ -114,7 +115,7 @@ test('closeTenantPool lets a transaction in flight commit, then closes; the next
   t.deepEqual(await items(p, ids.s), ['s-shared']);
 });
 
-test('beyond maxPools the least recently used pool is closed, and concurrent work on both databases still succeeds', async (t) => {
+test.serial('beyond maxPools the least recently used pool is closed, and concurrent work on both databases still succeeds', async (t) => {
   const { ids } = t.context;
   const p = pools(t, 1);
   t.teardown(() => p.closeAll());
@@ -125,7 +126,7 @@ test('beyond maxPools the least recently used pool is closed, and concurrent wor
   t.true(p.stats().pools.length <= 1);
 });
 
-test('a tenant database that cannot be reached is a clear error for that tenant only', async (t) => {
+test.serial('a tenant database that cannot be reached is a clear error for that tenant only', async (t) => {
   const { ids, shared } = t.context;
   const broken = newTenantId();
   await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url) VALUES ($1, 'broken', 'B', 'postgres://nobody:secret@127.0.0.1:1/nowhere')`, [broken]);
@@ -137,10 +138,62 @@ test('a tenant database that cannot be reached is a clear error for that tenant 
   t.deepEqual(await items(p, ids.x), ['x-own']);
 });
 
-test('after closeAll nothing new is opened', async (t) => {
+test.serial('after closeAll nothing new is opened', async (t) => {
   const { ids } = t.context;
   const p = pools(t);
   await items(p, ids.x);
   await p.closeAll();
   await t.throwsAsync(items(p, ids.x), { message: /closed/ });
+});
+
+test.serial('a nested call joins the open transaction on its pool, even after that pool was pushed out', async (t) => {
+  const { ids, own } = t.context;
+  const p = pools(t, 1);
+  t.teardown(() => p.closeAll());
+  // Another tenant's work, registered outside x's transaction (so not nested in it), run on a signal.
+  let push!: () => void;
+  const elsewhere = new Promise<void>((resolve) => (push = resolve)).then(() => items(p, ids.w));
+  await t.throwsAsync(
+    p.withTenantTransaction(ids.x, async (tx) => {
+      await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'outer')`, [ids.x]);
+      push();
+      t.deepEqual(await elsewhere, ['w-own']); // another database: pushes x's pool out (maxPools 1)
+      t.is(p.stats().pools.length, 1);
+      await p.tenantQuery(ids.x, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'nested')`, [ids.x]);
+      throw new Error('roll back all of it');
+    }),
+    { message: 'roll back all of it' },
+  );
+  t.is((await own.superQuery(`SELECT count(*)::int AS n FROM orders WHERE item IN ('outer', 'nested')`)).rows[0].n, 0, 'the nested insert rolled back with the outer one');
+});
+
+test.serial('closeTenantPool after a move closes the database the tenant was served from', async (t) => {
+  const { shared, own, other } = t.context;
+  // A tenant of its own: other tests here run concurrently and must not see it move.
+  const v = newTenantId();
+  await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url) VALUES ($1, 'v', 'V', $2)`, [v, own.appUrl]);
+  t.teardown(() => shared.superQuery(`DELETE FROM linkbay.tenants WHERE id = $1`, [v]).then(() => undefined));
+  await own.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'v-before')`, [v]);
+  t.teardown(() => own.superQuery(`DELETE FROM orders WHERE tenant_id = $1`, [v]).then(() => undefined));
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  t.deepEqual(await items(p, v), ['v-before']);
+  const before = (await p.poolFor(v)) as unknown as { ending: boolean };
+  // v moves to the other database (here the registry says so; moving the rows is the caller's part).
+  await shared.superQuery(`UPDATE linkbay.tenants SET database_url = $2 WHERE id = $1`, [v, other.appUrl]);
+  await p.closeTenantPool(v);
+  t.true(before.ending, 'the old database pool is closed');
+  t.deepEqual(await items(p, v), [], 'served from the new database, which holds no rows of v');
+});
+
+test.serial('a tenant database URL whose role bypasses RLS is refused, for that tenant only', async (t) => {
+  const { ids, shared, own } = t.context;
+  const bypass = newTenantId();
+  await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url) VALUES ($1, 'bypass', 'B', $2)`, [bypass, own.adminUrl]);
+  t.teardown(() => shared.superQuery(`DELETE FROM linkbay.tenants WHERE id = $1`, [bypass]).then(() => undefined));
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  await t.throwsAsync(items(p, bypass), { message: /bypasses row level security/ });
+  await t.throwsAsync(p.poolFor(bypass), { message: /bypasses row level security/ });
+  t.deepEqual(await items(p, ids.x), ['x-own']);
 });

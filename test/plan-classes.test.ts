@@ -146,6 +146,29 @@ test.serial('a migration run by a role that cannot act as the admin role leaves 
   t.deepEqual(rows, [{ owner: db.config.roles.admin }], 'the existing function is left as it was');
 });
 
+test.serial('a slow first read of the classes: the first statements fall back to custom plans after 2 s, the next ones at once', async (t) => {
+  const { db, small } = t.context;
+  const registry = generateRlsSql(db.config, { only: 'setup' }).find((f) => f.name.includes('linkbay-tenants'))!.sql;
+  const original = registry.slice(registry.indexOf('DO $plan_classes$'), registry.indexOf('$plan_classes$;') + '$plan_classes$;'.length);
+  await db.superQuery(`CREATE OR REPLACE FUNCTION linkbay.planner_tenants()
+    RETURNS TABLE (relation text, tenant text, frequency double precision)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN PERFORM pg_catalog.pg_sleep(4); END $$`);
+  t.teardown(() => db.superQuery(original).then(() => undefined));
+  const pool = db.pool(db.appUrl, { max: 2 });
+  const order: string[] = [];
+  const loaded = new Promise((resolve) => setTimeout(resolve, 4500)).then(() => order.push('load over'));
+  await tenantQuery(pool, small, 'SELECT 1 AS slow_first');
+  order.push('first');
+  await tenantQuery(pool, small, 'SELECT 1 AS slow_second');
+  order.push('second');
+  await loaded;
+  t.deepEqual(order, ['first', 'second', 'load over'], 'neither waited for the slow read');
+  t.is((await preparedLike(pool, small, 'slow_')).length, 0, 'custom plans meanwhile: statements without parameters unnamed');
+  await tenantQuery(pool, small, 'SELECT 1 AS slow_after');
+  t.regex((await preparedLike(pool, small, 'slow_after'))[0]?.name ?? '', /^lbmt_[0-9a-f]{20}_[0-9a-f]{6}_[0-9a-f]{8}$/, 'classes once the read is over');
+});
+
 test.serial('without linkbay.planner_tenants() statements are planned at each execution, and nothing fails', async (t) => {
   const { db, big, small } = t.context;
   await db.superQuery('DROP FUNCTION linkbay.planner_tenants()');

@@ -1,7 +1,8 @@
 import Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { TenantAdminService } from '../admin.js';
-import type { TenantStatus } from '../tenants.js';
+import { redactUrl } from '../migrations.js';
+import type { Tenant, TenantStatus } from '../tenants.js';
 import { readJsonObject } from './body.js';
 import { problemDetails } from './problem.js';
 
@@ -20,7 +21,7 @@ export interface AdminRouterOptions {
 /**
  * The admin API over TenantAdminService (the seed's create_admin_router), on @koa/router. Errors
  * are problem+json: 401/403 from `authorize`, 404 unknown tenant, 409 taken slug or domain, 413, 415,
- * 422 invalid input (the message names the field).
+ * 422 invalid input (the message names the field). Database URLs are shown without their password.
  *
  *   POST   /tenants               create   { slug, name, domain?, plan?, metadata?, databaseUrl?, id? }
  *   GET    /tenants               list     ?status=&limit=&after=
@@ -33,6 +34,11 @@ export interface AdminRouterOptions {
  * @example
  * app.use(createAdminRouter(new TenantAdminService(adminPool), { authorize: requireAdminToken }).routes());
  */
+/** A tenant as the API shows it: the password of its database URL is never sent. */
+function present(tenant: Tenant): Tenant {
+  return tenant.databaseUrl ? { ...tenant, databaseUrl: redactUrl(tenant.databaseUrl) } : tenant;
+}
+
 export function createAdminRouter(service: TenantAdminService, options: AdminRouterOptions): Router {
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the admin API must not be open');
   const router = new Router({ prefix: options.prefix ?? '/admin' });
@@ -40,30 +46,31 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
   // Problems first, so that a refusal by `authorize` is rendered too.
   router.use(problemDetails(), options.authorize);
   router.post('/tenants', async (ctx) => {
-    ctx.body = await service.createTenant((await body(ctx)) as never);
+    ctx.body = present(await service.createTenant((await body(ctx)) as never));
     ctx.status = 201;
   });
   router.get('/tenants', async (ctx) => {
     const { status, limit, after } = ctx.query;
     const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
     const limitText = one(limit);
-    ctx.body = await service.listTenants({
+    const page = await service.listTenants({
       status: one(status) as TenantStatus | undefined,
       limit: limitText === undefined ? undefined : /^\d{1,4}$/.test(limitText) ? Number(limitText) : Number.NaN,
       after: one(after),
     });
+    ctx.body = { ...page, tenants: page.tenants.map(present) };
   });
   router.get('/tenants/:id', async (ctx) => {
-    ctx.body = await service.getTenant(ctx.params.id!);
+    ctx.body = present(await service.getTenant(ctx.params.id!));
   });
   router.patch('/tenants/:id', async (ctx) => {
-    ctx.body = await service.updateTenant(ctx.params.id!, (await body(ctx)) as never);
+    ctx.body = present(await service.updateTenant(ctx.params.id!, (await body(ctx)) as never));
   });
   router.post('/tenants/:id/suspend', async (ctx) => {
-    ctx.body = await service.suspendTenant(ctx.params.id!);
+    ctx.body = present(await service.suspendTenant(ctx.params.id!));
   });
   router.post('/tenants/:id/activate', async (ctx) => {
-    ctx.body = await service.activateTenant(ctx.params.id!);
+    ctx.body = present(await service.activateTenant(ctx.params.id!));
   });
   router.delete('/tenants/:id', async (ctx) => {
     await service.deleteTenant(ctx.params.id!);
