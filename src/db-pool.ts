@@ -193,7 +193,15 @@ export class TenantDBPool {
     // Inside a transaction of this tenant: join it, on its pool, whatever happened to the pools since.
     const open = openTransactionPool(id);
     if (open) return run(open);
-    const pool = this.pick(await this.tenant(id));
+    return this.usePool(await this.tenant(id), run);
+  }
+
+  /**
+   * Runs `run` on the pool of `tenant`'s database whatever its status (administration: moving a
+   * suspended tenant's rows), keeping that pool open until `run` is over.
+   */
+  async usePool<T>(tenant: Tenant, run: (pool: TenantPool) => Promise<T>): Promise<T> {
+    const pool = this.pick(tenant);
     if (pool === this.options.sharedPool) return run(pool);
     const own = pool as pg.Pool;
     this.users.set(own, (this.users.get(own) ?? 0) + 1);

@@ -44,6 +44,7 @@ export { PgTenantService, toTenant, type Tenant, type TenantService, type Tenant
 export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCacheStats, type TenantKey } from './cache.js';
 export { TenantDBPool, type TenantDBPoolOptions, type TenantDBPoolStats } from './db-pool.js';
 export { TenantAdminService, type NewTenant, type TenantPatch, type TenantAdminServiceOptions, type TenantList } from './admin.js';
+export { TenantMigrationService, type TenantExport, type ImportResult, type MoveOptions, type TenantMigrationServiceOptions } from './tenant-migration.js';
 export { TenantChangeListener, TENANT_CHANGES_CHANNEL, type TenantChange, type TenantChangeListenerOptions, type Invalidatable } from './invalidation.js';
 export { MultitenantCore, createMultitenant, type MaybePromise, type MultitenantOptions, type Resolution } from './core.js';
 export {

@@ -6,3 +6,4 @@ export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, 
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
 export { createAdminRouter, type AdminRouterOptions } from './admin-router.js';
 export { readJsonObject, MAX_JSON_BYTES } from './body.js';
+export { createMigrationRouter, type MigrationRouterOptions } from './migration-router.js';

@@ -1,0 +1,44 @@
+import Router from '@koa/router';
+import type { Middleware } from 'koa';
+import type { MoveOptions, TenantMigrationService } from '../tenant-migration.js';
+import { readJsonObject } from './body.js';
+import { problemDetails } from './problem.js';
+
+export interface MigrationRouterOptions {
+  /** Who may use it: throw or answer to refuse, `next()` to allow. Required. */
+  authorize: Middleware;
+  /**
+   * The databases a tenant may be moved to, by name: a request names a target, never a URL (a URL
+   * from a request would let a caller point the app at any server).
+   */
+  targets: Readonly<Record<string, MoveOptions>>;
+  /** Default `/admin`. */
+  prefix?: string;
+}
+
+/**
+ * Tenant data routes over TenantMigrationService (the seed's create_migration_router):
+ *
+ *   GET  /tenants/:id/export  the tenant's rows as JSON, with counts: a dry run, for inspection
+ *   POST /tenants/:id/move    { target, deleteSource? }: copy or move to a configured database
+ *
+ * Errors are problem+json (404 unknown tenant, 422 unknown target or a target already holding the
+ * tenant's rows, 403 a row of another tenant).
+ */
+export function createMigrationRouter(service: TenantMigrationService, options: MigrationRouterOptions): Router {
+  if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the migration API must not be open');
+  const router = new Router({ prefix: options.prefix ?? '/admin' });
+  router.use(problemDetails(), options.authorize);
+  router.get('/tenants/:id/export', async (ctx) => {
+    const data = await service.exportTenantData(ctx.params.id!);
+    ctx.body = { ...data, counts: Object.fromEntries(data.tables.map((t) => [t.table, t.rows.length])) };
+  });
+  router.post('/tenants/:id/move', async (ctx) => {
+    const body = await readJsonObject(ctx);
+    const named = typeof body.target === 'string' && Object.hasOwn(options.targets, body.target) ? options.targets[body.target] : undefined;
+    const target: MoveOptions = named ?? ctx.throw(422, '`target` must name a configured target database');
+    if (body.deleteSource !== undefined && typeof body.deleteSource !== 'boolean') ctx.throw(422, '`deleteSource` must be a boolean');
+    ctx.body = await service.moveTenant(ctx.params.id!, { ...target, deleteSource: body.deleteSource === true });
+  });
+  return router;
+}

@@ -1,0 +1,154 @@
+import anyTest, { type TestFn } from 'ava';
+import Koa from 'koa';
+import request from 'supertest';
+import {
+  PgTenantService,
+  TenantAdminService,
+  TenantDBPool,
+  TenantInputError,
+  TenantIsolationError,
+  TenantMigrationService,
+  type TenantExport,
+} from '../src/index.js';
+import { createMigrationRouter } from '../src/koa/index.js';
+import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
+
+const SCHEMA = `${ORDERS_SCHEMA}
+  CREATE TABLE order_notes (
+    tenant_id uuid NOT NULL,
+    order_id bigint NOT NULL,
+    note text NOT NULL,
+    note_length integer GENERATED ALWAYS AS (length(note)) STORED,
+    PRIMARY KEY (tenant_id, order_id, note),
+    FOREIGN KEY (tenant_id, order_id) REFERENCES orders (tenant_id, id)
+  );`;
+
+interface Context {
+  shared: TestDatabase;
+  target: TestDatabase;
+  admin: TenantAdminService;
+  pools: TenantDBPool;
+  service: TenantMigrationService;
+}
+// Serial: the tests move tenants between the same two databases.
+const test = anyTest as TestFn<Context>;
+
+test.before(async (t) => {
+  const options = { schema: SCHEMA, tenancy: { tables: ['orders', 'order_notes'] } };
+  const [shared, target] = await Promise.all([createTestDatabase(options), createTestDatabase(options)]);
+  const admin = new TenantAdminService(shared.adminPool, { tenancy: shared.config });
+  const pools = new TenantDBPool({ tenantService: new PgTenantService(shared.appPool, { tenancy: shared.config }), sharedPool: shared.appPool, tenancy: shared.config });
+  const service = new TenantMigrationService({ pools, admin, tenancy: shared.config });
+  t.context = { shared, target, admin, pools, service };
+});
+
+test.after.always(async (t) => {
+  await t.context.pools?.closeAll();
+  await Promise.all([t.context.shared?.drop(), t.context.target?.drop()]);
+});
+
+let n = 0;
+/** A tenant in the shared database with `orders` orders, each with one note. */
+async function tenantWithRows(t: { context: Context }, orders: number) {
+  const { admin, shared } = t.context;
+  const tenant = await admin.createTenant({ slug: `m-${++n}`, name: `M${n}` });
+  for (let i = 0; i < orders; i += 1) {
+    const { rows } = await shared.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, $2) RETURNING id`, [tenant.id, `item-${i}`]);
+    await shared.superQuery(`INSERT INTO order_notes (tenant_id, order_id, note) VALUES ($1, $2, $3)`, [tenant.id, rows[0].id, `note ${i}`]);
+  }
+  return tenant;
+}
+
+const itemsIn = async (db: TestDatabase, tenant: string) =>
+  (await db.superQuery(`SELECT item FROM orders WHERE tenant_id = $1 ORDER BY item`, [tenant])).rows.map((r) => r.item as string);
+
+test.serial('export reads only the tenant, every table, in one snapshot', async (t) => {
+  const { service } = t.context;
+  const a = await tenantWithRows(t, 3);
+  await tenantWithRows(t, 2); // another tenant in the same tables
+  const data = await service.exportTenantData(a.id);
+  t.is(data.tenantId, a.id);
+  t.deepEqual(data.tables.map((x) => [x.table, x.rows.length]), [['public.orders', 3], ['public.order_notes', 3]]);
+  const tenantColumn = data.tables[0]!.columns.indexOf('tenant_id');
+  t.true(data.tables.every((x) => x.rows.every((row) => row[x.columns.indexOf('tenant_id')] === a.id)));
+  t.true(tenantColumn >= 0);
+});
+
+test.serial('move: rows land in the target in one transaction, the registry follows, the source is emptied, sequences move on', async (t) => {
+  const { service, shared, target, pools, admin } = t.context;
+  const a = await tenantWithRows(t, 4);
+  const neighbour = await tenantWithRows(t, 2);
+  const result = await service.moveTenant(a.id, { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }), deleteSource: true });
+  t.deepEqual(result.counts, { 'public.orders': 4, 'public.order_notes': 4 });
+  t.deepEqual(await itemsIn(target, a.id), ['item-0', 'item-1', 'item-2', 'item-3']);
+  t.deepEqual(await itemsIn(shared, a.id), [], 'deleted from the source');
+  t.deepEqual(await itemsIn(shared, neighbour.id), ['item-0', 'item-1'], 'the neighbour is untouched');
+  const moved = await admin.getTenant(a.id);
+  t.like(moved, { status: 'active', databaseUrl: target.appUrl });
+  // The app now reaches it in its new database, and new rows get ids past the imported ones.
+  const { rows } = await pools.tenantQuery(a.id, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'after move') RETURNING id`, [a.id]);
+  const max = (await target.superQuery(`SELECT max(id)::int AS max FROM orders WHERE tenant_id = $1 AND item <> 'after move'`, [a.id])).rows[0].max;
+  t.true(Number(rows[0].id) > max);
+  t.deepEqual((await pools.tenantQuery(a.id, 'SELECT note, note_length FROM order_notes ORDER BY note')).rows.map((r) => r.note_length), [6, 6, 6, 6]);
+});
+
+test.serial('copy keeps the source; a target that already holds the tenant is refused and nothing changes', async (t) => {
+  const { service, shared, target, admin } = t.context;
+  const b = await tenantWithRows(t, 2);
+  const targetPool = target.pool(target.ownerUrl, { max: 1 });
+  await service.moveTenant(b.id, { databaseUrl: target.appUrl, targetPool });
+  t.deepEqual(await itemsIn(shared, b.id), ['item-0', 'item-1'], 'copied, not moved');
+  // Back to the shared database: it still holds b's rows, so the import is refused.
+  await t.throwsAsync(service.moveTenant(b.id, { databaseUrl: null, targetPool: shared.pool(shared.ownerUrl, { max: 1 }) }), {
+    instanceOf: TenantInputError,
+    message: /already holds rows/,
+  });
+  t.like(await admin.getTenant(b.id), { status: 'active', databaseUrl: target.appUrl }, 'status and registry as before');
+  await t.throwsAsync(service.moveTenant(b.id, { databaseUrl: target.appUrl, targetPool }), { instanceOf: TenantInputError, message: /already lives/ });
+});
+
+test.serial("an export holding another tenant's rows is refused by RLS on the target, and nothing is written", async (t) => {
+  const { service, target } = t.context;
+  const victim = newTenantId();
+  const c = await tenantWithRows(t, 1);
+  const data = await service.exportTenantData(c.id);
+  const orders = data.tables[0]!;
+  const forged: TenantExport = {
+    ...data,
+    tables: [{ ...orders, rows: orders.rows.map((row) => row.map((v, i) => (orders.columns[i] === 'tenant_id' ? victim : v))) }],
+  };
+  await t.throwsAsync(service.importTenantData(c.id, forged, target.pool(target.ownerUrl, { max: 1 })), { instanceOf: TenantIsolationError });
+  t.deepEqual(await itemsIn(target, victim), []);
+  t.deepEqual(await itemsIn(target, c.id), []);
+  await t.throwsAsync(service.importTenantData(c.id, { ...data, tenantId: victim }, target.pool(target.ownerUrl)), { instanceOf: TenantInputError });
+  await t.throwsAsync(service.importTenantData(c.id, { ...data, tables: [{ table: 'public.secrets', columns: [], rows: [] }] }, target.pool(target.ownerUrl)), {
+    instanceOf: TenantInputError,
+  });
+});
+
+test.serial('the migration router: export as a dry run, move to a named target only', async (t) => {
+  const { service, target, shared } = t.context;
+  const d = await tenantWithRows(t, 2);
+  const app = new Koa();
+  const router = createMigrationRouter(service, {
+    authorize: async (ctx, next) => {
+      if (ctx.get('authorization') !== 'Bearer ok') ctx.throw(401);
+      await next();
+    },
+    targets: { 'eu-2': { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }) } },
+  });
+  app.use(router.routes());
+  const http = () => request(app.callback());
+  t.is((await http().get(`/admin/tenants/${d.id}/export`)).status, 401);
+  const exported = await http().get(`/admin/tenants/${d.id}/export`).set('authorization', 'Bearer ok');
+  t.is(exported.status, 200);
+  t.deepEqual(exported.body.counts, { 'public.orders': 2, 'public.order_notes': 2 });
+  t.is((await http().post(`/admin/tenants/${d.id}/move`).set('authorization', 'Bearer ok').send({ target: 'postgres://evil/db' })).status, 422);
+  t.is((await http().post(`/admin/tenants/${d.id}/move`).set('authorization', 'Bearer ok').send({ target: 'eu-2', deleteSource: 'yes' })).status, 422);
+  t.is((await http().get(`/admin/tenants/${newTenantId()}/export`).set('authorization', 'Bearer ok')).status, 404);
+  const moved = await http().post(`/admin/tenants/${d.id}/move`).set('authorization', 'Bearer ok').send({ target: 'eu-2', deleteSource: true });
+  t.is(moved.status, 200);
+  t.deepEqual(moved.body.counts, { 'public.orders': 2, 'public.order_notes': 2 });
+  t.deepEqual(await itemsIn(shared, d.id), []);
+  t.deepEqual(await itemsIn(target, d.id), ['item-0', 'item-1']);
+});
