@@ -158,8 +158,13 @@ export class TenantDBPool {
     // The database it was served from (after a move the registry already names the new one).
     const url = this.lastUrl.get(id) ?? (await this.options.tenantService.getTenantById(id))?.databaseUrl;
     this.lastUrl.delete(id);
-    const pool = url ? this.pools.get(url) : undefined;
-    if (!url || !pool) return;
+    if (url) await this.closeDatabasePool(url);
+  }
+
+  /** Closes the pool of the database at `url`, if one is open, as closeTenantPool does. */
+  async closeDatabasePool(url: string): Promise<void> {
+    const pool = this.pools.get(url);
+    if (!pool) return;
     this.pools.delete(url);
     await this.retire(pool);
   }

@@ -1,5 +1,5 @@
 import { DEFAULT_TENANCY, qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from './config.js';
-import { TenancyConfigError, TenantInputError } from './errors.js';
+import { TenancyConfigError, TenantInputError, TenantIsolationError } from './errors.js';
 import type { TenantAdminService } from './admin.js';
 import type { TenantDBPool } from './db-pool.js';
 import { withTenantTransaction, type TenantPool, type TenantTransaction } from './transaction.js';
@@ -32,7 +32,16 @@ export interface MoveOptions {
   readonly targetPool: TenantPool;
   /** Delete the rows from the source once the registry points at the target. Default false (copy). */
   readonly deleteSource?: boolean;
+  /**
+   * How long to wait after suspending the tenant before reading its rows, for transactions already
+   * running and for other instances to hear of the suspension (NOTIFY, or their cache TTL when they
+   * do not listen). Default 2000 ms.
+   */
+  readonly settleMs?: number;
 }
+
+/** Raw text of every value: exported values are written back exactly (no Date or JSON round trip). */
+const AS_TEXT = { getTypeParser: () => (value: string) => value };
 
 export interface TenantMigrationServiceOptions {
   /** Where each tenant's rows are now. */
@@ -70,6 +79,8 @@ interface TargetColumn {
  */
 export class TenantMigrationService {
   private readonly tenancy: TenancyConfig;
+  /** Tenants being moved by this instance (moves from several instances must be serialised by you). */
+  private readonly moving = new Set<string>();
 
   constructor(private readonly options: TenantMigrationServiceOptions) {
     this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
@@ -91,7 +102,17 @@ export class TenantMigrationService {
     const id = await this.canonical(tenantId);
     if (data.tenantId !== id) throw new TenantInputError('the export is of another tenant');
     const byName = new Map(this.tenancy.tables.map((t) => [`${t.schema}.${t.table}`, t]));
-    for (const part of data.tables) if (!byName.has(part.table)) throw new TenantInputError(`\`${part.table}\` is not a tenant table of the config`);
+    const seen = new Set<string>();
+    for (const part of data.tables) {
+      const table = byName.get(part.table);
+      if (!table) throw new TenantInputError(`\`${part.table}\` is not a tenant table of the config`);
+      if (seen.has(part.table)) throw new TenantInputError(`\`${part.table}\` appears twice in the export`);
+      seen.add(part.table);
+      const column = part.columns.indexOf(table.tenantColumn);
+      if (column === -1) throw new TenantInputError(`${part.table}: the export has no \`${table.tenantColumn}\` column`);
+      // RLS refuses these too; checked here first so that the error says what is wrong.
+      if (part.rows.some((row) => String(row[column]).toLowerCase() !== id)) throw new TenantIsolationError(`${part.table}: the export holds rows of another tenant`);
+    }
     return withTenantTransaction(
       targetPool,
       id,
@@ -99,7 +120,10 @@ export class TenantMigrationService {
         const counts: Record<string, number> = {};
         for (const table of this.tenancy.tables) {
           const name = `${table.schema}.${table.table}`;
-          const existing = await tx.query(`SELECT 1 FROM ${qualifiedName(table)} LIMIT 1`);
+          // WITH CHECK is the guarantee: a pool whose role bypasses RLS on the target is refused.
+          const { rows: active } = await tx.query('SELECT pg_catalog.row_security_active($1::regclass) AS on', [qualifiedName(table)]);
+          if (!active[0]?.on) throw new TenancyConfigError(`row level security does not apply to the target pool's role on ${name}; use the owner role`);
+          const existing = await tx.query(`SELECT 1 FROM ${qualifiedName(table)} WHERE ${quoteIdent(table.tenantColumn)} = $1 LIMIT 1`, [id]);
           if (existing.rowCount) throw new TenantInputError(`the target already holds rows of this tenant in ${name}`);
           const part = data.tables.find((p) => p.table === name);
           counts[name] = part ? await this.insert(tx, table, part.columns, part.rows) : 0;
@@ -110,29 +134,51 @@ export class TenantMigrationService {
     );
   }
 
-  /** Moves (or copies, without `deleteSource`) the tenant to another database. */
-  async moveTenant(tenantId: string, options: MoveOptions): Promise<ImportResult> {
+  /**
+   * Moves (or copies, without `deleteSource`) the tenant to another database. Before the registry is
+   * switched the rows are counted through `databaseUrl` as the app role, so a URL that does not reach
+   * the imported rows is refused and the import undone. The source rows are deleted only when they
+   * are still exactly the exported ones; otherwise they are kept and the move reports it.
+   */
+  async moveTenant(tenantId: string, options: MoveOptions): Promise<ImportResult & { sourceDeleted: boolean }> {
     const { admin, pools } = this.options;
     const before = await admin.getTenant(tenantId);
     const id = before.id;
     if (before.status === 'deleted') throw new TenantInputError('a deleted tenant cannot be moved');
-    if ((before.databaseUrl ?? null) === (options.databaseUrl ?? null)) throw new TenantInputError('the tenant already lives in that database');
-    // Suspended for the move: its requests are refused on every instance, so nothing is written to
-    // the source meanwhile.
-    if (before.status === 'active') await admin.suspendTenant(id);
-    let result: ImportResult;
+    const targetUrl = options.databaseUrl ?? null;
+    if ((before.databaseUrl ?? null) === targetUrl) throw new TenantInputError('the tenant already lives in that database');
+    if (this.moving.has(id)) throw new TenantInputError('this tenant is being moved already');
+    this.moving.add(id);
     try {
-      const data = await pools.usePool(before, (source) => this.exportFrom(source, id));
-      result = await this.importTenantData(id, data, options.targetPool);
-      await admin.updateTenant(id, { databaseUrl: options.databaseUrl });
-    } catch (error) {
-      if (before.status === 'active') await admin.activateTenant(id).catch(() => undefined);
-      throw error;
+      // Suspended for the move: its requests are refused on every instance once they hear of it.
+      if (before.status === 'active') await admin.suspendTenant(id);
+      const settleMs = options.settleMs ?? 2000;
+      if (!Number.isSafeInteger(settleMs) || settleMs < 0) throw new TenantInputError('`settleMs` must be a non-negative integer');
+      await new Promise((resolve) => setTimeout(resolve, settleMs));
+      let result: ImportResult | undefined;
+      let data: TenantExport;
+      try {
+        data = await pools.usePool(before, (source) => this.exportFrom(source, id));
+        result = await this.importTenantData(id, data, options.targetPool);
+        // Through the URL the registry will hold, as the app will: the same rows, or no switch.
+        const seen = await pools.usePool({ ...before, databaseUrl: targetUrl }, (pool) => this.countIn(pool, id));
+        for (const [table, count] of Object.entries(result.counts)) {
+          if (seen[table] !== count) throw new TenancyConfigError(`the database URL does not reach the imported rows (${table}: ${seen[table] ?? 0} of ${count})`);
+        }
+        await admin.updateTenant(id, { databaseUrl: targetUrl });
+      } catch (error) {
+        // Undo the import, so that the move can be tried again; the source is untouched.
+        if (result) await withTenantTransaction(options.targetPool, id, (tx) => this.deleteAll(tx, id), { tenancy: this.tenancy }).catch(() => undefined);
+        if (before.status === 'active') await admin.activateTenant(id).catch(() => undefined);
+        throw error;
+      }
+      if (before.status === 'active') await admin.activateTenant(id);
+      if (before.databaseUrl) await pools.closeDatabasePool(before.databaseUrl).catch(() => undefined);
+      const sourceDeleted = options.deleteSource === true && (await pools.usePool(before, (source) => this.deleteIfUnchanged(source, id, result.counts)));
+      return { ...result, sourceDeleted };
+    } finally {
+      this.moving.delete(id);
     }
-    if (before.status === 'active') await admin.activateTenant(id);
-    if (options.deleteSource) await pools.usePool(before, (source) => this.deleteFrom(source, id));
-    await pools.closeTenantPool(id).catch(() => undefined);
-    return result;
   }
 
   private async exportFrom(pool: TenantPool, tenantId: string): Promise<TenantExport> {
@@ -142,7 +188,12 @@ export class TenantMigrationService {
       async (tx) => {
         const tables: Array<TenantExport['tables'][number]> = [];
         for (const table of this.tenancy.tables) {
-          const result = await tx.query({ text: `SELECT * FROM ${qualifiedName(table)}`, rowMode: 'array' });
+          const result = await tx.query({
+            text: `SELECT * FROM ${qualifiedName(table)} WHERE ${quoteIdent(table.tenantColumn)} = $1`,
+            values: [tx.tenantId],
+            rowMode: 'array',
+            types: AS_TEXT,
+          });
           tables.push({ table: `${table.schema}.${table.table}`, columns: result.fields.map((f) => f.name), rows: result.rows as unknown[][] });
         }
         return { tenantId: tx.tenantId, exportedAt: new Date(), tables };
@@ -151,15 +202,38 @@ export class TenantMigrationService {
     );
   }
 
-  private async deleteFrom(pool: TenantPool, tenantId: string): Promise<void> {
-    await withTenantTransaction(
+  /** Deletes the source rows when they are still as many as were exported (nothing written since). */
+  private async deleteIfUnchanged(pool: TenantPool, tenantId: string, exported: Readonly<Record<string, number>>): Promise<boolean> {
+    return withTenantTransaction(
       pool,
       tenantId,
       async (tx) => {
-        for (const table of [...this.tenancy.tables].reverse()) await tx.query(`DELETE FROM ${qualifiedName(table)}`);
+        const now = await this.countIn(tx, tenantId);
+        if (Object.entries(exported).some(([table, count]) => now[table] !== count)) return false;
+        await this.deleteAll(tx, tenantId);
+        return true;
       },
-      { tenancy: this.tenancy },
+      { tenancy: this.tenancy, isolationLevel: 'serializable' },
     );
+  }
+
+  private async deleteAll(tx: TenantTransaction, tenantId: string): Promise<void> {
+    for (const table of [...this.tenancy.tables].reverse()) {
+      await tx.query(`DELETE FROM ${qualifiedName(table)} WHERE ${quoteIdent(table.tenantColumn)} = $1`, [tenantId]);
+    }
+  }
+
+  /** Rows of the tenant per table, on `on` (a pool: one transaction as the tenant; or an open one). */
+  private async countIn(on: TenantPool | TenantTransaction, tenantId: string): Promise<Record<string, number>> {
+    const count = async (tx: TenantTransaction) => {
+      const counts: Record<string, number> = {};
+      for (const table of this.tenancy.tables) {
+        const { rows } = await tx.query(`SELECT count(*)::int AS n FROM ${qualifiedName(table)} WHERE ${quoteIdent(table.tenantColumn)} = $1`, [tenantId]);
+        counts[`${table.schema}.${table.table}`] = rows[0].n as number;
+      }
+      return counts;
+    };
+    return 'connect' in on ? withTenantTransaction(on, tenantId, count, { tenancy: this.tenancy, readOnly: true }) : count(on);
   }
 
   private async insert(tx: TenantTransaction, table: TenantTable, columns: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Promise<number> {
@@ -171,6 +245,7 @@ export class TenantMigrationService {
     }
     // Generated columns are computed by the target; identity ALWAYS columns keep their values.
     const kept = columns.map((name, index) => ({ name, index })).filter(({ name }) => byName.get(name)!.generated === '');
+    if (kept.length === 0) throw new TenantInputError(`${table.schema}.${table.table}: no column to write`);
     const overriding = kept.some(({ name }) => byName.get(name)!.identity === 'a') ? ' OVERRIDING SYSTEM VALUE' : '';
     const perStatement = Math.max(1, Math.floor(60_000 / kept.length)); // under the protocol's 65535 parameters
     let written = 0;
@@ -188,9 +263,14 @@ export class TenantMigrationService {
     // Sequences past the imported values (only forward: other tenants' values stay below).
     for (const column of target) {
       if (!column.sequence || !kept.some(({ name }) => name === column.name)) continue;
+      // Only raised, and only when an imported value is at or past what the sequence would hand
+      // out next (its last value, or below its start when never used); descending ones are left.
       await tx.query(
-        `SELECT pg_catalog.setval($1::regclass, GREATEST(COALESCE(max(${quoteIdent(column.name)}), 1), COALESCE(pg_catalog.pg_sequence_last_value($1::regclass), 1)))
-           FROM ${qualifiedName(table)}`,
+        `SELECT pg_catalog.setval($1::regclass, m.value)
+           FROM (SELECT max(${quoteIdent(column.name)})::bigint AS value FROM ${qualifiedName(table)}) m,
+                pg_catalog.pg_sequence q
+          WHERE q.seqrelid = $1::regclass AND q.seqincrement > 0 AND m.value IS NOT NULL
+            AND m.value >= COALESCE(pg_catalog.pg_sequence_last_value($1::regclass) + 1, q.seqstart)`,
         [column.sequence],
       );
     }

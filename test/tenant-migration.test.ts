@@ -78,8 +78,11 @@ test.serial('move: rows land in the target in one transaction, the registry foll
   const { service, shared, target, pools, admin } = t.context;
   const a = await tenantWithRows(t, 4);
   const neighbour = await tenantWithRows(t, 2);
-  const result = await service.moveTenant(a.id, { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }), deleteSource: true });
+  const createdAt = (await shared.superQuery(`SELECT created_at::text AS at FROM orders WHERE tenant_id = $1 ORDER BY item`, [a.id])).rows.map((r) => r.at);
+  const result = await service.moveTenant(a.id, { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }), deleteSource: true, settleMs: 50 });
   t.deepEqual(result.counts, { 'public.orders': 4, 'public.order_notes': 4 });
+  t.true(result.sourceDeleted);
+  t.deepEqual((await target.superQuery(`SELECT created_at::text AS at FROM orders WHERE tenant_id = $1 ORDER BY item`, [a.id])).rows.map((r) => r.at), createdAt, 'timestamps to the microsecond');
   t.deepEqual(await itemsIn(target, a.id), ['item-0', 'item-1', 'item-2', 'item-3']);
   t.deepEqual(await itemsIn(shared, a.id), [], 'deleted from the source');
   t.deepEqual(await itemsIn(shared, neighbour.id), ['item-0', 'item-1'], 'the neighbour is untouched');
@@ -96,15 +99,15 @@ test.serial('copy keeps the source; a target that already holds the tenant is re
   const { service, shared, target, admin } = t.context;
   const b = await tenantWithRows(t, 2);
   const targetPool = target.pool(target.ownerUrl, { max: 1 });
-  await service.moveTenant(b.id, { databaseUrl: target.appUrl, targetPool });
+  await service.moveTenant(b.id, { databaseUrl: target.appUrl, targetPool, settleMs: 0 });
   t.deepEqual(await itemsIn(shared, b.id), ['item-0', 'item-1'], 'copied, not moved');
   // Back to the shared database: it still holds b's rows, so the import is refused.
-  await t.throwsAsync(service.moveTenant(b.id, { databaseUrl: null, targetPool: shared.pool(shared.ownerUrl, { max: 1 }) }), {
+  await t.throwsAsync(service.moveTenant(b.id, { databaseUrl: null, targetPool: shared.pool(shared.ownerUrl, { max: 1 }), settleMs: 0 }), {
     instanceOf: TenantInputError,
     message: /already holds rows/,
   });
   t.like(await admin.getTenant(b.id), { status: 'active', databaseUrl: target.appUrl }, 'status and registry as before');
-  await t.throwsAsync(service.moveTenant(b.id, { databaseUrl: target.appUrl, targetPool }), { instanceOf: TenantInputError, message: /already lives/ });
+  await t.throwsAsync(service.moveTenant(b.id, { databaseUrl: target.appUrl, targetPool, settleMs: 0 }), { instanceOf: TenantInputError, message: /already lives/ });
 });
 
 test.serial("an export holding another tenant's rows is refused by RLS on the target, and nothing is written", async (t) => {
@@ -118,6 +121,8 @@ test.serial("an export holding another tenant's rows is refused by RLS on the ta
     tables: [{ ...orders, rows: orders.rows.map((row) => row.map((v, i) => (orders.columns[i] === 'tenant_id' ? victim : v))) }],
   };
   await t.throwsAsync(service.importTenantData(c.id, forged, target.pool(target.ownerUrl, { max: 1 })), { instanceOf: TenantIsolationError });
+  // A pool on which RLS does not apply (a superuser) could write anything: refused.
+  await t.throwsAsync(service.importTenantData(c.id, data, target.pool(target.superUrl, { max: 1 })), { message: /row level security does not apply/ });
   t.deepEqual(await itemsIn(target, victim), []);
   t.deepEqual(await itemsIn(target, c.id), []);
   await t.throwsAsync(service.importTenantData(c.id, { ...data, tenantId: victim }, target.pool(target.ownerUrl)), { instanceOf: TenantInputError });
@@ -135,7 +140,7 @@ test.serial('the migration router: export as a dry run, move to a named target o
       if (ctx.get('authorization') !== 'Bearer ok') ctx.throw(401);
       await next();
     },
-    targets: { 'eu-2': { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }) } },
+    targets: { 'eu-2': { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }), settleMs: 0 } },
   });
   app.use(router.routes());
   const http = () => request(app.callback());
@@ -151,4 +156,27 @@ test.serial('the migration router: export as a dry run, move to a named target o
   t.deepEqual(moved.body.counts, { 'public.orders': 2, 'public.order_notes': 2 });
   t.deepEqual(await itemsIn(shared, d.id), []);
   t.deepEqual(await itemsIn(target, d.id), ['item-0', 'item-1']);
+});
+
+test.serial('a database URL that does not reach the imported rows is refused, the import undone, the tenant as before', async (t) => {
+  const { service, target, admin, shared } = t.context;
+  const elsewhere = await createTestDatabase({ schema: SCHEMA, tenancy: { tables: ['orders', 'order_notes'] } });
+  t.teardown(() => elsewhere.drop());
+  const e = await tenantWithRows(t, 2);
+  await t.throwsAsync(service.moveTenant(e.id, { databaseUrl: elsewhere.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }), deleteSource: true, settleMs: 0 }), {
+    message: /does not reach the imported rows/,
+  });
+  t.deepEqual(await itemsIn(target, e.id), [], 'the import was undone');
+  t.deepEqual(await itemsIn(shared, e.id), ['item-0', 'item-1'], 'the source is untouched');
+  t.like(await admin.getTenant(e.id), { status: 'active', databaseUrl: null });
+});
+
+test.serial('a suspended tenant is moved and stays suspended', async (t) => {
+  const { service, target, admin } = t.context;
+  const f = await tenantWithRows(t, 1);
+  await admin.suspendTenant(f.id);
+  const result = await service.moveTenant(f.id, { databaseUrl: target.appUrl, targetPool: target.pool(target.ownerUrl, { max: 1 }), settleMs: 0 });
+  t.deepEqual(result.counts, { 'public.orders': 1, 'public.order_notes': 1 });
+  t.false(result.sourceDeleted);
+  t.like(await admin.getTenant(f.id), { status: 'suspended', databaseUrl: target.appUrl });
 });
