@@ -1,7 +1,7 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { InvalidTenantIdError, TenantExistsError, TenantInputError, TenantNotFoundError } from './errors.js';
 import { normaliseHost } from './resolution.js';
-import { canonicalTenantId } from './tenant-id.js';
+import { canonicalTenantId, SLUG } from './tenant-id.js';
 import { TENANT_COLUMNS, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 
 /** What a tenant is created with. Unknown fields are refused (a typo is not silently dropped). */
@@ -36,7 +36,6 @@ export interface TenantList {
 }
 
 const FIELDS = new Set(['id', 'slug', 'name', 'domain', 'plan', 'metadata', 'databaseUrl']);
-const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const PLAN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const MAX_METADATA_BYTES = 16 * 1024;
 

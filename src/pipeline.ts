@@ -265,9 +265,14 @@ export class PipelinedBatch {
 /** Whether one of `values` is `tenantId`, in any spelling node-postgres would send for it. */
 function namesTenant(values: readonly unknown[], tenantId: string | undefined): boolean {
   if (tenantId === undefined) return false;
+  // On every statement: compare lengths first, convert only a value that could be the id.
   for (const value of values) {
     if (value === tenantId) return true;
-    if ((typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint') && String(value).toLowerCase() === tenantId) return true;
+    if (typeof value === 'string') {
+      if (value.length === tenantId.length && value.toLowerCase() === tenantId) return true;
+    } else if ((typeof value === 'number' || typeof value === 'bigint') && String(value) === tenantId) {
+      return true;
+    }
   }
   return false;
 }

@@ -36,6 +36,11 @@ export function beginStatement(options: { isolationLevel?: IsolationLevel; readO
   return { text, values: [] };
 }
 
+/** Refuses a bad `statementTimeoutMs` before anything is sent (also for a nested call, which sends no prelude). */
+export function checkStatementTimeout(ms: number | undefined): void {
+  if (ms !== undefined && (!Number.isSafeInteger(ms) || ms < 1)) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+}
+
 /** `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the local statement timeout. */
 export function tenantStatement(
   tenancy: TenancyConfig,
@@ -47,10 +52,9 @@ export function tenantStatement(
   let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
   const values = [tenantId];
   if (statementTimeoutMs !== undefined) {
-    const ms = statementTimeoutMs;
-    if (!Number.isSafeInteger(ms) || ms < 1) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+    checkStatementTimeout(statementTimeoutMs);
     text += `, set_config('statement_timeout', $2, true)`;
-    values.push(`${ms}ms`);
+    values.push(`${statementTimeoutMs}ms`);
   }
   // Without an explicit BEGIN (tenantQuery) READ ONLY is set for the implicit transaction this way;
   // lowering to read-only is allowed at any point of a transaction.

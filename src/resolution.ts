@@ -1,5 +1,5 @@
 import { InvalidTenantIdError, TenancyConfigError } from './errors.js';
-import { canonicalTenantId, type TenantIdType } from './tenant-id.js';
+import { canonicalTenantId, SLUG, type TenantIdType } from './tenant-id.js';
 
 /** The parts of an HTTP request that strategies read; framework-neutral. */
 export interface TenantRequest {
@@ -50,7 +50,6 @@ export interface Strategy {
 
 /** Longest header value considered; longer is refused without being read. */
 const MAX_HEADER_LENGTH = 256;
-const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Builds strategies from their specs, validated once (bad specs are TenancyConfigError). */
 export function buildStrategies(specs: readonly StrategySpec[], tenantIdType: TenantIdType, defaults: StrategyDefaults = {}): Strategy[] {

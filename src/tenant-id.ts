@@ -17,6 +17,8 @@ const BIGINT_MIN = -(2n ** 63n);
 const BIGINT_MAX = 2n ** 63n - 1n;
 // Text ids: printable, no whitespace or separators that make ids ambiguous in hosts and paths.
 const TEXT_ID = /^[a-z0-9][a-z0-9_.-]*$/;
+/** A tenant slug: a DNS label (lower case), as the registry's CHECK constraint requires. */
+export const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /**
  * Parses a tenant id of the given type and returns its one canonical spelling, the form used for

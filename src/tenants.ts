@@ -1,5 +1,5 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
-import { tryCanonicalTenantId } from './tenant-id.js';
+import { SLUG, tryCanonicalTenantId } from './tenant-id.js';
 
 export type TenantStatus = 'active' | 'suspended' | 'deleted';
 
@@ -38,9 +38,8 @@ export interface Queryable {
 
 /** The registry columns a Tenant is read from (see toTenant). */
 export const TENANT_COLUMNS = `id::text AS id, slug, name, domain, status, database_url, plan, metadata, created_at, updated_at`;
-const COLUMNS = TENANT_COLUMNS;
-// Slugs are DNS labels; anything else cannot name a tenant and is not looked up.
-const SLUG = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+// A slug that is not a DNS label (SLUG) or a malformed domain names no tenant and is not looked up.
 const DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
 /**
@@ -67,17 +66,17 @@ export class PgTenantService implements TenantService {
   async getTenantById(id: string): Promise<Tenant | undefined> {
     const canonical = tryCanonicalTenantId(id, this.tenancy.tenantIdType);
     if (canonical === undefined) return undefined;
-    return this.one(`SELECT ${COLUMNS} FROM ${this.table} WHERE id = $1`, canonical);
+    return this.one(`SELECT ${TENANT_COLUMNS} FROM ${this.table} WHERE id = $1`, canonical);
   }
 
   async getTenantByDomain(domain: string): Promise<Tenant | undefined> {
     if (!DOMAIN.test(domain)) return undefined;
-    return this.one(`SELECT ${COLUMNS} FROM ${this.table} WHERE domain = $1`, domain);
+    return this.one(`SELECT ${TENANT_COLUMNS} FROM ${this.table} WHERE domain = $1`, domain);
   }
 
   async getTenantBySubdomain(subdomain: string): Promise<Tenant | undefined> {
     if (!SLUG.test(subdomain)) return undefined;
-    return this.one(`SELECT ${COLUMNS} FROM ${this.table} WHERE slug = $1`, subdomain);
+    return this.one(`SELECT ${TENANT_COLUMNS} FROM ${this.table} WHERE slug = $1`, subdomain);
   }
 
   async getTenantDatabaseUrl(id: string): Promise<string | undefined> {

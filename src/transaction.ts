@@ -6,7 +6,7 @@ import { mapDatabaseError, TenantError, TenantMismatchError, TenantRequiredError
 import { transactionChannel, type TransactionEvent } from './events.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { send, type BatchOptions, type PrepareMode, type PreludeStatement } from './pipeline.js';
-import { batchOptions, beginStatement, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
+import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import type { StatementConfig } from './pipeline.js';
 
 export type { IsolationLevel, QueryInput } from './prelude.js';
@@ -202,7 +202,7 @@ export async function withTenantTransaction<T>(
   // Built (and so validated) before joining: a bad option is an error even when nested.
   const prepare = prepareMode(options.prepare);
   const begin = beginStatement(options);
-  tenantStatement(tenancy, id, options.statementTimeoutMs, false); // validates: an error even when nested
+  checkStatementTimeout(options.statementTimeoutMs); // an error even when nested
   const joined = joinable(pool, id, options);
   if (joined) return fn(options.guard ? guardedHandle(joined, options.guard) : joined);
 
@@ -271,7 +271,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = resolveTenantId(tenantId, tenancy);
   const prepare = prepareMode(options.prepare);
-  tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false); // validates, as above
+  checkStatementTimeout(options.statementTimeoutMs); // an error even when nested
   const joined = joinable(pool, id, options);
   if (joined) return (options.guard ? guardedHandle(joined, options.guard) : joined).query<R>(query, values);
   const statement = toStatement(query, values);
