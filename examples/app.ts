@@ -5,7 +5,7 @@
  * Tenants are resolved by `multitenant()` from `X-Tenant-ID`, else `<slug>.<BASE_DOMAIN>`, through
  * the cached registry (invalidated across instances by LISTEN/NOTIFY when `core.listen()` runs).
  */
-import { timingSafeEqual } from 'node:crypto';
+import type { Server } from 'node:http';
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
 import type pg from 'pg';
@@ -13,6 +13,8 @@ import {
   createMultitenant,
   PgTenantService,
   TenantAdminService,
+  TenantDBPool,
+  TenantMigrationService,
   tenantQuery,
   withTenantTransaction,
   type MultitenantCore,
@@ -22,12 +24,14 @@ import {
 } from '../src/index.js';
 import {
   createAdminRouter,
+  createMigrationRouter,
   createMetricsRouter,
   createTenantRouter,
   metricsMiddleware,
   multitenant,
   problemFor,
   readJsonObject,
+  requireBearerToken,
   sendProblem,
   tenantRateLimit,
 } from '../src/koa/index.js';
@@ -46,8 +50,12 @@ export interface ExampleOptions {
   rateLimitPerMinute?: number;
 }
 
-export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; close(): void } {
+const MAX_INT4 = 2 ** 31 - 1;
+
+export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; close(): Promise<void> } {
   const { appPool, adminPool, tenancy } = options;
+  // Constant-time token check, `Bearer ` required, 10 failed attempts per client per minute.
+  const requireAdmin = requireBearerToken({ token: options.adminToken });
   const db = { tenancy, prepare: options.prepare };
   const core = createMultitenant({
     tenantService: new PgTenantService(appPool, { tenancy }),
@@ -93,8 +101,12 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
     const body = await readJsonObject(ctx);
     const item = body.item;
     const quantity = body.quantity ?? 1;
-    if (typeof item !== 'string' || item.length < 1 || item.length > 200) ctx.throw(422, '`item` must be a string of 1 to 200 characters');
-    if (typeof quantity !== 'number' || !Number.isSafeInteger(quantity) || quantity < 1) ctx.throw(422, '`quantity` must be a positive integer');
+    if (typeof item !== 'string' || item.length < 1 || item.length > 200 || item.includes('\u0000')) {
+      ctx.throw(422, '`item` must be a string of 1 to 200 characters, without NUL');
+    }
+    if (typeof quantity !== 'number' || !Number.isSafeInteger(quantity) || quantity < 1 || quantity > MAX_INT4) {
+      ctx.throw(422, `\`quantity\` must be an integer from 1 to ${MAX_INT4}`);
+    }
     const order = await withTenantTransaction(
       appPool,
       undefined,
@@ -108,24 +120,40 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   });
 
   // --- admin API: the registry, through the admin role (TenantAdminService, createAdminRouter) ---
-  const admin = createAdminRouter(new TenantAdminService(adminPool, { tenancy }), { authorize: requireAdmin });
-
-  async function requireAdmin(ctx: Context, next: Next) {
-    const header = ctx.get('authorization');
-    if (!header) ctx.throw(401, 'send Authorization: Bearer <ADMIN_TOKEN>');
-    const given = Buffer.from(header.replace(/^Bearer\s+/i, ''));
-    const expected = Buffer.from(options.adminToken);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) ctx.throw(403);
-    await next();
-  }
+  const tenantAdmin = new TenantAdminService(adminPool, { tenancy });
+  const admin = createAdminRouter(tenantAdmin, { authorize: requireAdmin });
+  // Tenant data: export (GET /admin/tenants/:id/export). Moves need named target databases, none here.
+  const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: appPool, tenancy });
+  const migration = createMigrationRouter(new TenantMigrationService({ pools, admin: tenantAdmin, tenancy }), { authorize: requireAdmin, targets: {} });
 
   app.use(router.routes()).use(router.allowedMethods());
   app.use(admin.routes()).use(admin.allowedMethods());
+  app.use(migration.routes()).use(migration.allowedMethods());
   // Tenant routes last: resolution runs only for requests no public or admin route answered.
   app.use(multitenant({ core, optional: true }));
   app.use(tenantRateLimit({ points: options.rateLimitPerMinute ?? 600, durationSeconds: 60 }));
   app.use(api.routes()).use(api.allowedMethods());
-  return { app, core, close: () => metrics.close() };
+  return {
+    app,
+    core,
+    close: async () => {
+      metrics.close();
+      await pools.closeAll();
+    },
+  };
+}
+
+/**
+ * Node's defaults suit a trusted network: a request may take 300 s to arrive and connections are
+ * unlimited, so a few slow clients hold the server. Bounds for a public one.
+ */
+export function hardenServer(server: Server): Server {
+  server.headersTimeout = 10_000; // the request head must arrive within 10 s
+  server.requestTimeout = 30_000; // the whole request (head and body) within 30 s
+  server.keepAliveTimeout = 5_000;
+  server.maxHeadersCount = 100;
+  server.maxConnections = 1_000;
+  return server;
 }
 
 /**

@@ -16,7 +16,7 @@ import pg from 'pg';
 import { defineTenancy, migrate } from '../src/index.js';
 import { assertPosture } from '../src/posture.js';
 import { startEmbeddedPostgres } from '../test/helpers/embedded.js';
-import { createExampleApp } from './app.js';
+import { createExampleApp, hardenServer } from './app.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const dataDir = fileURLToPath(new URL('../.data/', import.meta.url));
@@ -64,18 +64,19 @@ if (!adminToken) {
 }
 const port = Number(process.env.PORT ?? 3000);
 const prepare = process.env.LBMT_PREPARE === 'none' || process.env.LBMT_PREPARE === 'false' ? 'none' : undefined;
-const { app, core } = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
+const { app, core, close } = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
 // Tenant changes made by any instance (or by hand in psql) reach this instance's cache. LISTEN needs a
 // real session: the direct URL of the app role, not PgBouncer in transaction mode.
 await core.listen(roleUrl(tenancy.roles.app));
-const server = app.listen(port, () => {
+const server = hardenServer(app.listen(port, () => {
   console.log(`listening on http://localhost:${port}
   curl -s -X POST localhost:${port}/admin/tenants -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{"slug":"acme","name":"Acme"}'
   curl -s localhost:${port}/api/orders -H 'X-Tenant-ID: <id from above>'`);
-});
+}));
 
 const shutdown = async () => {
   server.close();
+  await close();
   await core.close();
   await Promise.all([appPool.end(), adminPool.end()]);
   await stopDatabase?.();

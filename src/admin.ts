@@ -1,6 +1,8 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { InvalidTenantIdError, TenantExistsError, TenantInputError, TenantNotFoundError } from './errors.js';
-import { normaliseHost } from './resolution.js';
+import { checkTenantDatabaseUrl } from './database-url.js';
+import { jsonDepth } from './json-depth.js';
+import { isTenantDomain, normaliseHost } from './resolution.js';
 import { canonicalTenantId, SLUG } from './tenant-id.js';
 import { TENANT_COLUMNS, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 
@@ -27,6 +29,13 @@ export interface TenantAdminServiceOptions {
    * no half-created tenant stays in the registry.
    */
   onCreate?: (tenant: Tenant) => Promise<void> | void;
+  /**
+   * Before a `databaseUrl` is stored: connect to it and refuse it (TenantInputError) when it cannot
+   * be reached or connects as (or can become) a superuser or BYPASSRLS role, which would turn RLS off
+   * for every tenant there. Default true; false only for databases created after the row (and
+   * TenantDBPool still checks each pool before its first use).
+   */
+  verifyDatabaseUrl?: boolean;
 }
 
 export interface TenantList {
@@ -38,6 +47,8 @@ export interface TenantList {
 const FIELDS = new Set(['id', 'slug', 'name', 'domain', 'plan', 'metadata', 'databaseUrl']);
 const PLAN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const MAX_METADATA_BYTES = 16 * 1024;
+// jsonb refuses deep nesting with a stack-depth error; well before that it is not metadata.
+const MAX_METADATA_DEPTH = 32;
 
 /**
  * Changes to the tenants registry, through the admin role (the seed's TenantAdminService). Every
@@ -63,6 +74,7 @@ export class TenantAdminService {
 
   async createTenant(input: NewTenant): Promise<Tenant> {
     const fields = this.validate(input, true);
+    await this.checkDatabaseUrl(fields.databaseUrl);
     const id = input.id === undefined ? undefined : this.canonical(input.id);
     if (id === undefined && this.tenancy.tenantIdType === 'text') throw new TenantInputError('`id` is required for text tenant ids');
     // With onboarding to do, the tenant is created suspended (refused by every request and every
@@ -119,6 +131,7 @@ export class TenantAdminService {
   async updateTenant(id: string | number | bigint, patch: TenantPatch): Promise<Tenant> {
     if ('id' in (patch ?? {})) throw new TenantInputError('`id` cannot be changed');
     const fields = this.validate(patch, false);
+    await this.checkDatabaseUrl(fields.databaseUrl);
     const sets: string[] = [];
     const values: unknown[] = [this.canonical(id)];
     const set = (column: string, value: unknown, cast = '') => {
@@ -181,6 +194,18 @@ export class TenantAdminService {
     }
   }
 
+  private async checkDatabaseUrl(url: string | null | undefined): Promise<void> {
+    if (typeof url !== 'string' || this.options.verifyDatabaseUrl === false) return;
+    let reason: string | undefined;
+    try {
+      reason = await checkTenantDatabaseUrl(url);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      throw new TenantInputError(`\`databaseUrl\`: cannot connect${typeof code === 'string' ? ` (${code})` : ''}`, { cause: error });
+    }
+    if (reason) throw new TenantInputError(`\`databaseUrl\` is refused: ${reason}`);
+  }
+
   private canonical(id: unknown): string {
     try {
       return canonicalTenantId(id, this.tenancy.tenantIdType);
@@ -206,11 +231,18 @@ export class TenantAdminService {
     }
     if (domain !== undefined && domain !== null) {
       if (typeof domain !== 'string' || normaliseHost(domain) !== domain) throw new TenantInputError('`domain` must be a lower-case host name without port');
+      if (!isTenantDomain(domain)) throw new TenantInputError('`domain` must be a DNS name with a dot, not an IP address or localhost');
     }
     if (plan !== undefined && (typeof plan !== 'string' || !PLAN.test(plan))) throw new TenantInputError('`plan` must be 1 to 64 lower-case letters, digits, _ or -');
     if (metadata !== undefined) {
       if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw new TenantInputError('`metadata` must be an object');
-      const json = JSON.stringify(metadata);
+      if (jsonDepth(metadata) > MAX_METADATA_DEPTH) throw new TenantInputError(`\`metadata\` must not nest deeper than ${MAX_METADATA_DEPTH} levels`);
+      let json: string;
+      try {
+        json = JSON.stringify(metadata);
+      } catch (error) {
+        throw new TenantInputError('`metadata` must be JSON (no cycles, no BigInt)', { cause: error });
+      }
       if (Buffer.byteLength(json) > MAX_METADATA_BYTES) throw new TenantInputError('`metadata` must be at most 16 KB of JSON');
       if (json.includes('\\u0000')) throw new TenantInputError('`metadata` must not contain NUL characters');
     }

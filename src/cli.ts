@@ -16,6 +16,7 @@ import { TenancyConfigError } from './errors.js';
 import { migrate, migrateAllTenants } from './migrations.js';
 import { generateRlsSql } from './policies.js';
 import { checkPosture, formatPostureReport } from './posture.js';
+import { printableJson } from './printable.js';
 
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
@@ -126,7 +127,7 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   try {
     const report = await checkPosture(pool, config, values['runtime-role'] ? { runtimeRole: values['runtime-role'] } : {});
-    out(values.json ? JSON.stringify(report, null, 2) : formatPostureReport(report));
+    out(values.json ? printableJson(report, 2) : formatPostureReport(report));
     return report.ok ? 0 : 1;
   } finally {
     await pool.end();

@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { QueryResult, QueryResultRow } from 'pg';
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { TenancyConfigError, TenantNotFoundError, TenantSuspendedError } from './errors.js';
-import { redactUrl } from './migrations.js';
+import { redactUrl, rlsBypassReason } from './database-url.js';
 import type { QueryInput } from './prelude.js';
 import type { Tenant, TenantService } from './tenants.js';
 import {
@@ -257,14 +257,10 @@ export class TenantDBPool {
 
 /**
  * A tenant database's URL must connect as a role that RLS applies to: a superuser or BYPASSRLS role
- * there would turn isolation off for every tenant on that database. Checked once per pool, before
- * its first use; a refused pool refuses every use.
+ * there (as the login role too, or one it can SET ROLE to) would turn isolation off for every tenant
+ * on that database. Checked once per pool, before its first use; a refused pool refuses every use.
  */
 async function verify(pool: pg.Pool, url: string): Promise<void> {
-  const { rows } = await pool.query<{ rolsuper: boolean; rolbypassrls: boolean }>(
-    'SELECT rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user',
-  );
-  if (rows[0]?.rolsuper || rows[0]?.rolbypassrls) {
-    throw new TenancyConfigError(`the database URL ${redactUrl(url)} connects as a role that bypasses row level security; use the app role`);
-  }
+  const reason = await rlsBypassReason(pool);
+  if (reason) throw new TenancyConfigError(`the database URL ${redactUrl(url)} is refused: ${reason}`);
 }

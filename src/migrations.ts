@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { applyMigrations, connect } from '@databases/pg-migrations';
 import type { MigrationFile } from './policies.js';
+import { redactUrl } from './database-url.js';
 
 export interface MigrateOptions {
   /** A URL of a role that may run the migrations (usually the owner role or a superuser). */
@@ -136,15 +137,4 @@ export async function migrateAllTenants(options: MigrateAllOptions): Promise<Mig
   };
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
   return { results };
-}
-
-/** A connection URL with its password replaced by `***`, safe for logs. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '<unparseable url>';
-  }
 }

@@ -54,6 +54,7 @@ import {
   uniqueFindings,
 } from './posture-findings.js';
 import * as q from './posture-queries.js';
+import { printable } from './printable.js';
 import { serverFindings } from './posture-server.js';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -154,14 +155,18 @@ export async function assertPosture(pool: q.Queryable, config: TenancyConfig, op
 
 const SEVERITY_ORDER: Severity[] = ['error', 'warning', 'info'];
 
-/** A plain-text report for people: one block per finding, errors first, and a summary line. */
+/**
+ * A plain-text report for people: one block per finding, errors first, and a summary line. Names
+ * from the database are shown with control characters escaped (printable.ts).
+ */
 export function formatPostureReport(report: PostureReport): string {
-  const findings = [...report.findings].sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity));
+  const safe = (f: Finding): Finding => ({ ...f, code: printable(f.code), object: printable(f.object), message: printable(f.message), fix: f.fix.split('\n').map(printable).join('\n') });
+  const findings = report.findings.map(safe).sort((a, b) => SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity));
   const width = (pick: (f: Finding) => string, title: string) => Math.max(title.length, ...findings.map((f) => pick(f).length));
   const severityWidth = width((f) => f.severity, 'SEVERITY');
   const codeWidth = width((f) => f.code, 'CODE');
   const indent = ' '.repeat(severityWidth + codeWidth + 4);
-  const lines = [`PostgreSQL ${report.serverVersion}, runtime role ${report.runtimeRole}`, ''];
+  const lines = [`PostgreSQL ${printable(report.serverVersion)}, runtime role ${printable(report.runtimeRole)}`, ''];
   if (findings.length) {
     lines.push(`${'SEVERITY'.padEnd(severityWidth)}  ${'CODE'.padEnd(codeWidth)}  OBJECT`);
     for (const f of findings) {

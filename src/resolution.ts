@@ -110,7 +110,8 @@ function domainStrategy(baseDomain: string): Strategy {
     name: 'domain',
     find(request) {
       const host = normaliseHost(request.host);
-      if (!host || host === base || host.endsWith(`.${base}`)) return undefined;
+      // A request addressed by IP or to localhost names no tenant (no tenant may own such a domain).
+      if (!host || host === base || host.endsWith(`.${base}`) || !isTenantDomain(host)) return undefined;
       return { by: 'domain', value: host, strategy: 'domain' };
     },
   };
@@ -177,4 +178,18 @@ export function normaliseHost(raw: string | undefined): string | undefined {
   if (host.endsWith('.')) host = host.slice(0, -1);
   if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(host) || host.includes('..')) return undefined;
   return host;
+}
+
+/**
+ * Whether a normalised host may be a tenant's custom domain: a DNS name of at least two labels
+ * whose last label is not numeric (so no IPv4 literal in any spelling `normaliseHost` lets through,
+ * such as `127.0.0.1` or `0x7f.1`), and not `localhost` or under it. Otherwise every request addressed
+ * by IP, or to localhost, would go to the tenant that claimed it.
+ */
+export function isTenantDomain(host: string): boolean {
+  const labels = host.split('.');
+  if (labels.length < 2) return false;
+  const last = labels[labels.length - 1]!;
+  if (/^(0x[0-9a-f]*|[0-9]+)$/.test(last)) return false;
+  return host !== 'localhost' && !host.endsWith('.localhost') && host !== 'localhost.localdomain';
 }

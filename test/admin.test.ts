@@ -37,6 +37,12 @@ test.after.always(async (t) => {
 
 let counter = 0;
 const slug = (prefix: string) => `${prefix}-${++counter}`;
+/** `{ a: { a: ... } }`, `levels` deep. */
+const deep = (levels: number) => {
+  let value: Record<string, unknown> = {};
+  for (let i = 1; i < levels; i += 1) value = { a: value };
+  return value;
+};
 
 test('create, read, change and delete a tenant; what the app role reads is what the admin wrote', async (t) => {
   const { admin, db } = t.context;
@@ -45,8 +51,8 @@ test('create, read, change and delete a tenant; what the app role reads is what 
   t.deepEqual(created.metadata, { seats: 10 });
   const seen = await new PgTenantService(db.appPool, { tenancy: db.config }).getTenantById(created.id);
   t.is(seen?.slug, created.slug);
-  const changed = await admin.updateTenant(created.id.toUpperCase(), { name: 'Acme Inc', domain: null, databaseUrl: 'postgres://u:p@db.internal/acme' });
-  t.like(changed, { name: 'Acme Inc', domain: null, databaseUrl: 'postgres://u:p@db.internal/acme' });
+  const changed = await admin.updateTenant(created.id.toUpperCase(), { name: 'Acme Inc', domain: null, databaseUrl: db.appUrl });
+  t.like(changed, { name: 'Acme Inc', domain: null, databaseUrl: db.appUrl });
   t.like(await admin.suspendTenant(created.id), { status: 'suspended' });
   t.like(await admin.activateTenant(created.id), { status: 'active' });
   t.like(await admin.deleteTenant(created.id), { status: 'deleted' });
@@ -67,11 +73,18 @@ test('bad input is a TenantInputError naming the field; taken slugs and domains 
     [{ slug: slug('ok'), name: 'x', metadata: [1, 2] }, /`metadata`/],
     [{ slug: slug('ok'), name: 'x', metadata: { blob: 'x'.repeat(17_000) } }, /16 KB/],
     [{ slug: slug('ok'), name: 'x', databaseUrl: 'mysql://x/y' }, /`databaseUrl`/],
+    [{ slug: slug('ok'), name: 'x', domain: 'localhost' }, /`domain`.*not an IP address or localhost/],
+    [{ slug: slug('ok'), name: 'x', domain: '127.0.0.1' }, /`domain`/],
+    [{ slug: slug('ok'), name: 'x', domain: '10.1.2.3' }, /`domain`/],
+    [{ slug: slug('ok'), name: 'x', domain: 'app.localhost' }, /`domain`/],
+    [{ slug: slug('ok'), name: 'x', domain: 'intranet' }, /`domain`/],
+    [{ slug: slug('ok'), name: 'x', domain: '0x7f.1' }, /`domain`/],
+    [{ slug: slug('ok'), name: 'x', metadata: deep(5000) }, /nest deeper/],
     [{ slug: slug('ok'), name: 'x', status: 'active' }, /unknown field `status`/],
     [null, /object/],
   ];
   for (const [input, message] of cases) {
-    await t.throwsAsync(admin.createTenant(input as never), { instanceOf: TenantInputError, message }, JSON.stringify(input)?.slice(0, 60));
+    await t.throwsAsync(admin.createTenant(input as never), { instanceOf: TenantInputError, message }, message.source);
   }
   await t.throwsAsync(admin.createTenant({ slug: taken.slug, name: 'Again' }), { instanceOf: TenantExistsError });
   await t.throwsAsync(admin.createTenant({ slug: slug('other'), name: 'Other', domain: taken.domain }), { instanceOf: TenantExistsError });
@@ -163,9 +176,19 @@ test('the admin router: token required, problems for bad input, the whole lifecy
   t.is((await http().get('/admin/tenants/not-an-id').set('authorization', TOKEN)).status, 400);
   t.is((await http().get('/admin/tenants?limit=abc').set('authorization', TOKEN)).status, 422);
   t.like((await http().patch(`/admin/tenants/${id}`).set('authorization', TOKEN).send({ name: 'Renamed' })).body, { name: 'Renamed' });
-  const withUrl = await http().patch(`/admin/tenants/${id}`).set('authorization', TOKEN).send({ databaseUrl: 'postgres://app:s3cret@db.internal/t1' });
-  t.is(withUrl.body.databaseUrl, 'postgres://app:***@db.internal/t1', 'the password is never sent');
-  t.false(JSON.stringify((await http().get(`/admin/tenants?limit=1000`).set('authorization', TOKEN)).body).includes('s3cret'));
+  // The app role's URL, its password once in the authority and once as ?password= (pg honours both).
+  const appUrl = new URL(t.context.db.appUrl);
+  const password = appUrl.password;
+  const withUrl = await http().patch(`/admin/tenants/${id}`).set('authorization', TOKEN).send({ databaseUrl: appUrl.toString() });
+  t.is(withUrl.status, 200);
+  t.is(new URL(withUrl.body.databaseUrl).password, '***', 'the password is never sent');
+  const asParameter = new URL(appUrl);
+  asParameter.password = '';
+  asParameter.searchParams.set('password', password);
+  const other = await http().post('/admin/tenants').set('authorization', TOKEN).send({ slug: slug('param'), name: 'P', databaseUrl: asParameter.toString() });
+  t.is(other.status, 201);
+  t.is(new URL(other.body.databaseUrl).searchParams.get('password'), '***');
+  t.false(JSON.stringify((await http().get(`/admin/tenants?limit=1000`).set('authorization', TOKEN)).body).includes(password));
   t.is((await http().post('/admin/tenants').set('authorization', TOKEN).send({ slug: slug('nul'), name: 'a\u0000b' })).status, 422);
   t.is((await http().post('/admin/tenants').set('authorization', TOKEN).send({ slug: slug('nul'), name: 'ok', metadata: { x: 'a\u0000b' } })).status, 422);
   t.like((await http().post(`/admin/tenants/${id}/suspend`).set('authorization', TOKEN)).body, { status: 'suspended' });
@@ -174,4 +197,33 @@ test('the admin router: token required, problems for bad input, the whole lifecy
   const listed = await http().get('/admin/tenants?status=deleted&limit=1000').set('authorization', TOKEN);
   t.true((listed.body.tenants as Tenant[]).some((x) => x.id === id));
   t.throws(() => createAdminRouter(t.context.admin, {} as never), { instanceOf: TypeError });
+});
+
+test('a database URL is checked when it is written: unreachable, superuser, BYPASSRLS or able to become one are refused', async (t) => {
+  const { admin, db } = t.context;
+  const superAsApp = new URL(db.superUrl);
+  superAsApp.searchParams.set('options', `-c role=${db.config.roles.app}`);
+  const cases: Array<[string, RegExp]> = [
+    [db.superUrl, /bypasses row level security/],
+    [db.adminUrl, /bypasses row level security/],
+    // current_user is the app role, but the login role is the superuser: one RESET ROLE away.
+    [superAsApp.toString(), /bypasses row level security/],
+    ['postgres://nobody@127.0.0.1:1/none', /cannot connect/],
+  ];
+  for (const [url, message] of cases) {
+    await t.throwsAsync(admin.createTenant({ slug: slug('url'), name: 'U', databaseUrl: url }), { instanceOf: TenantInputError, message }, message.source);
+  }
+  // A role that may SET ROLE to a BYPASSRLS role.
+  const climber = `${db.config.roles.app}_climber`;
+  await db.superQuery(`CREATE ROLE ${climber} LOGIN PASSWORD 'climb' IN ROLE ${db.config.roles.admin}`);
+  t.teardown(() => db.superQuery(`DROP ROLE IF EXISTS ${climber}`).then(() => undefined));
+  const climberUrl = new URL(db.appUrl);
+  climberUrl.username = climber;
+  climberUrl.password = 'climb';
+  await t.throwsAsync(admin.createTenant({ slug: slug('url'), name: 'U', databaseUrl: climberUrl.toString() }), { message: new RegExp(db.config.roles.admin) });
+  const ok = await admin.createTenant({ slug: slug('url'), name: 'U', databaseUrl: db.appUrl });
+  await t.throwsAsync(admin.updateTenant(ok.id, { databaseUrl: db.superUrl }), { instanceOf: TenantInputError });
+  t.is((await admin.getTenant(ok.id)).databaseUrl, db.appUrl, 'nothing was written');
+  const unchecked = new TenantAdminService(db.adminPool, { tenancy: db.config, verifyDatabaseUrl: false });
+  t.is((await unchecked.createTenant({ slug: slug('url'), name: 'U', databaseUrl: 'postgres://later@db.invalid/t' })).databaseUrl, 'postgres://later@db.invalid/t');
 });

@@ -197,3 +197,20 @@ test.serial('a tenant database URL whose role bypasses RLS is refused, for that 
   await t.throwsAsync(p.poolFor(bypass), { message: /bypasses row level security/ });
   t.deepEqual(await items(p, ids.x), ['x-own']);
 });
+
+test.serial('a tenant database URL whose login role is a superuser is refused, even when it sets role to the app role', async (t) => {
+  const { ids, shared, own } = t.context;
+  // current_user is the app role, session_user the superuser: `RESET ROLE` away from bypassing RLS.
+  const disguised = new URL(own.superUrl);
+  disguised.searchParams.set('options', `-c role=${own.config.roles.app}`);
+  const tenant = newTenantId();
+  await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url) VALUES ($1, 'disguised', 'D', $2)`, [tenant, disguised.toString()]);
+  t.teardown(() => shared.superQuery(`DELETE FROM linkbay.tenants WHERE id = $1`, [tenant]).then(() => undefined));
+  const p = pools(t);
+  t.teardown(() => p.closeAll());
+  const error = await t.throwsAsync(items(p, tenant), { message: /bypasses row level security/ });
+  const password = new URL(own.superUrl).password;
+  if (password) t.false(String(error?.message).includes(`:${password}@`), 'the password is not in the message');
+  t.regex(String(error?.message), /\*\*\*|postgres:\/\/[^:@]+@/);
+  t.deepEqual(await items(p, ids.x), ['x-own']);
+});

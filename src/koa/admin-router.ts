@@ -1,9 +1,9 @@
-import Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { TenantAdminService } from '../admin.js';
-import { redactUrl } from '../migrations.js';
+import { redactUrl } from '../database-url.js';
 import type { Tenant, TenantStatus } from '../tenants.js';
 import { readJsonObject } from './body.js';
+import { GuardedRouter } from './guarded-router.js';
 import { problemDetails } from './problem.js';
 
 export interface AdminRouterOptions {
@@ -39,12 +39,12 @@ function present(tenant: Tenant): Tenant {
   return tenant.databaseUrl ? { ...tenant, databaseUrl: redactUrl(tenant.databaseUrl) } : tenant;
 }
 
-export function createAdminRouter(service: TenantAdminService, options: AdminRouterOptions): Router {
+export function createAdminRouter(service: TenantAdminService, options: AdminRouterOptions): GuardedRouter {
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the admin API must not be open');
-  const router = new Router({ prefix: options.prefix ?? '/admin' });
+  // `authorize` runs first in every route, however the path is spelled (GuardedRouter); problems
+  // before it, so that its refusal is rendered too.
+  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
   const body = (ctx: Parameters<Middleware>[0]) => readJsonObject(ctx, options.maxBodyBytes);
-  // Problems first, so that a refusal by `authorize` is rendered too.
-  router.use(problemDetails(), options.authorize);
   router.post('/tenants', async (ctx) => {
     ctx.body = present(await service.createTenant((await body(ctx)) as never));
     ctx.status = 201;

@@ -1,14 +1,19 @@
 import type { Context } from 'koa';
+import { jsonDepth } from '../json-depth.js';
 
 /** Largest JSON body read by default. */
 export const MAX_JSON_BYTES = 64 * 1024;
 
+/** Deepest nesting of arrays and objects accepted by default. */
+export const MAX_JSON_DEPTH = 32;
+
 /**
  * Reads a JSON object from the request: 415 unless `application/json`, 413 past `maxBytes` (read no
- * further), 422 when it is not a JSON object. Errors are Koa HttpErrors (`ctx.throw`), which
- * `problemDetails()` renders as problem+json.
+ * further), 422 when it is not a JSON object or nests deeper than `maxDepth` (a 64 KB body can nest
+ * 30,000 levels: JSON.stringify and PostgreSQL's jsonb parser then fail with a stack overflow, a
+ * 500). Errors are Koa HttpErrors (`ctx.throw`), which `problemDetails()` renders as problem+json.
  */
-export async function readJsonObject(ctx: Context, maxBytes = MAX_JSON_BYTES): Promise<Record<string, unknown>> {
+export async function readJsonObject(ctx: Context, maxBytes = MAX_JSON_BYTES, maxDepth = MAX_JSON_DEPTH): Promise<Record<string, unknown>> {
   if (!ctx.is('application/json')) ctx.throw(415, 'send application/json');
   const declared = Number(ctx.get('content-length') || 0);
   if (declared > maxBytes) ctx.throw(413, `the body must be at most ${maxBytes} bytes`);
@@ -26,5 +31,6 @@ export async function readJsonObject(ctx: Context, maxBytes = MAX_JSON_BYTES): P
     ctx.throw(422, 'the body is not valid JSON');
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) ctx.throw(422, 'the body must be a JSON object');
+  if (jsonDepth(value) > maxDepth) ctx.throw(422, `the body must not nest deeper than ${maxDepth} levels`);
   return value as Record<string, unknown>;
 }

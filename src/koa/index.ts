@@ -1,6 +1,8 @@
 /** linkbay-multitenant/koa: tenant resolution middleware, routers and problem+json for Koa. */
 export { multitenant, type MultitenantMiddlewareOptions } from './middleware.js';
 export { requireTenant, createTenantRouter } from './router.js';
+export { GuardedRouter, type GuardedRouterOptions } from './guarded-router.js';
+export { requireBearerToken, type BearerTokenOptions } from './bearer.js';
 export { problemDetails, problemFor, sendProblem, type Problem } from './problem.js';
 export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, type MetricsRouterOptions } from './metrics.js';
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';

@@ -1,7 +1,7 @@
-import Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { MoveOptions, TenantMigrationService } from '../tenant-migration.js';
 import { readJsonObject } from './body.js';
+import { GuardedRouter } from './guarded-router.js';
 import { problemDetails } from './problem.js';
 
 export interface MigrationRouterOptions {
@@ -25,10 +25,10 @@ export interface MigrationRouterOptions {
  * Errors are problem+json (404 unknown tenant, 422 unknown target or a target already holding the
  * tenant's rows, 403 a row of another tenant).
  */
-export function createMigrationRouter(service: TenantMigrationService, options: MigrationRouterOptions): Router {
+export function createMigrationRouter(service: TenantMigrationService, options: MigrationRouterOptions): GuardedRouter {
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the migration API must not be open');
-  const router = new Router({ prefix: options.prefix ?? '/admin' });
-  router.use(problemDetails(), options.authorize);
+  // `authorize` in every route, however the path is spelled (GuardedRouter, PITFALLS 27).
+  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
   router.get('/tenants/:id/export', async (ctx) => {
     const data = await service.exportTenantData(ctx.params.id!);
     ctx.body = { ...data, counts: Object.fromEntries(data.tables.map((t) => [t.table, t.rows.length])) };

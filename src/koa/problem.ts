@@ -42,9 +42,15 @@ export function sendProblem(ctx: Context, status: number, detail?: string, code?
  */
 export function problemFor(error: unknown): { status: number; detail?: string; code?: string } {
   if (error instanceof TenantError) return { status: error.status, detail: error.expose ? error.message : undefined, code: error.code };
-  const e = error as { status?: unknown; expose?: unknown; message?: unknown };
+  const e = error as { status?: unknown; expose?: unknown; message?: unknown; code?: unknown; severity?: unknown };
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 600) {
     return { status: e.status, detail: e.expose === true && typeof e.message === 'string' ? e.message : undefined };
+  }
+  // PostgreSQL's class 22 (data exception: a number out of range, NUL or bad bytes in text, a
+  // malformed value) comes from a value the request sent: the request is wrong, not the server.
+  // The server's text is not shown (it can quote the value).
+  if (typeof e?.code === 'string' && e.code.startsWith('22') && e.code.length === 5 && typeof e.severity === 'string') {
+    return { status: 422, detail: `the database refused a value of the request (SQLSTATE ${e.code})`, code: 'LBMT_DATA_INVALID' };
   }
   return { status: 500 };
 }

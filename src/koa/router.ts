@@ -1,6 +1,7 @@
-import Router, { type RouterOptions } from '@koa/router';
+import type { RouterOptions } from '@koa/router';
 import type { Middleware } from 'koa';
 import { TenantRequiredError } from '../errors.js';
+import { GuardedRouter } from './guarded-router.js';
 import { sendProblem } from './problem.js';
 
 /**
@@ -19,15 +20,14 @@ export function requireTenant(): Middleware {
 }
 
 /**
- * A @koa/router Router whose every route requires a tenant (the seed's MultitenantRouter).
+ * A @koa/router Router whose every route requires a tenant (the seed's MultitenantRouter):
+ * `requireTenant()` runs first in each route, however the request spells the path (GuardedRouter).
  *
  * @example
  * const api = createTenantRouter({ prefix: '/api' });
  * api.get('/dashboard', (ctx) => { ctx.body = { tenant: ctx.state.tenant.id }; });
  * app.use(multitenant({ core, optional: true })).use(api.routes());
  */
-export function createTenantRouter(options?: RouterOptions): Router {
-  const router = new Router(options);
-  router.use(requireTenant());
-  return router;
+export function createTenantRouter(options: RouterOptions = {}): GuardedRouter {
+  return new GuardedRouter({ ...options, guards: [requireTenant()] });
 }
