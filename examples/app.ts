@@ -48,6 +48,8 @@ export interface ExampleOptions {
   prepare?: PrepareMode;
   /** Requests per tenant per minute. Default 600. */
   rateLimitPerMinute?: number;
+  /** Failed admin-token attempts per client per minute before 429. Default 10. */
+  adminMaxFailures?: number;
 }
 
 const MAX_INT4 = 2 ** 31 - 1;
@@ -55,7 +57,7 @@ const MAX_INT4 = 2 ** 31 - 1;
 export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; close(): Promise<void> } {
   const { appPool, adminPool, tenancy } = options;
   // Constant-time token check, `Bearer ` required, 10 failed attempts per client per minute.
-  const requireAdmin = requireBearerToken({ token: options.adminToken });
+  const requireAdmin = requireBearerToken({ token: options.adminToken, maxFailures: options.adminMaxFailures ?? 10 });
   const db = { tenancy, prepare: options.prepare };
   const core = createMultitenant({
     tenantService: new PgTenantService(appPool, { tenancy }),

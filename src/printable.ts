@@ -11,7 +11,10 @@ export function printable(text: string): string {
   return text.replace(UNSAFE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
 
+// What JSON.stringify leaves raw inside strings (it escapes C0; newlines outside strings are layout).
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
 /** JSON.stringify, with the characters JSON leaves raw in strings (DEL, C1, bidi) escaped too. */
 export function printableJson(value: unknown, space?: number): string {
-  return JSON.stringify(value, null, space).replace(UNSAFE, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value, null, space).replace(UNSAFE_IN_JSON, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }

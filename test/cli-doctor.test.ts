@@ -89,3 +89,18 @@ test('doctor with a config file that does not exist is bad usage and exits 2', a
   t.is(code, 2);
   t.regex(err, /cannot read config/);
 });
+
+test('doctor never writes control characters from database names to the terminal, in the table or in JSON', async (t) => {
+  const { db, file } = await setup(t);
+  // A permissive policy named with an OSC title sequence, a CSI "erase line", C1 CSI and a bidi override.
+  const hostile = '\u001b]0;pwned\u0007\u001b[2K\u009b31m\u202eevil';
+  await db.superQuery(`CREATE POLICY "${hostile}" ON orders AS PERMISSIVE FOR SELECT TO ${db.config.roles.app} USING (true)`);
+  const table = await doctor(['--database-url', db.superUrl, '--config', file]);
+  t.regex(table.out, /LBMT_EXTRA_PERMISSIVE_POLICY/, 'the finding is reported');
+  t.false(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(table.out), 'no control character reaches the terminal');
+  t.true(table.out.includes('\\u{1b}]0;pwned\\u{7}'), 'shown escaped');
+  const json = await doctor(['--database-url', db.superUrl, '--config', file, '--json']);
+  t.false(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(json.out));
+  const report = JSON.parse(json.out) as PostureReport;
+  t.true(report.findings.some((f) => f.object.includes(hostile) || f.message.includes(hostile)), 'JSON keeps the exact name, escaped by JSON');
+});
