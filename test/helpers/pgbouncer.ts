@@ -4,6 +4,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import type { TestFn } from 'ava';
 import pg from 'pg';
 
 /**
@@ -27,6 +28,14 @@ export interface PgBouncerOptions {
   readonly poolSize?: number;
   /** Client connections PgBouncer accepts. Default 200. */
   readonly maxClientConn?: number;
+  /** The binary to run. Default: `findPgBouncer()`. */
+  readonly binary?: string;
+  /**
+   * `max_prepared_statements` (PgBouncer >= 1.21): protocol-level prepared statements routed in
+   * transaction mode. Default: not written (PgBouncer's own default: 0, off, before 1.22; 200 since;
+   * 1.18 does not know the setting).
+   */
+  readonly maxPreparedStatements?: number;
 }
 
 export interface PgBouncer {
@@ -50,22 +59,88 @@ export interface PgBouncerServer {
 const SEARCH_DIRS = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin'];
 
 /**
- * The pgbouncer binary's path, or undefined when it is not installed. PGBOUNCER_BIN, when set,
- * is the only place looked at (to use another build, or to see the tests' behaviour without one).
+ * The system's pgbouncer binary (on PATH or in the sbin directories), or undefined.
  */
 export function findPgBouncer(): string | undefined {
-  const executable = (path: string) => {
-    try {
-      accessSync(path, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const forced = process.env.PGBOUNCER_BIN;
-  if (forced) return executable(forced) ? forced : undefined;
   const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...SEARCH_DIRS];
-  return dirs.map((dir) => join(dir, 'pgbouncer')).find(executable);
+  return dirs.map((dir) => join(dir, 'pgbouncer')).find(isExecutable);
+}
+
+/** A PgBouncer build found on this machine. */
+export interface PgBouncerBinary {
+  readonly path: string;
+  readonly version: string;
+  /** >= 1.21: routes protocol-level prepared statements in transaction mode (max_prepared_statements). */
+  readonly routesPreparedStatements: boolean;
+}
+
+/** Where the 1.25 build of `../shared/pgbouncer/install.sh` goes. */
+const OPT_BUILDS = ['/opt/pgbouncer-1.25.2/bin/pgbouncer'];
+
+/**
+ * Every PgBouncer build to test against, oldest first, one per version: the system's (Debian 12
+ * ships 1.18) and the 1.25 build in /opt. PGBOUNCER_BIN (a list separated by the path delimiter),
+ * when set, is the only place looked at.
+ */
+export function findPgBouncers(): PgBouncerBinary[] {
+  const forced = process.env.PGBOUNCER_BIN;
+  const candidates = forced ? forced.split(delimiter).filter(Boolean) : [findPgBouncer(), ...OPT_BUILDS];
+  const byVersion = new Map<string, PgBouncerBinary>();
+  for (const path of candidates) {
+    if (!path || !isExecutable(path)) continue;
+    const version = pgBouncerVersion(path);
+    if (!byVersion.has(version)) byVersion.set(version, { path, version, routesPreparedStatements: atLeast(version, [1, 21]) });
+  }
+  return [...byVersion.values()].sort((a, b) => (atLeast(a.version, versionParts(b.version)) ? 1 : -1));
+}
+
+function versionParts(version: string): number[] {
+  return version.split(/[.-]/).map((part) => Number.parseInt(part, 10) || 0);
+}
+
+function atLeast(version: string, wanted: readonly number[]): boolean {
+  const have = versionParts(version);
+  for (let i = 0; i < wanted.length; i += 1) {
+    if ((have[i] ?? 0) !== wanted[i]) return (have[i] ?? 0) > wanted[i]!;
+  }
+  return true;
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `max_prepared_statements` the tests give a PgBouncer that routes prepared statements. */
+export const MAX_PREPARED_STATEMENTS = 200;
+
+/**
+ * The builds a PgBouncer test file runs against. Both kinds are wanted: one that cannot route
+ * prepared statements (Debian's 1.18) and one that can (>= 1.21). In CI a missing kind is a failed
+ * test (.ci/run installs both); elsewhere it is skipped with a warning.
+ */
+export function pgBouncersUnderTest(test: TestFn<any>, file: string): PgBouncerBinary[] {
+  const found = findPgBouncers();
+  const inCi = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.CI !== '0';
+  const kinds = [
+    { routes: false, what: 'a PgBouncer before 1.21 (Debian: apt-get install -y pgbouncer)' },
+    { routes: true, what: 'a PgBouncer 1.21+ (bash ../shared/pgbouncer/install.sh builds 1.25.2 into /opt)' },
+  ];
+  for (const kind of kinds) {
+    if (found.some((b) => b.routesPreparedStatements === kind.routes)) continue;
+    if (inCi) {
+      test(`${file}: ${kind.what} is installed in CI, where .ci/run installs it`, (t) => {
+        t.fail(`not found (looked on PATH, in /usr/sbin and in ${OPT_BUILDS.join(', ')}; PGBOUNCER_BIN overrides)`);
+      });
+    } else {
+      console.warn(`${file}: SKIPPED for ${kind.what}: not installed`);
+    }
+  }
+  return found;
 }
 
 /** `PgBouncer 1.18.0` → `1.18.0`. */
@@ -82,7 +157,7 @@ export function pgBouncerVersion(binary: string): string {
  * connections. As root it runs as the `postgres` system user (`-u postgres`): PgBouncer refuses root.
  */
 export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {
-  const binary = findPgBouncer();
+  const binary = options.binary ?? findPgBouncer();
   if (!binary) throw new Error('pgbouncer is not installed (apt-get install -y pgbouncer, or set PGBOUNCER_BIN)');
   const version = pgBouncerVersion(binary);
   const upstream = new URL(options.upstreamUrl);
@@ -106,6 +181,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     `auth_type = scram-sha-256`,
     `auth_file = ${join(dir, 'userlist.txt')}`,
     'pool_mode = transaction',
+    ...(options.maxPreparedStatements !== undefined ? [`max_prepared_statements = ${options.maxPreparedStatements}`] : []),
     `default_pool_size = ${options.poolSize ?? 2}`,
     'min_pool_size = 0',
     'reserve_pool_size = 0',
