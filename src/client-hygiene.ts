@@ -1,22 +1,5 @@
 import { clientDestroyedChannel, type ClientDestroyedEvent } from './events.js';
-
-/**
- * The subset of a node-postgres PoolClient the library uses. Structural, so any pool whose clients
- * look like pg's works (pg.Pool, pg-pool, a pool wrapper).
- */
-export interface TenantClient {
-  query(config: any, values?: any): any;
-  /** pg-pool: `release()` returns the client to the pool, `release(error)` destroys it. */
-  release(destroy?: Error | boolean): void;
-  /** 'I' idle, 'T' in a transaction, 'E' in a failed transaction (pg >= 8.19). */
-  getTransactionStatus?(): string | null;
-  on?(event: 'error', listener: (error: Error) => void): unknown;
-  removeListener?(event: 'error', listener: (error: Error) => void): unknown;
-}
-
-export interface TenantPool {
-  connect(): Promise<TenantClient>;
-}
+import type { TenantClient } from './pool.js';
 
 const SETTLE_TIMEOUT_MS = 5_000;
 
@@ -43,16 +26,18 @@ export function settled(client: TenantClient): Promise<void> {
   });
 }
 
+/** Why a client is destroyed instead of returned, and the error that showed it. */
+export interface ReleaseFailure {
+  readonly reason: ClientDestroyedEvent['reason'];
+  readonly error?: unknown;
+}
+
 /**
  * Returns the client to its pool only when its session is clean: no open or failed transaction
  * and no connection error. Anything else destroys it (pg-pool's `release(error)`), because the next
  * borrower would inherit the previous tenant's transaction.
  */
-export function releaseClient(
-  client: TenantClient,
-  tenantId: string,
-  failure?: { reason: ClientDestroyedEvent['reason']; error?: unknown },
-): void {
+export function releaseClient(client: TenantClient, tenantId: string, failure?: ReleaseFailure): void {
   let reason = failure?.reason;
   if (!reason) {
     const status = client.getTransactionStatus?.();

@@ -1,8 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { TenancyConfig } from './config.js';
 import { TenantRequiredError } from './errors.js';
 
-interface TenantScope {
+/** The tenant of an async scope: its canonical id and, when known, the tenancy it was resolved under. */
+export interface TenantScope {
   readonly tenantId: string;
+  readonly tenancy?: TenancyConfig | undefined;
 }
 
 const storage = new AsyncLocalStorage<TenantScope>();
@@ -13,12 +16,20 @@ const storage = new AsyncLocalStorage<TenantScope>();
  * always passed along explicitly, so pool callbacks and event emitters cannot lose or cross it.
  */
 export const TenantContext = {
-  /** Runs `fn` with `tenantId` as the current tenant. The id is stored as given: canonicalise it first. */
-  run<T>(tenantId: string, fn: () => T): T {
+  /**
+   * Runs `fn` with `tenantId` as the current tenant. The id is stored as given: canonicalise it
+   * first. With `tenancy` (the config it was canonicalised under), tenant calls that pass
+   * `undefined` and no tenancy of their own use it: set it whenever the tenancy is not the default.
+   */
+  run<T>(tenantId: string, fn: () => T, tenancy?: TenancyConfig): T {
     if (typeof tenantId !== 'string' || tenantId.length === 0) {
       throw new TenantRequiredError('TenantContext.run needs a non-empty tenant id');
     }
-    return storage.run({ tenantId }, fn);
+    return storage.run({ tenantId, tenancy }, fn);
+  },
+  /** The current tenant and its tenancy, or undefined outside any tenant scope. */
+  getScope(): TenantScope | undefined {
+    return storage.getStore();
   },
   /** The current tenant id, or undefined outside any tenant scope. */
   getTenantId(): string | undefined {
@@ -43,6 +54,6 @@ export const TenantContext = {
  * @example
  * setImmediate(() => runWithTenantContext(tenant.id, sendInvoiceEmails));
  */
-export function runWithTenantContext<T>(tenantId: string, fn: () => T): T {
-  return TenantContext.run(tenantId, fn);
+export function runWithTenantContext<T>(tenantId: string, fn: () => T, tenancy?: TenancyConfig): T {
+  return TenantContext.run(tenantId, fn, tenancy);
 }

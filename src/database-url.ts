@@ -1,32 +1,12 @@
 import pg from 'pg';
+import type { Queryable } from './pool.js';
 
 /**
- * Database URLs: shown without their secrets, and checked to connect as a role row level security
- * applies to, before a tenant's transactions are sent through them.
+ * Database URLs checked to connect as a role row level security applies to, before a tenant's
+ * transactions are sent through them (and shown without their secrets: src/redact-url.ts).
  */
 
-// Query parameters node-postgres reads into the connection config that carry secrets
-// (`?password=` is honoured like the password of the authority part).
-const SECRET_PARAMETER = /pass|secret|token|key/i;
-
-/** A connection URL with its password (and secret query parameters) replaced by `***`, safe for logs and APIs. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    for (const name of [...new Set(parsed.searchParams.keys())]) {
-      if (SECRET_PARAMETER.test(name)) parsed.searchParams.set(name, '***');
-    }
-    return parsed.toString();
-  } catch {
-    return '<unparseable url>';
-  }
-}
-
-/** Anything with `query(text)` on one session: a pg.Client, a pool (each of its connections is alike). */
-interface Queryable {
-  query(text: string): Promise<{ rows: any[] }>;
-}
+export { redactUrl } from './redact-url.js';
 
 /**
  * The roles that bypass row level security which this session is, or can become: its current and

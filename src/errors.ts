@@ -105,6 +105,35 @@ export class TransactionClosedError extends TenantError {
   }
 }
 
+/** The statement that ended the transaction with a ROLLBACK although `fn` succeeded. */
+export class TransactionAbortedError extends TenantError {
+  constructor(options?: TenantErrorOptions) {
+    super(
+      'LBMT_TRANSACTION_ABORTED',
+      'the transaction was rolled back: a statement in it failed and the error was caught inside fn, so nothing was committed',
+      500,
+      false,
+      options,
+    );
+  }
+}
+
+/**
+ * A statement inside the tenant transaction ended it (COMMIT, ROLLBACK, END): what follows would run
+ * outside the transaction and its tenant setting. The statement is refused and the connection is
+ * destroyed on release, since its session state is no longer known.
+ */
+export class TransactionEndedError extends TenantError {
+  constructor() {
+    super(
+      'LBMT_TRANSACTION_ENDED',
+      'a statement ended the tenant transaction (COMMIT/ROLLBACK inside fn); transaction control belongs to withTenantTransaction',
+      500,
+      false,
+    );
+  }
+}
+
 /** The configuration is invalid; the message names the option. */
 export class TenancyConfigError extends TenantError {
   constructor(message: string, options?: TenantErrorOptions) {

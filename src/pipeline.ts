@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { QueryResult } from 'pg';
-import type { TenantClient } from './client-hygiene.js';
+import type { TenantClient } from './pool.js';
 
 /**
  * One extended-protocol batch: Parse/Bind/Execute for each prelude statement (BEGIN, set_config),

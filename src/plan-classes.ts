@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { TenantClient, TenantPool } from './client-hygiene.js';
+import type { TenantClient, TenantPool } from './pool.js';
 
 /**
  * Plan classes: which tenants may share the cached plans of a prepared statement (prepare 'tenant',

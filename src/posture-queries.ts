@@ -5,10 +5,8 @@
  */
 import type { TenantTable } from './config.js';
 
-/** The subset of pg.Pool / pg.Client the doctor uses. */
-export interface Queryable {
-  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
-}
+import type { Queryable } from './pool.js';
+export type { Queryable } from './pool.js';
 
 export interface ServerRow {
   version: string;

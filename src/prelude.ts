@@ -1,6 +1,6 @@
 import { quoteLiteral, type TenancyConfig } from './config.js';
 import type { BatchOptions, PrepareMode, PreludeStatement, StatementConfig } from './pipeline.js';
-import type { TenantPool } from './client-hygiene.js';
+import type { TenantPool } from './pool.js';
 import { classOf } from './plan-classes.js';
 
 /**

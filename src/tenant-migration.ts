@@ -142,6 +142,14 @@ export class TenantMigrationService {
    */
   async moveTenant(tenantId: string, options: MoveOptions): Promise<ImportResult & { sourceDeleted: boolean }> {
     const { admin, pools } = this.options;
+    // Options first: a bad one must not leave the tenant suspended. They come from the server's
+    // configuration (a router's `targets`), not from a request: a programming error, not a 422.
+    const settleMs = options.settleMs ?? 2000;
+    if (!Number.isSafeInteger(settleMs) || settleMs < 0) throw new TypeError('`settleMs` must be a non-negative integer (milliseconds)');
+    if (!options.targetPool || typeof options.targetPool.connect !== 'function') throw new TypeError('`targetPool` must be a pg.Pool of the target database');
+    if (options.databaseUrl !== undefined && options.databaseUrl !== null && typeof options.databaseUrl !== 'string') {
+      throw new TypeError('`databaseUrl` must be a URL string, or null for the shared database');
+    }
     const before = await admin.getTenant(tenantId);
     const id = before.id;
     if (before.status === 'deleted') throw new TenantInputError('a deleted tenant cannot be moved');
@@ -152,8 +160,6 @@ export class TenantMigrationService {
     try {
       // Suspended for the move: its requests are refused on every instance once they hear of it.
       if (before.status === 'active') await admin.suspendTenant(id);
-      const settleMs = options.settleMs ?? 2000;
-      if (!Number.isSafeInteger(settleMs) || settleMs < 0) throw new TenantInputError('`settleMs` must be a non-negative integer');
       await new Promise((resolve) => setTimeout(resolve, settleMs));
       let result: ImportResult | undefined;
       let data: TenantExport;

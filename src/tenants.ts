@@ -1,5 +1,7 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { SLUG, tryCanonicalTenantId } from './tenant-id.js';
+import type { Queryable } from './pool.js';
+export type { Queryable } from './pool.js';
 
 export type TenantStatus = 'active' | 'suspended' | 'deleted';
 
@@ -31,10 +33,6 @@ export interface TenantService {
   getTenantDatabaseUrl?(id: string): Promise<string | undefined>;
 }
 
-/** Anything with pg's `query(text, values)`: a pg.Pool, a pool client. */
-export interface Queryable {
-  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
-}
 
 /** The registry columns a Tenant is read from (see toTenant). */
 export const TENANT_COLUMNS = `id::text AS id, slug, name, domain, status, database_url, plan, metadata, created_at, updated_at`;

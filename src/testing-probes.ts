@@ -8,14 +8,8 @@ import { insertCopy, keyMatch, type TableShape, type Truth } from './testing-sha
 /** A probe's outcome: its result, or the SQLSTATE and message it failed with. */
 export type Outcome = { readonly rowCount: number; readonly rows: any[] } | { readonly sqlState: string; readonly message: string };
 
-export interface QueryOutput {
-  readonly rows: any[];
-  readonly rowCount: number | null;
-}
-
-export interface Queryable {
-  query(text: string, values?: unknown[]): Promise<QueryOutput>;
-}
+import type { Queryable, QueryOutput } from './pool.js';
+export type { Queryable, QueryOutput } from './pool.js';
 
 /** Where a check writes what it found. */
 export interface Findings {

@@ -4,11 +4,10 @@
  * them. Row values are never printed beyond identity columns.
  */
 import { qualifiedName, quoteIdent, type TenantTable } from './config.js';
+import type { Queryable } from './pool.js';
 
 /** What the check needs of the admin pool; a `pg.Pool` fits. */
-export interface AdminQueryable {
-  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
-}
+export type AdminQueryable = Queryable;
 
 /** A multiset fingerprint of row identities: order-free, and it changes when any identity does. */
 export const FINGERPRINT = (identity: string) => `coalesce(sum(hashtextextended(${identity}, 0)), 0)::text`;

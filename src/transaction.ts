@@ -2,17 +2,25 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { QueryResult, QueryResultRow } from 'pg';
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { TenantContext } from './context.js';
-import { mapDatabaseError, TenantError, TenantMismatchError, TenantRequiredError, TransactionClosedError } from './errors.js';
-import { transactionChannel, type TransactionEvent } from './events.js';
+import {
+  mapDatabaseError,
+  TenantMismatchError,
+  TenantRequiredError,
+  TransactionAbortedError,
+  TransactionClosedError,
+  TransactionEndedError,
+} from './errors.js';
+import { withLease, type Lease } from './lease.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { send, type BatchOptions, type PrepareMode, type PreludeStatement } from './pipeline.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import type { StatementConfig } from './pipeline.js';
 
 export type { IsolationLevel, QueryInput } from './prelude.js';
-import { releaseClient, settled, watchClient, type TenantClient, type TenantPool } from './client-hygiene.js';
+import { settled, type ReleaseFailure } from './client-hygiene.js';
+import type { TenantClient, TenantPool } from './pool.js';
 
-export type { TenantClient, TenantPool } from './client-hygiene.js';
+export type { TenantClient, TenantPool } from './pool.js';
 
 
 export interface TenantQueryOptions {
@@ -57,35 +65,6 @@ export interface TenantTransaction {
    * ROLLBACK TO sent as statements.
    */
   savepoint<T>(fn: (tx: TenantTransaction) => Promise<T> | T): Promise<T>;
-}
-
-/** The statement that ended the transaction with a ROLLBACK although `fn` succeeded. */
-export class TransactionAbortedError extends TenantError {
-  constructor(options?: { cause?: unknown }) {
-    super(
-      'LBMT_TRANSACTION_ABORTED',
-      'the transaction was rolled back: a statement in it failed and the error was caught inside fn, so nothing was committed',
-      500,
-      false,
-      options,
-    );
-  }
-}
-
-/**
- * A statement inside the tenant transaction ended it (COMMIT, ROLLBACK, END): what follows would run
- * outside the transaction and its tenant setting. The statement is refused and the connection is
- * destroyed on release, since its session state is no longer known.
- */
-export class TransactionEndedError extends TenantError {
-  constructor() {
-    super(
-      'LBMT_TRANSACTION_ENDED',
-      'a statement ended the tenant transaction (COMMIT/ROLLBACK inside fn); transaction control belongs to withTenantTransaction',
-      500,
-      false,
-    );
-  }
 }
 
 class ActiveTransaction implements TenantTransaction {
@@ -197,8 +176,7 @@ export async function withTenantTransaction<T>(
   fn: (tx: TenantTransaction) => Promise<T> | T,
   options: TenantTransactionOptions = {},
 ): Promise<T> {
-  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
-  const id = resolveTenantId(tenantId, tenancy);
+  const { id, tenancy } = resolveTenant(tenantId, options.tenancy);
   // Built (and so validated) before joining: a bad option is an error even when nested.
   const prepare = prepareMode(options.prepare);
   const begin = beginStatement(options);
@@ -209,47 +187,34 @@ export async function withTenantTransaction<T>(
   const started = performance.now();
   const batch = await batchOptions(pool, id, prepare);
   const prelude = [begin, tenantStatement(tenancy, id, options.statementTimeoutMs, false, forceCustomPlans(batch))];
-  const client = await pool.connect();
-  const watch = watchClient(client);
-  const tx = new ActiveTransaction(pool, id, client, prelude, batch, options.guard);
-  let outcome: TransactionEvent['outcome'] = 'rollback';
-  let destroy: Parameters<typeof releaseClient>[2];
-  try {
-    let value: T;
+  return withLease(pool, id, false, started, async (lease) => {
+    const tx = new ActiveTransaction(pool, id, lease.client, prelude, batch, options.guard);
     try {
-      value = await activeTransactions.run(tx, () => fn(tx));
-    } finally {
-      tx.closed = true;
-    }
-    await tx.drain();
-    if (!tx.started) {
-      outcome = 'empty';
+      let value: T;
+      try {
+        value = await activeTransactions.run(tx, () => fn(tx));
+      } finally {
+        tx.closed = true;
+        lease.statements = tx.statements;
+      }
+      await tx.drain();
+      if (!tx.started) {
+        lease.outcome = 'empty';
+        return value;
+      }
+      if (tx.ended()) {
+        lease.destroy = { reason: 'not-idle' };
+        throw new TransactionEndedError();
+      }
+      const commit = await lease.client.query('COMMIT');
+      if (commit?.command === 'ROLLBACK') throw new TransactionAbortedError();
+      lease.outcome = 'commit';
       return value;
+    } catch (error) {
+      lease.destroy ??= await rollback(lease, tx);
+      throw mapDatabaseError(error);
     }
-    if (tx.ended()) {
-      destroy = { reason: 'not-idle' };
-      throw new TransactionEndedError();
-    }
-    const commit = await client.query('COMMIT');
-    if (commit?.command === 'ROLLBACK') throw new TransactionAbortedError();
-    outcome = 'commit';
-    return value;
-  } catch (error) {
-    destroy ??= await rollback(client, tx, watch.error);
-    throw mapDatabaseError(error);
-  } finally {
-    watch.stop();
-    releaseClient(client, id, destroy ?? (watch.error ? { reason: 'connection-error', error: watch.error } : undefined));
-    if (transactionChannel.hasSubscribers) {
-      transactionChannel.publish({
-        tenantId: id,
-        outcome,
-        statements: tx.statements,
-        durationMs: performance.now() - started,
-        single: false,
-      } satisfies TransactionEvent);
-    }
-  }
+  });
 }
 
 /**
@@ -268,8 +233,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   values?: readonly unknown[],
   options: TenantQueryOptions = {},
 ): Promise<QueryResult<R>> {
-  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
-  const id = resolveTenantId(tenantId, tenancy);
+  const { id, tenancy } = resolveTenant(tenantId, options.tenancy);
   const prepare = prepareMode(options.prepare);
   checkStatementTimeout(options.statementTimeoutMs); // an error even when nested
   const joined = joinable(pool, id, options);
@@ -280,41 +244,45 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const started = performance.now();
   const batch = await batchOptions(pool, id, prepare);
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
-  const client = await pool.connect();
-  const watch = watchClient(client);
-  let outcome: TransactionEvent['outcome'] = 'rollback';
-  let destroy: Parameters<typeof releaseClient>[2];
-  try {
-    const result = await send(client, prelude, statement, batch, true);
-    outcome = 'commit';
-    return result as QueryResult<R>;
-  } catch (error) {
-    // The implicit transaction ended at Sync; the status check on release covers the rest.
-    await settled(client);
-    if (watch.error) destroy = { reason: 'connection-error', error: watch.error };
-    throw mapDatabaseError(error);
-  } finally {
-    watch.stop();
-    releaseClient(client, id, destroy);
-    if (transactionChannel.hasSubscribers) {
-      transactionChannel.publish({
-        tenantId: id,
-        outcome,
-        statements: 1,
-        durationMs: performance.now() - started,
-        single: true,
-      } satisfies TransactionEvent);
+  return withLease(pool, id, true, started, async (lease) => {
+    try {
+      const result = await send(lease.client, prelude, statement, batch, true);
+      lease.outcome = 'commit';
+      return result as QueryResult<R>;
+    } catch (error) {
+      // The implicit transaction ended at Sync; the status check on release covers the rest.
+      await settled(lease.client);
+      throw mapDatabaseError(error);
     }
-  }
+  });
 }
 
-/** The canonical tenant id: the given one, else TenantContext's; never undefined. */
-export function resolveTenantId(tenantId: string | number | bigint | undefined, tenancy: TenancyConfig): string {
-  const raw = tenantId ?? TenantContext.getTenantId();
-  if (raw === undefined || raw === null) {
-    throw new TenantRequiredError('no tenant id was passed and there is no tenant in TenantContext');
+/**
+ * The canonical tenant id and the tenancy to use for it. An id passed in is read with `tenancy`
+ * (default `defineTenancy()`'s). `undefined` takes TenantContext's tenant, which the context holds
+ * already canonical together with the tenancy it was resolved under (the Koa middleware stores its
+ * core's): without a `tenancy` of its own the call uses that one, so text and bigint tenancies work
+ * through the context with no per-call options. Never undefined.
+ */
+export function resolveTenant(
+  tenantId: string | number | bigint | undefined,
+  tenancy: TenancyConfig | undefined,
+): { readonly id: string; readonly tenancy: TenancyConfig } {
+  if (tenantId !== undefined && tenantId !== null) {
+    const config = tenancy ?? DEFAULT_TENANCY;
+    return { id: canonicalTenantId(tenantId, config.tenantIdType), tenancy: config };
   }
-  return canonicalTenantId(raw, tenancy.tenantIdType);
+  const scope = TenantContext.getScope();
+  if (!scope) throw new TenantRequiredError('no tenant id was passed and there is no tenant in TenantContext');
+  const config = tenancy ?? scope.tenancy ?? DEFAULT_TENANCY;
+  // Already canonical for its own tenancy; read again only under another id type.
+  const id = scope.tenancy?.tenantIdType === config.tenantIdType ? scope.tenantId : canonicalTenantId(scope.tenantId, config.tenantIdType);
+  return { id, tenancy: config };
+}
+
+/** The canonical tenant id: the given one, else TenantContext's (see resolveTenant); never undefined. */
+export function resolveTenantId(tenantId: string | number | bigint | undefined, tenancy: TenancyConfig | undefined): string {
+  return resolveTenant(tenantId, tenancy).id;
 }
 
 /** The open transaction as seen by a nested call with a guard of its own: both guards apply. */
@@ -363,23 +331,18 @@ function joinable(pool: TenantPool, tenantId: string, options: TenantTransaction
   return active;
 }
 
-async function rollback(
-  client: TenantClient,
-  tx: ActiveTransaction,
-  connectionError: Error | undefined,
-): Promise<Parameters<typeof releaseClient>[2]> {
-  if (connectionError) return { reason: 'connection-error', error: connectionError };
+async function rollback(lease: Lease, tx: ActiveTransaction): Promise<ReleaseFailure | undefined> {
+  if (lease.connectionError) return { reason: 'connection-error', error: lease.connectionError };
   if (!tx.started) return undefined;
   try {
     await tx.drain();
     // fn ended our transaction itself: whatever it ran after that left session state we cannot see.
     if (tx.ended()) return { reason: 'not-idle' };
-    const status = client.getTransactionStatus?.();
+    const status = lease.client.getTransactionStatus?.();
     if (status === 'I') return undefined;
-    await client.query('ROLLBACK');
+    await lease.client.query('ROLLBACK');
     return undefined;
   } catch (error) {
     return { reason: 'rollback-failed', error };
   }
 }
-

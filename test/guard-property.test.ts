@@ -1,6 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
 import fc from 'fast-check';
-import { createQueryGuard, tenantQuery, type TenantQueryGuard } from '../src/index.js';
+import { tenantQuery } from '../src/index.js';
+import { createQueryGuard, type TenantQueryGuard } from '../src/guard/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 /**

@@ -1,6 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
 import { parseSync } from 'libpg-query';
-import { createQueryGuard, type TenantQueryGuard } from '../src/index.js';
+import { createQueryGuard, type TenantQueryGuard } from '../src/guard/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 /**

@@ -2,21 +2,8 @@ import diagnostics from 'node:diagnostics_channel';
 import { setTimeout as delay } from 'node:timers/promises';
 import anyTest, { type TestFn } from 'ava';
 import { fingerprintSync } from 'libpg-query';
-import {
-  createQueryGuard,
-  defineTenancy,
-  GUARD_CHANNELS,
-  runWithTenantContext,
-  TenantError,
-  TenantGuardError,
-  tenantQuery,
-  withAdminBypass,
-  withTenantTransaction,
-  type GuardBypassEvent,
-  type GuardViolationEvent,
-  type StatementGuard,
-  type TenantQueryGuard,
-} from '../src/index.js';
+import { defineTenancy, runWithTenantContext, TenantError, TenantGuardError, tenantQuery, withTenantTransaction, type StatementGuard } from '../src/index.js';
+import { createQueryGuard, GUARD_CHANNELS, withAdminBypass, type GuardBypassEvent, type GuardViolationEvent, type TenantQueryGuard } from '../src/guard/index.js';
 import { createTestDatabase, newTenantId, type TestDatabase } from './helpers/db.js';
 import { observePool } from './helpers/observe.js';
 

@@ -1,0 +1,72 @@
+import type { QueryResult, QueryResultRow } from 'pg';
+import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
+import type { TenantPool } from './pool.js';
+import { checkStatementTimeout, prepareMode } from './prelude.js';
+import {
+  resolveTenant,
+  tenantQuery,
+  withTenantTransaction,
+  type QueryInput,
+  type StatementGuard,
+  type TenantQueryOptions,
+  type TenantTransaction,
+  type TenantTransactionOptions,
+} from './transaction.js';
+import type { PrepareMode } from './pipeline.js';
+
+/** What a handle is configured with once: every call through it uses these. */
+export interface TenantDbOptions {
+  /** Default `defineTenancy()`: `app.tenant_id`, uuid ids. */
+  readonly tenancy?: TenancyConfig;
+  /** Default `'tenant'` (see PrepareMode); `'none'` behind PgBouncer before 1.21. */
+  readonly prepare?: PrepareMode | boolean;
+  /** The SQL guard (`linkbay-multitenant/guard`), checking every statement. Default none. */
+  readonly guard?: StatementGuard;
+  /** `SET LOCAL statement_timeout` of every call, in milliseconds. Default: the server's. */
+  readonly statementTimeoutMs?: number;
+}
+
+/** Per-call options through a handle: what may differ from one call to the next. */
+export type TenantCallOptions = Omit<TenantTransactionOptions, 'tenancy'>;
+
+/**
+ * A pool bound to a tenancy and its options, configured (and validated) once: the way the library
+ * is meant to be used. `tenantId` may be `undefined` to take TenantContext's tenant.
+ */
+export interface TenantDb {
+  readonly pool: TenantPool;
+  readonly tenancy: TenancyConfig;
+  withTenantTransaction<T>(tenantId: string | number | bigint | undefined, fn: (tx: TenantTransaction) => Promise<T> | T, options?: TenantCallOptions): Promise<T>;
+  tenantQuery<R extends QueryResultRow = any>(
+    tenantId: string | number | bigint | undefined,
+    query: QueryInput,
+    values?: readonly unknown[],
+    options?: Omit<TenantQueryOptions, 'tenancy'>,
+  ): Promise<QueryResult<R>>;
+  /** The canonical id of `tenantId` (or of TenantContext's tenant) under this handle's tenancy. */
+  tenantIdOf(tenantId?: string | number | bigint): string;
+}
+
+/**
+ * Binds `pool` to a tenancy and options, once.
+ *
+ * @example
+ * const db = createTenantDb(appPool, { tenancy, prepare: 'tenant' });
+ * const { rows } = await db.tenantQuery(undefined, 'SELECT * FROM orders'); // the request's tenant
+ * await db.withTenantTransaction(tenantId, async (tx) => { ... });
+ */
+export function createTenantDb(pool: TenantPool, options: TenantDbOptions = {}): TenantDb {
+  if (!pool || typeof pool.connect !== 'function') throw new TypeError('`pool` must be a pg.Pool (anything with connect())');
+  prepareMode(options.prepare); // throws naming the option
+  checkStatementTimeout(options.statementTimeoutMs);
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const defaults: TenantTransactionOptions = Object.freeze({ ...options, tenancy });
+  const merged = (call: object | undefined): TenantTransactionOptions => (call ? { ...defaults, ...call, tenancy } : defaults);
+  return Object.freeze({
+    pool,
+    tenancy,
+    withTenantTransaction: (tenantId, fn, call) => withTenantTransaction(pool, tenantId, fn, merged(call)),
+    tenantQuery: (tenantId, query, values, call) => tenantQuery(pool, tenantId, query, values, merged(call)),
+    tenantIdOf: (tenantId) => resolveTenant(tenantId, tenancy).id,
+  } satisfies TenantDb);
+}
