@@ -29,7 +29,7 @@ if (!superUrl) {
   const server = await startEmbeddedPostgres({ dataDir: dataDir + 'pg', port: Number(process.env.EMBEDDED_PG_PORT ?? 54329) });
   superUrl = server.url;
   stopDatabase = server.stop;
-  console.log(`embedded PostgreSQL ${server.version}, data in .data/pg`);
+  console.log(`embedded PostgreSQL ${server.version}, data in ${server.dataDir}`);
 }
 
 const result = await migrate({ databaseUrl: superUrl, directory: here + 'migrations' });

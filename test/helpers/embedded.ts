@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -21,6 +22,8 @@ import pg from 'pg';
  */
 export interface EmbeddedServer {
   url: string;
+  /** Where the data is (another place than asked when the `postgres` user cannot reach that one). */
+  dataDir: string;
   version: string;
   stop: () => Promise<void>;
 }
@@ -39,13 +42,16 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   const runAs = process.getuid?.() === 0 ? postgresUser() : undefined;
   const bin = await binaries(runAs);
   const persistent = options.dataDir !== undefined;
-  const dataDir = resolve(options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lbmt-pg-'))));
+  let dataDir = resolve(options.dataDir ?? (await mkdtemp(join(tmpdir(), 'lbmt-pg-'))));
   if (runAs && !reachable(dirname(dataDir), runAs)) {
-    throw new Error(
-      `embedded PostgreSQL: running as root, the server runs as the user "postgres", which cannot enter ${dirname(dataDir)} ` +
-        `(a directory above it is not searchable by others). Give it access (chmod o+x on those directories), ` +
-        `or set DATABASE_URL to a PostgreSQL of your own.`,
-    );
+    // The same place for the same wanted directory on every run, so the data is kept.
+    const elsewhere = join(tmpdir(), `lbmt-data-${createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`);
+    if (!reachable(tmpdir(), runAs)) {
+      throw new Error(`embedded PostgreSQL: as root the server runs as "postgres", which can enter neither ${dirname(dataDir)} nor ${tmpdir()}; set DATABASE_URL`);
+    }
+    console.warn(`embedded PostgreSQL: "postgres" cannot enter ${dirname(dataDir)}; keeping the data in ${elsewhere} instead`);
+    await mkdir(elsewhere, { recursive: true, mode: 0o755 });
+    dataDir = join(elsewhere, 'pg');
   }
   const port = options.port ?? (await freePort());
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await initdb(bin.initdb, dataDir, runAs);
@@ -74,6 +80,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   let stopped: Promise<void> | undefined;
   return {
     url,
+    dataDir,
     version: rows[0]!.server_version,
     stop: () =>
       (stopped ??= (async () => {
