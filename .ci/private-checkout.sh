@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "=== not root: private-checkout check skipped ==="; exit 0; fi
 private="$(mktemp -d)"
-trap 'pkill -f "$private/app/node_modules" >/dev/null 2>&1 || true; rm -rf "$private"' EXIT
+cleanup() {
+  pkill -f "$private/app/node_modules" >/dev/null 2>&1 || true
+  # the data directory the example kept outside the checkout (see test/helpers/embedded.ts)
+  elsewhere="$(sed -n 's/.*keeping the data in \([^ ]*\) instead.*/\1/p' "$private/start.log" 2>/dev/null | head -1)"
+  [ -n "$elsewhere" ] && rm -rf "$elsewhere"
+  rm -rf "$private"
+}
+trap cleanup EXIT
 git clone -q . "$private/app"
 cd "$private/app"
 npm ci --no-audit --no-fund >/dev/null

@@ -59,16 +59,21 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   const log: string[] = [];
   const child = spawn(bin.postgres, ['-D', dataDir, '-p', String(port), ...FLAGS], { ...runAs, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  await new Promise<void>((ready, fail) => {
-    child.stderr!.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      log.push(...text.split('\n').filter(Boolean));
-      if (log.length > 40) log.splice(0, log.length - 40);
-      if (text.includes('database system is ready to accept connections')) ready();
+  try {
+    await new Promise<void>((ready, fail) => {
+      child.stderr!.on('data', (chunk: Buffer) => {
+        const text = chunk.toString('utf8');
+        log.push(...text.split('\n').filter(Boolean));
+        if (log.length > 40) log.splice(0, log.length - 40);
+        if (text.includes('database system is ready to accept connections')) ready();
+      });
+      child.once('error', (error) => fail(new Error(`embedded PostgreSQL: cannot run ${bin.postgres}: ${error.message}`)));
+      void exited.then((code) => fail(startFailure(code, port, dataDir, log)));
     });
-    child.once('error', (error) => fail(new Error(`embedded PostgreSQL: cannot run ${bin.postgres}: ${error.message}`)));
-    void exited.then((code) => fail(startFailure(code, port, dataDir, log)));
-  });
+  } catch (error) {
+    if (!persistent) await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   // Stopped with the process too: a server left behind would hold the port and the data directory.
   const onExit = () => child.kill('SIGINT');
   process.once('exit', onExit);
