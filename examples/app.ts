@@ -15,8 +15,7 @@ import {
   TenantAdminService,
   TenantDBPool,
   TenantMigrationService,
-  tenantQuery,
-  withTenantTransaction,
+  createTenantDb,
   type MultitenantCore,
   type PrepareMode,
   type TenancyConfig,
@@ -58,7 +57,8 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   const { appPool, adminPool, tenancy } = options;
   // Constant-time token check, `Bearer ` required, 10 failed attempts per client per minute.
   const requireAdmin = requireBearerToken({ token: options.adminToken, maxFailures: options.adminMaxFailures ?? 10 });
-  const db = { tenancy, prepare: options.prepare };
+  // The app role's pool, bound once to the tenancy and the prepare mode: every call below uses it.
+  const db = createTenantDb(appPool, { tenancy, ...(options.prepare ? { prepare: options.prepare } : {}) });
   const core = createMultitenant({
     tenantService: new PgTenantService(appPool, { tenancy }),
     tenancy,
@@ -85,17 +85,17 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   const api = createTenantRouter({ prefix: '/api' });
   api.get('/dashboard', async (ctx) => {
     const tenant = ctx.state.tenant as Tenant;
-    const { rows } = await tenantQuery(appPool, undefined, 'SELECT count(*)::int AS orders, coalesce(sum(quantity), 0)::int AS items FROM orders', [], db);
+    const { rows } = await db.tenantQuery(undefined, 'SELECT count(*)::int AS orders, coalesce(sum(quantity), 0)::int AS items FROM orders');
     ctx.body = { tenant: { id: tenant.id, slug: tenant.slug, name: tenant.name }, ...rows[0] };
   });
   api.get('/orders', async (ctx) => {
     // No WHERE tenant_id: RLS decides which rows exist.
-    const { rows } = await tenantQuery(appPool, undefined, 'SELECT id, item, quantity, created_at FROM orders ORDER BY id DESC LIMIT 100', [], db);
+    const { rows } = await db.tenantQuery(undefined, 'SELECT id, item, quantity, created_at FROM orders ORDER BY id DESC LIMIT 100');
     ctx.body = { orders: rows };
   });
   api.get('/orders/:id', async (ctx) => {
     if (!/^\d{1,18}$/.test(ctx.params.id!)) ctx.throw(404);
-    const { rows } = await tenantQuery(appPool, undefined, 'SELECT id, item, quantity, created_at FROM orders WHERE id = $1', [ctx.params.id], db);
+    const { rows } = await db.tenantQuery(undefined, 'SELECT id, item, quantity, created_at FROM orders WHERE id = $1', [ctx.params.id]);
     if (rows.length === 0) ctx.throw(404);
     ctx.body = rows[0];
   });
@@ -109,13 +109,11 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
     if (typeof quantity !== 'number' || !Number.isSafeInteger(quantity) || quantity < 1 || quantity > MAX_INT4) {
       ctx.throw(422, `\`quantity\` must be an integer from 1 to ${MAX_INT4}`);
     }
-    const order = await withTenantTransaction(
-      appPool,
+    const order = await db.withTenantTransaction(
       undefined,
       async (tx) =>
         (await tx.query('INSERT INTO orders (tenant_id, item, quantity) VALUES ($1, $2, $3) RETURNING id, item, quantity, created_at', [tx.tenantId, item, quantity]))
           .rows[0],
-      db,
     );
     ctx.status = 201;
     ctx.body = order;
@@ -125,7 +123,7 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   const tenantAdmin = new TenantAdminService(adminPool, { tenancy });
   const admin = createAdminRouter(tenantAdmin, { authorize: requireAdmin });
   // Tenant data: export (GET /admin/tenants/:id/export). Moves need named target databases, none here.
-  const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: appPool, tenancy });
+  const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: db });
   const migration = createMigrationRouter(new TenantMigrationService({ pools, admin: tenantAdmin, tenancy }), { authorize: requireAdmin, targets: {} });
 
   app.use(router.routes()).use(router.allowedMethods());

@@ -5,6 +5,7 @@ import { TenancyConfigError, TenantNotFoundError, TenantSuspendedError } from '.
 import { redactUrl, rlsBypassReason } from './database-url.js';
 import type { QueryInput } from './prelude.js';
 import type { Tenant, TenantService } from './tenants.js';
+import { createTenantDb, isTenantDb, type TenantDb, type TenantDbOptions } from './tenant-db.js';
 import {
   openTransactionPool,
   resolveTenantId,
@@ -16,16 +17,19 @@ import {
   type TenantTransactionOptions,
 } from './transaction.js';
 
-export interface TenantDBPoolOptions {
+export interface TenantDBPoolOptions extends TenantDbOptions {
   /** Where tenants are looked up (status and `databaseUrl`): e.g. `core.tenants`, cached. */
   tenantService: TenantService;
-  /** The pool of the shared database, for tenants whose `databaseUrl` is null (isolated by RLS). */
-  sharedPool: TenantPool;
+  /**
+   * The shared database, for tenants whose `databaseUrl` is null (isolated by RLS): a handle
+   * (`createTenantDb`), whose tenancy and options (prepare, guard, statement timeout) then apply to
+   * every tenant database's transactions too; or its bare pool, with those options given here.
+   */
+  sharedPool: TenantPool | TenantDb;
   /** Config of each pool opened for a tenant database (the URL comes from the registry). Default `{ max: 5, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 }`. */
   pool?: Omit<pg.PoolConfig, 'connectionString'>;
   /** Most tenant-database pools open at once; the least recently used is closed beyond it. Default 50. */
   maxPools?: number;
-  tenancy?: TenancyConfig;
 }
 
 export interface TenantDBPoolStats {
@@ -54,6 +58,9 @@ export interface TenantDBPoolStats {
  */
 export class TenantDBPool {
   private readonly tenancy: TenancyConfig;
+  private readonly sharedPool: TenantPool;
+  /** The handle options every transaction is sent with (a call's own options win). */
+  private readonly defaults: TenantTransactionOptions;
   private readonly config: Omit<pg.PoolConfig, 'connectionString'>;
   /** Pools by database URL, least recently used first. */
   private readonly pools = new Map<string, pg.Pool>();
@@ -75,7 +82,16 @@ export class TenantDBPool {
     if (!options.sharedPool) throw new TypeError('`sharedPool` is required');
     const maxPools = options.maxPools ?? 50;
     if (!Number.isSafeInteger(maxPools) || maxPools < 1) throw new TypeError('`maxPools` must be a positive integer');
-    this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
+    const { tenantService: _service, sharedPool: shared, pool: _pool, maxPools: _max, ...handleOptions } = options;
+    if (isTenantDb(shared)) {
+      const given = Object.keys(handleOptions).filter((key) => handleOptions[key as keyof typeof handleOptions] !== undefined);
+      if (given.length) throw new TypeError(`\`sharedPool\` is a handle: set ${given.join(', ')} on it (createTenantDb), not here`);
+    }
+    // One handle for the shared database; its options are every tenant database's too.
+    const handle = isTenantDb(shared) ? shared : createTenantDb(shared, handleOptions);
+    this.sharedPool = handle.pool;
+    this.defaults = handle.options;
+    this.tenancy = handle.tenancy;
     this.config = { max: 5, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, ...options.pool };
     this.maxPools = maxPools;
   }
@@ -95,7 +111,7 @@ export class TenantDBPool {
   private pick(tenant: Tenant): TenantPool {
     if (this.closed) throw new Error('TenantDBPool is closed');
     const url = tenant.databaseUrl;
-    if (!url) return this.options.sharedPool;
+    if (!url) return this.sharedPool;
     this.lastUrl.delete(tenant.id);
     this.lastUrl.set(tenant.id, url);
     if (this.lastUrl.size > 10_000) this.lastUrl.delete(this.lastUrl.keys().next().value as string);
@@ -134,7 +150,7 @@ export class TenantDBPool {
     options: TenantTransactionOptions = {},
   ): Promise<T> {
     const id = resolveTenantId(tenantId, options.tenancy ?? this.tenancy);
-    return this.onPool(id, (pool) => withTenantTransaction(pool, id, fn, { tenancy: this.tenancy, ...options }));
+    return this.onPool(id, (pool) => withTenantTransaction(pool, id, fn, { ...this.defaults, ...options }));
   }
 
   /** `tenantQuery` on the tenant's pool. */
@@ -145,7 +161,7 @@ export class TenantDBPool {
     options: TenantQueryOptions = {},
   ): Promise<QueryResult<R>> {
     const id = resolveTenantId(tenantId, options.tenancy ?? this.tenancy);
-    return this.onPool(id, (pool) => tenantQuery<R>(pool, id, query, values, { tenancy: this.tenancy, ...options }));
+    return this.onPool(id, (pool) => tenantQuery<R>(pool, id, query, values, { ...this.defaults, ...options }));
   }
 
   /**
@@ -207,7 +223,7 @@ export class TenantDBPool {
    */
   async usePool<T>(tenant: Tenant, run: (pool: TenantPool) => Promise<T>): Promise<T> {
     const pool = this.pick(tenant);
-    if (pool === this.options.sharedPool) return run(pool);
+    if (pool === this.sharedPool) return run(pool);
     const own = pool as pg.Pool;
     this.users.set(own, (this.users.get(own) ?? 0) + 1);
     try {

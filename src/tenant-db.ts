@@ -26,6 +26,12 @@ export interface TenantDbOptions {
   readonly statementTimeoutMs?: number;
 }
 
+/** Whether `value` is a handle made by createTenantDb (rather than a bare pool). */
+export function isTenantDb(value: unknown): value is TenantDb {
+  const db = value as TenantDb | undefined;
+  return typeof db === 'object' && db !== null && typeof db.withTenantTransaction === 'function' && typeof db.pool?.connect === 'function' && !!db.tenancy;
+}
+
 /** Per-call options through a handle: what may differ from one call to the next. */
 export type TenantCallOptions = Omit<TenantTransactionOptions, 'tenancy'>;
 
@@ -36,6 +42,8 @@ export type TenantCallOptions = Omit<TenantTransactionOptions, 'tenancy'>;
 export interface TenantDb {
   readonly pool: TenantPool;
   readonly tenancy: TenancyConfig;
+  /** What the handle was configured with (frozen), tenancy included. */
+  readonly options: TenantDbOptions & { readonly tenancy: TenancyConfig };
   withTenantTransaction<T>(tenantId: string | number | bigint | undefined, fn: (tx: TenantTransaction) => Promise<T> | T, options?: TenantCallOptions): Promise<T>;
   tenantQuery<R extends QueryResultRow = any>(
     tenantId: string | number | bigint | undefined,
@@ -60,11 +68,12 @@ export function createTenantDb(pool: TenantPool, options: TenantDbOptions = {}):
   prepareMode(options.prepare); // throws naming the option
   checkStatementTimeout(options.statementTimeoutMs);
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
-  const defaults: TenantTransactionOptions = Object.freeze({ ...options, tenancy });
+  const defaults = Object.freeze({ ...options, tenancy });
   const merged = (call: object | undefined): TenantTransactionOptions => (call ? { ...defaults, ...call, tenancy } : defaults);
   return Object.freeze({
     pool,
     tenancy,
+    options: defaults,
     withTenantTransaction: (tenantId, fn, call) => withTenantTransaction(pool, tenantId, fn, merged(call)),
     tenantQuery: (tenantId, query, values, call) => tenantQuery(pool, tenantId, query, values, merged(call)),
     tenantIdOf: (tenantId) => resolveTenant(tenantId, tenancy).id,
