@@ -4,6 +4,7 @@ import { checkTenantDatabaseUrl } from './database-url.js';
 import { jsonDepth } from './json-depth.js';
 import { isTenantDomain, normaliseHost } from './resolution.js';
 import { canonicalTenantId, SLUG } from './tenant-id.js';
+import { purgeTenant, type PurgeReport } from './purge.js';
 import { TENANT_COLUMNS, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 
 /** What a tenant is created with. Unknown fields are refused (a typo is not silently dropped). */
@@ -165,6 +166,11 @@ export class TenantAdminService {
   /** Marks the tenant deleted: refused everywhere from now on; a deleted tenant is not reactivated. */
   deleteTenant(id: string | number | bigint): Promise<Tenant> {
     return this.setStatus(id, 'deleted');
+  }
+
+  /** Removes a deleted tenant's rows from every tenant table and proves it (src/purge.ts). */
+  purgeTenant(id: string | number | bigint): Promise<PurgeReport> {
+    return purgeTenant(this.db, id, { tenancy: this.tenancy });
   }
 
   private async setStatus(id: string | number | bigint, status: TenantStatus): Promise<Tenant> {

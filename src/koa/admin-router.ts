@@ -1,5 +1,6 @@
 import type { Middleware } from 'koa';
 import type { TenantAdminService } from '../admin.js';
+import { PurgeIncompleteError } from '../purge.js';
 import { redactUrl } from '../database-url.js';
 import type { Tenant, TenantStatus } from '../tenants.js';
 import { readJsonObject } from './body.js';
@@ -30,6 +31,7 @@ export interface AdminRouterOptions {
  *   POST   /tenants/:id/suspend   suspend
  *   POST   /tenants/:id/activate  activate
  *   DELETE /tenants/:id           mark deleted (204)
+ *   POST   /tenants/:id/purge     remove a deleted tenant's rows everywhere; the report (200), or 500 LBMT_PURGE_INCOMPLETE with it
  *
  * @example
  * app.use(createAdminRouter(new TenantAdminService(adminPool), { authorize: requireAdminToken }).routes());
@@ -75,6 +77,17 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
   router.delete('/tenants/:id', async (ctx) => {
     await service.deleteTenant(ctx.params.id!);
     ctx.status = 204;
+  });
+  router.post('/tenants/:id/purge', async (ctx) => {
+    try {
+      ctx.body = await service.purgeTenant(ctx.params.id!);
+    } catch (error) {
+      if (!(error instanceof PurgeIncompleteError)) throw error;
+      // The report is the point: which tables still hold rows, and why.
+      ctx.status = error.status;
+      ctx.type = 'application/problem+json';
+      ctx.body = { type: 'about:blank', title: 'Purge incomplete', status: error.status, detail: error.message, code: error.code, report: error.report };
+    }
   });
   return router;
 }

@@ -1,0 +1,158 @@
+import { DEFAULT_TENANCY, qualifiedName, quoteIdent, type TenancyConfig } from './config.js';
+import { TenantError, TenantInputError, TenantNotFoundError, type TenantErrorOptions } from './errors.js';
+import type { Queryable } from './pool.js';
+import { canonicalTenantId } from './tenant-id.js';
+
+/** One table of a purge: what was deleted, and what a count afterwards found left. */
+export interface PurgedTable {
+  /** `schema.table`. */
+  readonly table: string;
+  readonly column: string;
+  /** Whether the table is in the tenancy's `tables` (under RLS); others were found in the catalog. */
+  readonly configured: boolean;
+  readonly deleted: number;
+  /** Rows of the tenant counted after the delete: 0, or the purge is not complete. Null when the count failed. */
+  readonly remaining: number | null;
+  /** Why the table could not be purged or counted (a privilege, a foreign key from another table). */
+  readonly error?: string;
+}
+
+export interface PurgeReport {
+  readonly tenantId: string;
+  /** Children before parents: the order the rows were deleted in. */
+  readonly tables: readonly PurgedTable[];
+  /** True when every table was counted afterwards at zero rows of the tenant. */
+  readonly complete: boolean;
+}
+
+/** A purge left rows behind or could not check a table; `report` says which. Re-run it after the fix. */
+export class PurgeIncompleteError extends TenantError {
+  constructor(readonly report: PurgeReport, options?: TenantErrorOptions) {
+    const failed = report.tables.filter((t) => t.remaining !== 0).map((t) => t.table);
+    super('LBMT_PURGE_INCOMPLETE', `the purge is incomplete: ${failed.join(', ')} still hold rows of the tenant or could not be checked; fix the cause and run it again`, 500, true, options);
+  }
+}
+
+export interface PurgeOptions {
+  /** Default `defineTenancy()`. */
+  readonly tenancy?: TenancyConfig;
+}
+
+interface TenantColumnRow {
+  table: string;
+  schema: string;
+  name: string;
+  column: string;
+}
+
+/**
+ * Removes a deleted tenant's rows from every table that has a tenant column — found in the catalog,
+ * not only the configured tables (a table someone forgot to add still holds the tenant's data) — in
+ * foreign-key-safe order (children first), then counts each table again and reports, table by
+ * table, that zero rows remain. Runs through `pool`, a role that sees and may delete every row (the
+ * admin role: BYPASSRLS; grant it DELETE on tables outside the config). Each table is its own
+ * transaction, so a purge that fails part-way (a privilege, a foreign key from a table without a
+ * tenant column) leaves whole tables done and can be run again. The registry row is kept (status
+ * `deleted`: the id is never reused) and touched, so every instance's cache drops the tenant.
+ *
+ * A tenant column is a column with the name of a configured `tenantColumn` (or `tenant_id`) and the
+ * tenancy's id type. Partitions and inheritance children are purged through their parent.
+ *
+ * @example
+ * await admin.deleteTenant(id);                  // requests refused at once
+ * const report = await purgeTenant(adminPool, id, { tenancy });
+ */
+export async function purgeTenant(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions = {}): Promise<PurgeReport> {
+  const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const id = canonicalTenantId(tenantId, tenancy.tenantIdType);
+  const { rows: registry } = await pool.query('SELECT status FROM linkbay.tenants WHERE id = $1', [id]);
+  if (!registry[0]) throw new TenantNotFoundError();
+  if (registry[0].status !== 'deleted') throw new TenantInputError('only a deleted tenant can be purged: delete it first, so that no request is served while its rows go');
+
+  const tables = await tenantTables(pool, tenancy);
+  const configured = new Set(tenancy.tables.map((t) => qualifiedName(t)));
+  const results: PurgedTable[] = [];
+  for (const table of tables) {
+    const name = qualifiedName({ schema: table.schema, table: table.name });
+    const where = `${quoteIdent(table.column)} = $1`;
+    let deleted = 0;
+    let error: string | undefined;
+    try {
+      deleted = (await pool.query(`DELETE FROM ${name} WHERE ${where}`, [id])).rowCount ?? 0;
+    } catch (e) {
+      error = describe(e);
+    }
+    let remaining: number | null = null;
+    try {
+      remaining = Number((await pool.query(`SELECT count(*) AS n FROM ${name} WHERE ${where}`, [id])).rows[0]?.n);
+    } catch (e) {
+      error ??= describe(e);
+    }
+    results.push({ table: table.table, column: table.column, configured: configured.has(name), deleted, remaining, ...(error ? { error } : {}) });
+  }
+  // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant.
+  await pool.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
+  const report: PurgeReport = { tenantId: id, tables: results, complete: results.every((t) => t.remaining === 0) };
+  if (!report.complete) throw new PurgeIncompleteError(report);
+  return report;
+}
+
+/** Tables with a tenant column, children before the parents they reference. */
+async function tenantTables(pool: Queryable, tenancy: TenancyConfig): Promise<TenantColumnRow[]> {
+  const columns = [...new Set(['tenant_id', ...tenancy.tables.map((t) => t.tenantColumn)])];
+  const types = tenancy.tenantIdType === 'text' ? ['text', 'character varying'] : [tenancy.tenantIdType];
+  const { rows } = await pool.query(
+    `SELECT n.nspname || '.' || c.relname AS "table", n.nspname AS schema, c.relname AS name, a.attname AS column, c.oid::int AS oid
+       FROM pg_catalog.pg_attribute a
+       JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE a.attname = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+        AND pg_catalog.format_type(a.atttypid, NULL) = ANY($2)
+        AND c.relkind IN ('r', 'p')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'linkbay') AND n.nspname NOT LIKE 'pg\\_%'
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)
+      ORDER BY 1, 4`,
+    [columns, types],
+  );
+  // One tenant column per table: the configured one, else the first found.
+  const byTable = new Map<number, TenantColumnRow & { oid: number }>();
+  const configuredColumn = new Map(tenancy.tables.map((t) => [qualifiedName(t), t.tenantColumn]));
+  for (const row of rows as Array<TenantColumnRow & { oid: number }>) {
+    const wanted = configuredColumn.get(qualifiedName({ schema: row.schema, table: row.name }));
+    const seen = byTable.get(row.oid);
+    if (!seen || (wanted !== undefined && row.column === wanted)) byTable.set(row.oid, row);
+  }
+  const { rows: edges } = await pool.query(
+    `SELECT conrelid::int AS child, confrelid::int AS parent FROM pg_catalog.pg_constraint
+      WHERE contype = 'f' AND conrelid <> confrelid AND conrelid = ANY($1) AND confrelid = ANY($1)`,
+    [[...byTable.keys()]],
+  );
+  return childrenFirst([...byTable.values()], edges as Array<{ child: number; parent: number }>);
+}
+
+/** Topological order over foreign keys: a table comes before every table it references. */
+function childrenFirst<T extends { oid: number; table: string }>(tables: T[], edges: Array<{ child: number; parent: number }>): T[] {
+  const referencedBy = new Map<number, number>(); // parent → children not yet placed
+  for (const e of edges) referencedBy.set(e.parent, (referencedBy.get(e.parent) ?? 0) + 1);
+  const ordered: T[] = [];
+  const left = new Map(tables.map((t) => [t.oid, t]));
+  while (left.size > 0) {
+    const ready = [...left.values()].filter((t) => !referencedBy.get(t.oid));
+    if (ready.length === 0) {
+      // A cycle of foreign keys: delete in name order; a failing table is reported, a re-run finishes.
+      ordered.push(...left.values());
+      break;
+    }
+    for (const t of ready) {
+      ordered.push(t);
+      left.delete(t.oid);
+      for (const e of edges) if (e.child === t.oid) referencedBy.set(e.parent, (referencedBy.get(e.parent) ?? 1) - 1);
+    }
+  }
+  return ordered;
+}
+
+function describe(error: unknown): string {
+  const e = error as { code?: string; message?: string };
+  return `${e.code ? `${e.code} ` : ''}${e.message ?? String(error)}`;
+}
