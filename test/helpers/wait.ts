@@ -1,0 +1,61 @@
+/**
+ * Waiting in tests: for a condition, with a deadline, never for a fixed time. A slow machine makes
+ * the wait longer, not the test red; a condition that never holds fails with `message`.
+ */
+export interface WaitOptions {
+  /** Give up after this long. Default 10_000: generous, since only a broken condition reaches it. */
+  timeoutMs?: number;
+  /** Says what was awaited, in the error thrown at the deadline. */
+  message: string;
+  /** Pause between checks. Default 10. */
+  intervalMs?: number;
+}
+
+/**
+ * Resolves with the first truthy value of `condition` (sync or async); rejects at the deadline with
+ * `message` and the last error `condition` threw, if any.
+ *
+ * @example
+ * await waitFor(async () => (await status()) === 403, { message: 'the suspension reached the other instance' });
+ */
+export async function waitFor<T>(condition: () => T | Promise<T>, options: WaitOptions): Promise<NonNullable<T>> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const intervalMs = options.intervalMs ?? 10;
+  const deadline = performance.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await condition();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      lastError = error;
+    }
+    if (performance.now() >= deadline) {
+      throw new Error(`waitFor: not within ${timeoutMs} ms: ${options.message}`, lastError === undefined ? undefined : { cause: lastError });
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/**
+ * Resolves with the first event `emitter` fires that `match` accepts (all events when omitted);
+ * rejects at the deadline. Attach it BEFORE causing the event.
+ */
+export function nextEvent<E>(
+  subscribe: (listener: (event: E) => void) => () => void,
+  options: WaitOptions & { match?: (event: E) => boolean },
+): Promise<E> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      reject(new Error(`nextEvent: not within ${timeoutMs} ms: ${options.message}`));
+    }, timeoutMs);
+    const unsubscribe = subscribe((event) => {
+      if (options.match && !options.match(event)) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(event);
+    });
+  });
+}
