@@ -85,7 +85,7 @@ test('tenant errors are problem+json: 400 missing or malformed, 404 unknown, 403
   const suspended = await waitFor(
     async () => {
       const response = await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } });
-      return response.status === 403 && response;
+      return response.status === 403 ? response : undefined;
     },
     { message: 'the suspension reached the cache' },
   );
