@@ -164,6 +164,29 @@ test('path strategy strips the prefix so routers match the rest', async (t) => {
   await request(server).get('/whoami').expect(400);
 });
 
+test('path strategy by id: /orgs/<uuid>/... names the tenant by id, in any spelling, and a slug there is refused', async (t) => {
+  const { server } = app(t, { strategies: [{ path: { prefix: '/orgs', by: 'id' } }] });
+  const { acme, globex } = t.context;
+  for (const spelling of [acme, acme.toUpperCase(), acme.replaceAll('-', '')]) {
+    const response = await request(server).get(`/orgs/${spelling}/whoami`).expect(200);
+    t.deepEqual([response.body.tenant, response.body.setting, response.body.path], [acme, acme, '/whoami'], spelling);
+  }
+  t.is((await request(server).get(`/orgs/${globex}/whoami`).expect(200)).body.tenant, globex);
+  t.is((await request(server).get('/orgs/acme/whoami').expect(400)).body.code, 'LBMT_INVALID_TENANT_ID');
+  t.is((await request(server).get(`/orgs/${crypto.randomUUID()}/whoami`).expect(404)).body.code, 'LBMT_TENANT_NOT_FOUND');
+  await request(server).get(`/t/${acme}/whoami`).expect(400); // the default prefix is not this one
+});
+
+test('header strategy with its own header name: { header: "X-Org" } reads that header and no other', async (t) => {
+  const { server } = app(t, { strategies: [{ header: 'X-Org' }] });
+  const { acme, globex } = t.context;
+  const response = await request(server).get('/whoami').set('X-Org', acme).expect(200);
+  t.deepEqual([response.body.tenant, response.body.setting], [acme, acme]);
+  t.is((await request(server).get('/whoami').set('x-org', globex).expect(200)).body.tenant, globex, 'header names are case-insensitive');
+  t.is((await request(server).get('/whoami').set('X-Tenant-ID', acme).expect(400)).body.code, 'LBMT_TENANT_REQUIRED', 'X-Tenant-ID is not read');
+  t.is((await request(server).get('/whoami').set('X-Org', 'acme').expect(400)).body.code, 'LBMT_INVALID_TENANT_ID');
+});
+
 test('a custom strategy can name the tenant', async (t) => {
   const { server } = app(t, { strategies: [{ custom: (req) => (req.header('x-api-key') === 'key-of-globex' ? { by: 'slug', value: 'globex' } : undefined), name: 'api-key' }] });
   t.is((await request(server).get('/whoami').set('X-Api-Key', 'key-of-globex').expect(200)).body.tenant, t.context.globex);
