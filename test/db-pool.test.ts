@@ -98,14 +98,22 @@ test.serial('closeTenantPool lets a transaction in flight commit, then closes; t
   const before = await p.poolFor(ids.x);
   let entered!: () => void;
   const inside = new Promise<void>((resolve) => (entered = resolve));
+  let finish!: () => void;
+  const held = new Promise<void>((resolve) => (finish = resolve));
   const inFlight = p.withTenantTransaction(ids.x, async (tx) => {
     await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'in-flight')`, [ids.x]);
     entered();
-    await tx.query('SELECT pg_sleep(0.3)');
+    await held; // until the test has asked for the pool to close
+    await tx.query('SELECT 1');
     return 'committed';
   });
   await inside;
-  const closing = p.closeTenantPool(ids.x);
+  let closed = false;
+  const closing = p.closeTenantPool(ids.x).then(() => (closed = true));
+  await own.superQuery('SELECT 1'); // a round trip elsewhere: time for a wrongly eager close to happen
+  t.false(closed, 'not closed while the transaction is in flight');
+  t.false((before as unknown as { ending: boolean }).ending);
+  finish();
   t.is(await inFlight, 'committed');
   await closing;
   t.true((before as unknown as { ending: boolean }).ending);
