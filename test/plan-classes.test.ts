@@ -165,9 +165,11 @@ test.serial('a slow first read of the classes: the first statements fall back to
   const pool = db.pool(db.appUrl, { max: 2 });
   await tenantQuery(pool, small, 'SELECT 1 AS slow_first');
   await tenantQuery(pool, small, 'SELECT 1 AS slow_second');
-  // Both answered while the read still waits: neither waited for it.
-  const reading = await db.superQuery(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()`);
-  t.is(reading.rows[0].n, 1, 'the read of the classes is still waiting');
+  // Both answered while the test holds the lock, so neither waited for the read, which is still waiting.
+  await waitFor(
+    async () => (await db.superQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()`)).rowCount === 1,
+    { message: 'the read of the classes waits for the lock' },
+  );
   t.is((await preparedLike(pool, small, 'slow_')).length, 0, 'custom plans meanwhile: statements without parameters unnamed');
   await holder.query('SELECT pg_advisory_unlock($1)', [key]);
   await waitFor(
