@@ -36,26 +36,3 @@ export async function waitFor<T>(condition: () => T | Promise<T>, options: WaitO
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
-
-/**
- * Resolves with the first event `emitter` fires that `match` accepts (all events when omitted);
- * rejects at the deadline. Attach it BEFORE causing the event.
- */
-export function nextEvent<E>(
-  subscribe: (listener: (event: E) => void) => () => void,
-  options: WaitOptions & { match?: (event: E) => boolean },
-): Promise<E> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      unsubscribe();
-      reject(new Error(`nextEvent: not within ${timeoutMs} ms: ${options.message}`));
-    }, timeoutMs);
-    const unsubscribe = subscribe((event) => {
-      if (options.match && !options.match(event)) return;
-      clearTimeout(timer);
-      unsubscribe();
-      resolve(event);
-    });
-  });
-}
