@@ -54,8 +54,11 @@ const roleUrl = (role: string) => {
 const appPool = new pg.Pool({ connectionString: process.env.APP_DATABASE_URL ?? roleUrl(tenancy.roles.app), max: 10 });
 const adminPool = new pg.Pool({ connectionString: roleUrl(tenancy.roles.admin), max: 2 });
 
-// Refuse to start when the database would not isolate tenants.
-await assertPosture(appPool, tenancy);
+// Refuse to start when the database would not isolate tenants: checked for the configured app role
+// and for the roles the app's connections really are (APP_DATABASE_URL may name another role; a
+// superuser login with `options=-c role=app_user` is one RESET ROLE from bypassing RLS).
+const session = (await appPool.query<{ login: string; role: string }>('SELECT session_user AS login, current_user AS role')).rows[0]!;
+for (const runtimeRole of new Set([tenancy.roles.app, session.login, session.role])) await assertPosture(appPool, tenancy, { runtimeRole });
 
 let adminToken = process.env.ADMIN_TOKEN;
 if (!adminToken) {

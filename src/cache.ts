@@ -10,6 +10,8 @@ export interface TenantCacheOptions {
   maxNegative?: number;
   /** How long a "no such tenant" answer is kept. Default 5_000. Short: tenants get created. */
   negativeTtlMs?: number;
+  /** The clock the ttls are measured with, in milliseconds. Default `Date.now` (tests pass one they move). */
+  now?: () => number;
 }
 
 export interface TenantCacheStats {
@@ -24,39 +26,56 @@ export interface TenantCacheStats {
 /** Lookup keys: a tenant can be found by id, by domain and by slug (subdomain). */
 export type TenantKey = `id:${string}` | `domain:${string}` | `slug:${string}`;
 
-const DEFAULTS: Required<TenantCacheOptions> = { maxSize: 1000, ttlMs: 300_000, maxNegative: 1000, negativeTtlMs: 5_000 };
+const DEFAULTS: Required<Omit<TenantCacheOptions, 'now'>> = { maxSize: 1000, ttlMs: 300_000, maxNegative: 1000, negativeTtlMs: 5_000 };
 
 /**
  * Tenants by lookup key, on quick-lru, with TTL and bounded negative entries (the seed's
  * TenantCache). Invalidation by tenant id drops every key that led to that tenant.
  */
 export class TenantCache {
-  private readonly found: QuickLRU<TenantKey, Tenant>;
-  private readonly missing: QuickLRU<TenantKey, true>;
+  // Entries carry their expiry, measured with `now` (quick-lru's maxAge reads Date.now itself).
+  private readonly found: QuickLRU<TenantKey, { tenant: Tenant; expiresAt: number }>;
+  private readonly missing: QuickLRU<TenantKey, number>;
   private readonly counters = { hits: 0, misses: 0, negativeHits: 0, evictions: 0 };
+  private readonly now: () => number;
+  private readonly ttlMs: number;
+  private readonly negativeTtlMs: number;
 
   constructor(options: TenantCacheOptions = {}) {
     const o = { ...DEFAULTS, ...options };
-    for (const key of Object.keys(DEFAULTS) as Array<keyof TenantCacheOptions>) {
+    for (const key of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
       if (!Number.isFinite(o[key]) || o[key] <= 0) throw new TypeError(`\`${key}\` must be a number greater than 0`);
     }
+    if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('`now` must be a function returning milliseconds');
+    this.now = options.now ?? Date.now;
+    this.ttlMs = o.ttlMs;
+    this.negativeTtlMs = o.negativeTtlMs;
     const onEviction = () => {
       this.counters.evictions += 1;
     };
-    this.found = new QuickLRU({ maxSize: o.maxSize, maxAge: o.ttlMs, onEviction });
-    this.missing = new QuickLRU({ maxSize: o.maxNegative, maxAge: o.negativeTtlMs, onEviction });
+    this.found = new QuickLRU({ maxSize: o.maxSize, onEviction });
+    this.missing = new QuickLRU({ maxSize: o.maxNegative, onEviction });
   }
 
   /** The tenant, `null` for a cached "not found", `undefined` when the cache does not know. */
   get(key: TenantKey): Tenant | null | undefined {
-    const tenant = this.found.get(key);
-    if (tenant !== undefined) {
-      this.counters.hits += 1;
-      return tenant;
+    const entry = this.found.get(key);
+    if (entry !== undefined) {
+      if (entry.expiresAt > this.now()) {
+        this.counters.hits += 1;
+        return entry.tenant;
+      }
+      this.found.delete(key);
+      this.counters.evictions += 1;
     }
-    if (this.missing.get(key) !== undefined) {
-      this.counters.negativeHits += 1;
-      return null;
+    const until = this.missing.get(key);
+    if (until !== undefined) {
+      if (until > this.now()) {
+        this.counters.negativeHits += 1;
+        return null;
+      }
+      this.missing.delete(key);
+      this.counters.evictions += 1;
     }
     this.counters.misses += 1;
     return undefined;
@@ -65,17 +84,17 @@ export class TenantCache {
   set(key: TenantKey, tenant: Tenant | null): void {
     if (tenant === null) {
       this.found.delete(key);
-      this.missing.set(key, true);
+      this.missing.set(key, this.now() + this.negativeTtlMs);
     } else {
       this.missing.delete(key);
-      this.found.set(key, tenant);
+      this.found.set(key, { tenant, expiresAt: this.now() + this.ttlMs });
     }
   }
 
   /** Drops every entry of the tenant with this id (by id, slug and domain), and the given keys. */
   invalidate(tenantId: string, keys: Iterable<TenantKey> = []): void {
     this.delete(`id:${tenantId}`);
-    for (const [key, tenant] of this.found) if (tenant.id === tenantId) this.found.delete(key);
+    for (const [key, entry] of this.found) if (entry.tenant.id === tenantId) this.found.delete(key);
     for (const key of keys) this.delete(key);
   }
 

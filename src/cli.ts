@@ -24,6 +24,9 @@ const USAGE = `Usage:
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json]
 
 DATABASE_URL is used when --database-url is not given.
+migrate --all-tenants: the shared database, then every tenant database in its registry, each once,
+  reached with the host, port and database of the tenant's database_url and the user, password and
+  query parameters of --database-url (registry URLs are app-role URLs, which cannot run DDL).
 Exit codes: 0 ok, 1 failure (doctor: a finding breaks isolation), 2 bad usage.`;
 
 class UsageError extends Error {}

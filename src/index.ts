@@ -57,6 +57,7 @@ export {
   migrate,
   migrateFiles,
   migrateAllTenants,
+  tenantMigrationUrl,
   MIGRATION_LOCK_KEY,
   type MigrateOptions,
   type MigrateResult,

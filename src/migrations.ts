@@ -90,48 +90,111 @@ export async function migrateFiles(
 }
 
 export interface MigrateAllOptions extends Omit<MigrateOptions, 'databaseUrl'> {
-  /** The shared database; its tenants registry names the tenants that have their own database. */
+  /**
+   * The shared database as the migrating role (the owner or a superuser). Its registry names the
+   * tenant databases; by default its user, password and query parameters are used on each of them.
+   */
   readonly databaseUrl: string;
-  /** How many tenant databases to migrate at once. Default 4. */
+  /** How many database servers to migrate at once (the databases of one server go one by one). Default 4. */
   readonly concurrency?: number;
+  /**
+   * The URL that migrates the tenant database whose registry `database_url` is `tenantUrl`. The
+   * registry holds app-role URLs (the admin API refuses others), which cannot run DDL. Default
+   * `tenantMigrationUrl(tenantUrl, databaseUrl)`: the tenant URL's host, port and database with
+   * `databaseUrl`'s user, password and query parameters.
+   */
+  readonly tenantMigrationUrl?: (tenantUrl: string) => string;
 }
 
 export interface MigrateAllResult {
+  /** One entry per database, named by its migration URL without the password. */
   readonly results: Array<{ database: string; applied: string[] } | { database: string; error: Error }>;
 }
 
 /**
- * Applies the directory to the shared database, then to every distinct `database_url` in the
- * registry (tenants that are not deleted). A failing tenant database does not stop the others; the
- * result lists each database with what was applied or the error. Database URLs are reported
- * without their password.
+ * The URL to migrate a tenant database with: host, port and database of `tenantUrl` (a registry
+ * `database_url`), user, password and query parameters of `migratorUrl`.
+ *
+ * @example
+ * tenantMigrationUrl('postgres://app_user:pw@db-eu-2:5432/tenants_eu', 'postgres://migrator:secret@db-main/app?sslmode=require')
+ * // 'postgres://migrator:secret@db-eu-2:5432/tenants_eu?sslmode=require'
+ */
+export function tenantMigrationUrl(tenantUrl: string, migratorUrl: string): string {
+  const tenant = new URL(tenantUrl);
+  const url = new URL(migratorUrl);
+  url.hostname = tenant.hostname;
+  url.port = tenant.port;
+  url.pathname = tenant.pathname;
+  return url.toString();
+}
+
+/** Which server a URL reaches: host and port. */
+function serverKey(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname.toLowerCase()}:${parsed.port || '5432'}`;
+}
+
+/** Which database a URL reaches: server and database name (users and parameters aside). */
+function databaseKey(url: string): string {
+  return `${serverKey(url)}${decodeURIComponent(new URL(url).pathname)}`;
+}
+
+/**
+ * Applies the directory to the shared database, then to every tenant database in the registry
+ * (distinct `database_url`s of tenants that are not deleted), each reached through the migration URL
+ * derived from it (see `tenantMigrationUrl` above). Each database is migrated once, however many
+ * registry URLs name it (other users, other parameters) and also when one names the shared
+ * database: never twice at once (@databases/pg-migrations takes no lock of its own; `migrate` holds
+ * an advisory lock besides). The databases of one server are migrated one after another, since
+ * migrations that change roles (cluster-wide, like the generated roles file) fail with "tuple
+ * concurrently updated" when run on two databases of a server at once; `concurrency` servers are
+ * migrated in parallel. A failing tenant database does not stop the others; the result lists each
+ * database with what was applied or the error, URLs without their password.
  */
 export async function migrateAllTenants(options: MigrateAllOptions): Promise<MigrateAllResult> {
-  const { databaseUrl, concurrency = 4, ...rest } = options;
+  const { databaseUrl, concurrency = 4, tenantMigrationUrl: derive, ...rest } = options;
   const results: MigrateAllResult['results'] = [];
   const shared = await migrate({ ...rest, databaseUrl });
   results.push({ database: redactUrl(databaseUrl), applied: shared.applied });
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
-  let urls: string[];
+  let tenantUrls: string[];
   try {
     const { rows } = await client.query<{ database_url: string }>(
       `SELECT DISTINCT database_url FROM linkbay.tenants
         WHERE database_url IS NOT NULL AND status <> 'deleted' ORDER BY database_url`,
     );
-    urls = rows.map((row) => row.database_url);
+    tenantUrls = rows.map((row) => row.database_url);
   } finally {
     await client.end();
   }
-  let next = 0;
+  const seen = new Set([databaseKey(databaseUrl)]);
+  // The tenant databases by server: one server's databases are migrated in sequence.
+  const servers = new Map<string, string[]>();
+  for (const tenantUrl of tenantUrls) {
+    let url: string;
+    try {
+      url = derive ? derive(tenantUrl) : tenantMigrationUrl(tenantUrl, databaseUrl);
+      const key = databaseKey(url);
+      if (seen.has(key)) continue;
+      seen.add(key);
+    } catch (error) {
+      results.push({ database: redactUrl(tenantUrl), error: error instanceof Error ? error : new Error(String(error)) });
+      continue;
+    }
+    const server = servers.get(serverKey(url)) ?? [];
+    servers.set(serverKey(url), [...server, url]);
+  }
+  const queue = [...servers.values()];
   const worker = async () => {
-    while (next < urls.length) {
-      const url = urls[next++]!;
-      try {
-        const result = await migrate({ ...rest, databaseUrl: url });
-        results.push({ database: redactUrl(url), applied: result.applied });
-      } catch (error) {
-        results.push({ database: redactUrl(url), error: error as Error });
+    for (let urls = queue.shift(); urls; urls = queue.shift()) {
+      for (const url of urls) {
+        try {
+          const result = await migrate({ ...rest, databaseUrl: url });
+          results.push({ database: redactUrl(url), applied: result.applied });
+        } catch (error) {
+          results.push({ database: redactUrl(url), error: error as Error });
+        }
       }
     }
   };

@@ -52,15 +52,21 @@ function memoryService(tenants: Tenant[], delayMs = 0) {
   return { service, calls, tenants };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A clock the test moves: ttls pass when the test says, not when the machine gets to it. */
+function clock() {
+  let ms = 1_000_000;
+  return { now: () => ms, advance: (by: number) => void (ms += by) };
+}
 
 test('.get() - a found tenant is served from the cache until its ttl', async (t) => {
   const { service, calls } = memoryService([tenant('1')]);
-  const cached = new TenantCacheService(new TenantCache({ ttlMs: 60 }), service);
+  const time = clock();
+  const cached = new TenantCacheService(new TenantCache({ ttlMs: 60, now: time.now }), service);
   t.is((await cached.getTenantById('1'))?.id, '1');
+  time.advance(59);
   t.is((await cached.getTenantById('1'))?.id, '1');
-  t.is(calls.length, 1);
-  await sleep(90);
+  t.is(calls.length, 1, 'within ttlMs: from the cache');
+  time.advance(1);
   await cached.getTenantById('1');
   t.is(calls.length, 2, 'expired after ttlMs');
   t.like(cached.cache.stats(), { hits: 1, misses: 2 });
@@ -68,14 +74,21 @@ test('.get() - a found tenant is served from the cache until its ttl', async (t)
 
 test('.get() - unknown tenants are cached briefly as negative entries', async (t) => {
   const { service, calls, tenants } = memoryService([]);
-  const cached = new TenantCacheService(new TenantCache({ negativeTtlMs: 50 }), service);
+  const time = clock();
+  const cached = new TenantCacheService(new TenantCache({ negativeTtlMs: 50, now: time.now }), service);
   t.is(await cached.getTenantBySubdomain('acme'), undefined);
-  t.is(await cached.getTenantBySubdomain('acme'), undefined);
-  t.is(calls.length, 1);
   tenants.push(tenant('9', 'acme'));
-  await sleep(80);
+  time.advance(49);
+  t.is(await cached.getTenantBySubdomain('acme'), undefined, 'still the negative entry');
+  t.is(calls.length, 1);
+  time.advance(1);
   t.is((await cached.getTenantBySubdomain('acme'))?.id, '9', 'a tenant created meanwhile is found after the short negative ttl');
   t.is(cached.cache.stats().negativeHits, 1);
+});
+
+test('`now` and the ttls are checked options', (t) => {
+  t.throws(() => new TenantCache({ now: 5 as unknown as () => number }), { instanceOf: TypeError, message: /`now`/ });
+  t.throws(() => new TenantCache({ ttlMs: 0 }), { instanceOf: TypeError, message: /`ttlMs`/ });
 });
 
 test('.get() - negative entries are bounded', (t) => {

@@ -2,13 +2,14 @@ import test from 'ava';
 import { EventEmitter, once } from 'node:events';
 import { runWithTenantContext, TenantContext, TenantRequiredError, tenantQuery, withTenantTransaction } from '../src/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 
 test('TenantContext holds the tenant across awaits, timers and emitters, and nowhere else', async (t) => {
   t.is(TenantContext.getTenantId(), undefined);
   t.throws(() => TenantContext.requireTenantId(), { instanceOf: TenantRequiredError });
   const emitter = new EventEmitter();
   const seen = await runWithTenantContext('t-1', async () => {
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 5)); // a timer hop (what is under test), not a wait
     const fromTimer = await new Promise((resolve) => setImmediate(() => resolve(TenantContext.getTenantId())));
     const fromEmitter = new Promise((resolve) => emitter.once('go', () => resolve(TenantContext.getTenantId())));
     emitter.emit('go');
@@ -47,7 +48,7 @@ test('interleaved tenant contexts on a pool of one connection never cross', asyn
     ),
   );
   // fired from the test's own (tenant-less) context, after everyone registered
-  while (inserted < tenants.length) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitFor(() => inserted === tenants.length, { message: 'every tenant inserted and registered its listener' });
   emitter.emit('tick');
   await work;
 });

@@ -4,10 +4,12 @@ import {
   PgTenantService,
   runWithTenantContext,
   TenantDBPool,
+  TenantIsolationError,
   TenantNotFoundError,
   TenantSuspendedError,
 } from '../src/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Context {
   shared: TestDatabase;
@@ -66,7 +68,8 @@ test.serial('each tenant is served from its database, tenants on one database sh
   // Writes land in the tenant's database too, and RLS refuses another tenant's row there.
   await p.tenantQuery(ids.x, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'x-new')`, [ids.x]);
   t.deepEqual((await own.superQuery(`SELECT item FROM orders WHERE tenant_id = $1 ORDER BY item`, [ids.x])).rows.map((r) => r.item), ['x-new', 'x-own']);
-  await t.throwsAsync(p.tenantQuery(ids.x, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'forged')`, [ids.y]));
+  await t.throwsAsync(p.tenantQuery(ids.x, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'forged')`, [ids.y]), { instanceOf: TenantIsolationError });
+  t.is((await own.superQuery(`SELECT count(*)::int AS n FROM orders WHERE item = 'forged'`)).rows[0].n, 0);
   await own.superQuery(`DELETE FROM orders WHERE item = 'x-new'`);
 });
 
@@ -95,14 +98,22 @@ test.serial('closeTenantPool lets a transaction in flight commit, then closes; t
   const before = await p.poolFor(ids.x);
   let entered!: () => void;
   const inside = new Promise<void>((resolve) => (entered = resolve));
+  let finish!: () => void;
+  const held = new Promise<void>((resolve) => (finish = resolve));
   const inFlight = p.withTenantTransaction(ids.x, async (tx) => {
     await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'in-flight')`, [ids.x]);
     entered();
-    await tx.query('SELECT pg_sleep(0.3)');
+    await held; // until the test has asked for the pool to close
+    await tx.query('SELECT 1');
     return 'committed';
   });
   await inside;
-  const closing = p.closeTenantPool(ids.x);
+  let closed = false;
+  const closing = p.closeTenantPool(ids.x).then(() => (closed = true));
+  await own.superQuery('SELECT 1'); // a round trip elsewhere: time for a wrongly eager close to happen
+  t.false(closed, 'not closed while the transaction is in flight');
+  t.false((before as unknown as { ending: boolean }).ending);
+  finish();
   t.is(await inFlight, 'committed');
   await closing;
   t.true((before as unknown as { ending: boolean }).ending);
@@ -115,14 +126,33 @@ test.serial('closeTenantPool lets a transaction in flight commit, then closes; t
   t.deepEqual(await items(p, ids.s), ['s-shared']);
 });
 
-test.serial('beyond maxPools the least recently used pool is closed, and concurrent work on both databases still succeeds', async (t) => {
+test.serial('beyond maxPools the least recently used pool is closed: its connections end and it takes no more work', async (t) => {
+  const { ids, own } = t.context;
+  // Tagged connections, to find this TenantDBPool's sessions in pg_stat_activity.
+  const tag = `lbmt-evict-${Math.random().toString(36).slice(2, 10)}`;
+  const p = new TenantDBPool({ tenantService: new PgTenantService(t.context.shared.appPool), sharedPool: t.context.shared.appPool, maxPools: 1, pool: { application_name: tag } });
+  t.teardown(() => p.closeAll());
+  const sessionsOnOwn = async () =>
+    (await own.superQuery(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1`, [tag])).rows[0].n as number;
+  t.deepEqual(await items(p, ids.x), ['x-own']);
+  const first = (await p.poolFor(ids.x)) as unknown as import('pg').Pool;
+  t.is(first.totalCount, 1);
+  t.is(await sessionsOnOwn(), 1, "x's database has one session of this TenantDBPool");
+  t.deepEqual(await items(p, ids.w), ['w-own']); // another database: x's pool is pushed out
+  t.is(p.stats().evictions, 1);
+  await waitFor(async () => first.totalCount === 0 && (await sessionsOnOwn()) === 0, { message: "the pushed-out pool's connections are closed" });
+  t.true(first.ending);
+  await t.throwsAsync(first.query('SELECT 1'), { message: /after calling end/ }, 'the pushed-out pool is ended');
+  t.not(await p.poolFor(ids.x), first, 'x gets a new pool');
+});
+
+test.serial('beyond maxPools, concurrent work on two databases still succeeds', async (t) => {
   const { ids } = t.context;
   const p = pools(t, 1);
   t.teardown(() => p.closeAll());
   const work = Array.from({ length: 40 }, (_, i) => (i % 2 ? items(p, ids.x) : items(p, ids.w)));
   const results = await Promise.all(work);
   results.forEach((rows, i) => t.deepEqual(rows, i % 2 ? ['x-own'] : ['w-own']));
-  t.true(p.stats().evictions > 0);
   t.true(p.stats().pools.length <= 1);
 });
 

@@ -4,6 +4,7 @@ import { request as httpRequest, type Server } from 'node:http';
 import { createExampleApp } from '../examples/app.js';
 import type { MultitenantCore } from '../src/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase; server: Server; base: string; core: MultitenantCore; close: () => void }>;
 const token = 'test-admin-token';
@@ -80,13 +81,17 @@ test('tenant errors are problem+json: 400 missing or malformed, 404 unknown, 403
   const initech = await newTenant(t, 'initech');
   t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } })).status, 200, 'cached as active');
   t.is((await call(t, 'POST', `/admin/tenants/${initech.id}/suspend`, { headers: auth })).status, 200);
-  await new Promise((resolve) => setTimeout(resolve, 200)); // the NOTIFY reaches the listener
-  const suspended = await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } });
-  t.is(suspended.status, 403);
+  // The NOTIFY reaches the listener, which drops the cached tenant.
+  const suspended = await waitFor(
+    async () => {
+      const response = await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } });
+      return response.status === 403 ? response : undefined;
+    },
+    { message: 'the suspension reached the cache' },
+  );
   t.is(suspended.body.code, 'LBMT_TENANT_SUSPENDED');
-  await call(t, 'POST', `/admin/tenants/${initech.id}/activate`, { headers: auth });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  t.is((await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } })).status, 200);
+  t.is((await call(t, 'POST', `/admin/tenants/${initech.id}/activate`, { headers: auth })).status, 200);
+  await waitFor(async () => (await call(t, 'GET', '/api/orders', { headers: { 'x-tenant-id': initech.id } })).status === 200, { message: 'the activation reached the cache' });
 });
 
 test('bad bodies are 422 and admin routes need the token', async (t) => {

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { TenantContext, TenantIsolationError, tenantQuery, TransactionEndedError, withTenantTransaction, type TenancyInput } from '../src/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 import { observePool } from './helpers/observe.js';
+import { waitFor } from './helpers/wait.js';
 
 async function ordersDatabase(t: { teardown(fn: () => Promise<void>): void }, appPoolMax = 2): Promise<TestDatabase> {
   const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] }, appPoolMax });
@@ -57,15 +58,30 @@ test('with no tenant set nothing is visible and nothing can be written', async (
   const db = await ordersDatabase(t);
   const a = newTenantId();
   await db.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'a1')`, [a]);
-  // A fresh connection (setting never defined: NULL) ...
-  const fresh = await db.appPool.query('SELECT * FROM orders');
-  t.is(fresh.rowCount, 0);
-  // ... and one where the setting was used before and is now '' (PITFALLS 11): no cast error, no rows.
+  // A fresh connection: the setting was never defined (NULL).
+  t.is((await db.appPool.query(`SELECT current_setting('app.tenant_id', true) AS s`)).rows[0].s, null);
+  t.is((await db.appPool.query('SELECT * FROM orders')).rowCount, 0);
+  const insert = await t.throwsAsync<pg.DatabaseError>(db.appPool.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'x')`, [a]));
+  t.is(insert?.code, '42501');
+  t.is((await db.appPool.query(`UPDATE orders SET item = 'x'`)).rowCount, 0);
+  t.is((await db.appPool.query('DELETE FROM orders')).rowCount, 0);
+  t.is((await db.adminPool.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 1);
+});
+
+test("after the library's tenant transaction and tenant query, the same connection sees '' and nothing: the setting was local", async (t) => {
+  const db = await ordersDatabase(t, 1); // one connection: the next borrower gets the session the library used
+  const a = newTenantId();
+  await db.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'a1')`, [a]);
+  const pid = await withTenantTransaction(db.appPool, a, async (tx) => {
+    t.is((await tx.query('SELECT * FROM orders')).rowCount, 1, 'the tenant sees its row');
+    return (await tx.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+  });
+  t.is((await tenantQuery(db.appPool, a, 'SELECT count(*)::int AS n FROM orders')).rows[0].n, 1);
   const client = await db.appPool.connect();
   try {
-    await client.query('BEGIN');
-    await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [a]);
-    await client.query('COMMIT');
+    t.is((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, pid, 'the session the library used');
+    // A session-level set_config would still hold the tenant here (PITFALLS 6); a local one leaves ''
+    // (PITFALLS 11), which the policy turns into no tenant: no cast error, no rows.
     t.is((await client.query(`SELECT current_setting('app.tenant_id', true) AS s`)).rows[0].s, '');
     t.is((await client.query('SELECT * FROM orders')).rowCount, 0);
     const insert = await t.throwsAsync<pg.DatabaseError>(client.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'x')`, [a]));
@@ -126,8 +142,11 @@ test('a backend killed during tenantQuery gives an error and the pool recovers',
   const a = newTenantId();
   const pidQuery = db.appPool.query('SELECT pg_backend_pid() AS pid');
   const pid = (await pidQuery).rows[0].pid;
-  const slow = tenantQuery(db.appPool, a, 'SELECT pg_sleep(5)');
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  const slow = tenantQuery(db.appPool, a, 'SELECT pg_sleep(5) AS killed_while_sleeping');
+  await waitFor(
+    async () => (await db.superQuery(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE '%killed_while_sleeping%'`, [pid])).rowCount,
+    { message: 'the statement is running' },
+  );
   await db.superQuery('SELECT pg_terminate_backend($1)', [pid]);
   await t.throwsAsync(slow);
   t.is((await tenantQuery(db.appPool, a, 'SELECT 1 AS one')).rows[0].one, 1);

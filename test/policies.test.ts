@@ -3,7 +3,7 @@ import pg from 'pg';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkPosture, defineTenancy, generateRlsSql, migrate, migrateFiles, tenantQuery } from '../src/index.js';
+import { checkPosture, defineTenancy, generateRlsSql, migrate, migrateFiles, tenantQuery, TenantIsolationError } from '../src/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';
 
 const config = defineTenancy({ tables: ['orders', { name: 'billing.invoices', tenantColumn: 'org_id' }] });
@@ -90,13 +90,24 @@ test('partitions get the same protection: querying a partition directly is isola
   });
   t.teardown(() => db.drop());
   const [a, b] = [newTenantId(), newTenantId()];
-  await db.superQuery(`INSERT INTO events VALUES ($1, '2026-05-01', 'a'), ($2, '2026-05-01', 'b'), ($2, '2027-02-01', 'b2')`, [a, b]);
-  for (const partition of ['events_2026', 'events_2027', 'events_2027_h1']) {
+  await db.superQuery(`INSERT INTO events VALUES ($1, '2026-05-01', 'a'), ($1, '2027-02-01', 'a2'), ($2, '2026-05-01', 'b'), ($2, '2027-02-01', 'b2')`, [a, b]);
+  // Each partition with a date inside its range: a refusal can only come from the policy.
+  const partitions: Array<[string, string, string[]]> = [
+    ['events_2026', '2026-03-01', ['a']],
+    ['events_2027', '2027-03-01', ['a2']],
+    ['events_2027_h1', '2027-03-01', ['a2']],
+  ];
+  for (const [partition, inRange, own] of partitions) {
     t.is((await db.appPool.query(`SELECT * FROM ${partition}`)).rowCount, 0, `${partition} without a tenant`);
-    const rows = await tenantQuery(db.appPool, a, `SELECT body FROM ${partition}`);
-    t.true(rows.rows.every((r) => r.body === 'a'), partition);
-    await t.throwsAsync(tenantQuery(db.appPool, a, `INSERT INTO ${partition} VALUES ($1, '2027-03-01', 'forged')`, [b]), undefined, partition);
+    const rows = await tenantQuery(db.appPool, a, `SELECT body FROM ${partition} ORDER BY body`);
+    t.deepEqual(rows.rows.map((r) => r.body), own, `${partition}: a's rows and no other`);
+    const forged = await t.throwsAsync(tenantQuery(db.appPool, a, `INSERT INTO ${partition} VALUES ($1, $2, 'forged')`, [b, inRange]), { instanceOf: TenantIsolationError }, partition);
+    t.is((forged?.cause as { code?: string } | undefined)?.code, '42501', partition);
+    // The same row for the tenant itself is accepted there: the date was in range.
+    t.is((await tenantQuery(db.appPool, a, `INSERT INTO ${partition} VALUES ($1, $2, 'own')`, [a, inRange])).rowCount, 1, partition);
+    await tenantQuery(db.appPool, a, `DELETE FROM ${partition} WHERE body = 'own'`);
   }
+  t.is((await db.superQuery(`SELECT count(*)::int AS n FROM events WHERE body = 'forged'`)).rows[0].n, 0);
   const report = await checkPosture(db.appPool, db.config);
   t.deepEqual(report.findings.filter((f) => f.code === 'LBMT_PARTITION_UNPROTECTED'), []);
 });

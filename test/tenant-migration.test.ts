@@ -1,5 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
 import Koa from 'koa';
+import pg from 'pg';
 import request from 'supertest';
 import {
   PgTenantService,
@@ -12,6 +13,7 @@ import {
 } from '../src/index.js';
 import { createMigrationRouter } from '../src/koa/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
+import { waitFor } from './helpers/wait.js';
 
 const SCHEMA = `${ORDERS_SCHEMA}
   CREATE TABLE order_notes (
@@ -62,7 +64,7 @@ async function tenantWithRows(t: { context: Context }, orders: number) {
 const itemsIn = async (db: TestDatabase, tenant: string) =>
   (await db.superQuery(`SELECT item FROM orders WHERE tenant_id = $1 ORDER BY item`, [tenant])).rows.map((r) => r.item as string);
 
-test.serial('export reads only the tenant, every table, in one snapshot', async (t) => {
+test.serial('export reads only the tenant, every table', async (t) => {
   const { service } = t.context;
   const a = await tenantWithRows(t, 3);
   await tenantWithRows(t, 2); // another tenant in the same tables
@@ -72,6 +74,51 @@ test.serial('export reads only the tenant, every table, in one snapshot', async 
   const tenantColumn = data.tables[0]!.columns.indexOf('tenant_id');
   t.true(data.tables.every((x) => x.rows.every((row) => row[x.columns.indexOf('tenant_id')] === a.id)));
   t.true(tenantColumn >= 0);
+});
+
+test.serial('export is one snapshot: rows committed between its reads of two tables are in neither', async (t) => {
+  const { service, shared } = t.context;
+  const a = await tenantWithRows(t, 3);
+  // Hold order_notes, so that the export has read orders and waits before reading order_notes.
+  const locker = new pg.Client({ connectionString: shared.superUrl });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE order_notes IN ACCESS EXCLUSIVE MODE');
+  const exporting = service.exportTenantData(a.id);
+  await waitFor(
+    async () =>
+      (await shared.superQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%order_notes%' AND pid <> $1`, [(locker as unknown as { processID: number }).processID])).rowCount,
+    { message: 'the export waits to read order_notes' },
+  );
+  // A new order with its note, committed while the export is between the two tables.
+  const { rows } = await locker.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'late') RETURNING id`, [a.id]);
+  await locker.query(`INSERT INTO order_notes (tenant_id, order_id, note) VALUES ($1, $2, 'late note')`, [a.id, rows[0].id]);
+  await locker.query('COMMIT');
+  const data = await exporting;
+  t.deepEqual(data.tables.map((x) => [x.table, x.rows.length]), [['public.orders', 3], ['public.order_notes', 3]], 'counts of one moment');
+  const [orders, notes] = data.tables as [TenantExport['tables'][number], TenantExport['tables'][number]];
+  const orderIds = new Set(orders.rows.map((row) => row[orders.columns.indexOf('id')]));
+  t.true(notes.rows.every((row) => orderIds.has(row[notes.columns.indexOf('order_id')])), 'every exported note has its order in the export');
+  t.is((await shared.superQuery(`SELECT count(*)::int AS n FROM order_notes WHERE tenant_id = $1`, [a.id])).rows[0].n, 4, 'the late note was committed');
+});
+
+test.serial('import is one transaction: a failure in the last table leaves no row in any table', async (t) => {
+  const { service, target } = t.context;
+  const g = await tenantWithRows(t, 2);
+  const data = await service.exportTenantData(g.id);
+  const [orders, notes] = data.tables as [TenantExport['tables'][number], TenantExport['tables'][number]];
+  const orderId = notes.columns.indexOf('order_id');
+  // Notes of an order that is not in the export: the foreign key refuses them, after orders were written.
+  const broken: TenantExport = { ...data, tables: [orders, { ...notes, rows: notes.rows.map((row) => row.map((v, i) => (i === orderId ? '999999999' : v))) }] };
+  const error = await t.throwsAsync<pg.DatabaseError>(service.importTenantData(g.id, broken, target.pool(target.ownerUrl, { max: 1 })));
+  t.is(error?.code, '23503', 'refused by the foreign key in order_notes');
+  t.deepEqual(await itemsIn(target, g.id), [], 'no order was left behind');
+  t.is((await target.superQuery(`SELECT count(*)::int AS n FROM order_notes WHERE tenant_id = $1`, [g.id])).rows[0].n, 0);
+  // The same export without the fault imports whole.
+  t.deepEqual((await service.importTenantData(g.id, data, target.pool(target.ownerUrl, { max: 1 }))).counts, { 'public.orders': 2, 'public.order_notes': 2 });
+  await target.superQuery(`DELETE FROM order_notes WHERE tenant_id = $1`, [g.id]);
+  await target.superQuery(`DELETE FROM orders WHERE tenant_id = $1`, [g.id]);
 });
 
 test.serial('move: rows land in the target in one transaction, the registry follows, the source is emptied, sequences move on', async (t) => {
@@ -115,12 +162,15 @@ test.serial("an export holding another tenant's rows is refused by RLS on the ta
   const victim = newTenantId();
   const c = await tenantWithRows(t, 1);
   const data = await service.exportTenantData(c.id);
-  const orders = data.tables[0]!;
+  const [orders, notes] = data.tables as [TenantExport['tables'][number], TenantExport['tables'][number]];
+  t.is(notes.rows.length, 1);
+  // Both tables, the last one forged: neither is written.
   const forged: TenantExport = {
     ...data,
-    tables: [{ ...orders, rows: orders.rows.map((row) => row.map((v, i) => (orders.columns[i] === 'tenant_id' ? victim : v))) }],
+    tables: [orders, { ...notes, rows: notes.rows.map((row) => row.map((v, i) => (notes.columns[i] === 'tenant_id' ? victim : v))) }],
   };
   await t.throwsAsync(service.importTenantData(c.id, forged, target.pool(target.ownerUrl, { max: 1 })), { instanceOf: TenantIsolationError });
+  t.is((await target.superQuery(`SELECT count(*)::int AS n FROM order_notes WHERE tenant_id IN ($1, $2)`, [c.id, victim])).rows[0].n, 0);
   // A pool on which RLS does not apply (a superuser) could write anything: refused.
   await t.throwsAsync(service.importTenantData(c.id, data, target.pool(target.superUrl, { max: 1 })), { message: /row level security does not apply/ });
   t.deepEqual(await itemsIn(target, victim), []);

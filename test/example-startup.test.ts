@@ -1,0 +1,79 @@
+/**
+ * `npm start` (examples/enterprise.ts) refuses to serve through a database connection that would
+ * not isolate tenants: an APP_DATABASE_URL of a superuser or of a BYPASSRLS role.
+ */
+import anyTest, { type TestFn } from 'ava';
+import { spawn } from 'node:child_process';
+import { createTestDatabase, withUrl, type TestDatabase } from './helpers/db.js';
+
+const test = anyTest as TestFn<{ db: TestDatabase }>;
+const PASSWORD = 'example-startup-pw';
+
+test.before(async (t) => {
+  // The example migrates its own schema (examples/migrations, roles app_owner/app_user/app_admin) into it.
+  t.context = { db: await createTestDatabase({ migrate: false }) };
+});
+test.after.always(async (t) => {
+  await t.context.db?.drop();
+});
+
+/** Runs the example until it listens (then stops it) or exits on its own, within a deadline. */
+function startExample(env: Record<string, string>): Promise<{ listened: boolean; code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/enterprise.ts'], {
+      env: { ...process.env, PORT: '0', ADMIN_TOKEN: 'example-startup-admin-token', APP_DB_PASSWORD: PASSWORD, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let listened = false;
+    const deadline = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the example neither listened nor exited within 60 s:\n${output}`));
+    }, 60_000);
+    const read = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (!listened && output.includes('listening on')) {
+        listened = true;
+        child.kill('SIGTERM');
+      }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.on('exit', (code) => {
+      clearTimeout(deadline);
+      resolve({ listened, code, output });
+    });
+  });
+}
+
+test.serial('it starts on a safe database (the control: what the refusals below differ by)', async (t) => {
+  const run = await startExample({ DATABASE_URL: t.context.db.superUrl });
+  t.true(run.listened, run.output);
+});
+
+test.serial('it refuses to start when the app connects as a superuser', async (t) => {
+  const { db } = t.context;
+  const run = await startExample({ DATABASE_URL: db.superUrl, APP_DATABASE_URL: db.superUrl });
+  t.false(run.listened, run.output);
+  t.not(run.code, 0);
+  t.regex(run.output, /LBMT_ROLE_SUPERUSER/);
+});
+
+test.serial('it refuses to start when the app logs in as a superuser and sets role to the app role', async (t) => {
+  const { db } = t.context;
+  const disguised = new URL(db.superUrl);
+  disguised.searchParams.set('options', '-c role=app_user');
+  const run = await startExample({ DATABASE_URL: db.superUrl, APP_DATABASE_URL: disguised.toString() });
+  t.false(run.listened, run.output);
+  t.not(run.code, 0);
+  t.regex(run.output, /LBMT_ROLE_SUPERUSER/);
+});
+
+test.serial('it refuses to start when the app connects as a BYPASSRLS role', async (t) => {
+  const { db } = t.context;
+  const run = await startExample({ DATABASE_URL: db.superUrl, APP_DATABASE_URL: withUrl(db.superUrl, { user: 'app_admin', password: PASSWORD }) });
+  t.false(run.listened, run.output);
+  t.not(run.code, 0);
+  t.regex(run.output, /LBMT_ROLE_BYPASSRLS/);
+  t.false(run.output.includes(PASSWORD), 'the password is not printed');
+});

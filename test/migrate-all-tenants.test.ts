@@ -1,0 +1,101 @@
+import test from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateRlsSql, migrateAllTenants, tenantMigrationUrl } from '../src/index.js';
+import { main } from '../src/cli.js';
+import { createTestDatabase, newTenantId, ORDERS_SCHEMA, withUrl, type TestDatabase } from './helpers/db.js';
+
+test('tenantMigrationUrl: host, port and database of the tenant URL; user, password and parameters of the migrator URL', (t) => {
+  t.is(
+    tenantMigrationUrl('postgres://app_user:app-pw@db-eu-2.internal:6543/tenants_eu?options=-c%20role%3Dx', 'postgres://migrator:s3cret@db-main:5432/app?sslmode=require'),
+    'postgres://migrator:s3cret@db-eu-2.internal:6543/tenants_eu?sslmode=require',
+  );
+  t.is(tenantMigrationUrl('postgres://app_user@10.0.0.7/t1', 'postgres://postgres@127.0.0.1:5433/main'), 'postgres://postgres@10.0.0.7/t1');
+});
+
+/** A shared database (migrated: 00001-00003) whose registry names two tenant databases (one of them under two users), the shared one, a deleted tenant's and a missing one. */
+async function registryWithTenantDatabases(t: { teardown(fn: () => Promise<unknown>): void }) {
+  const [shared, own, other] = await Promise.all([
+    createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } }),
+    createTestDatabase({ schema: ORDERS_SCHEMA, migrate: false }),
+    createTestDatabase({ schema: ORDERS_SCHEMA, migrate: false }),
+  ]);
+  // The tenant databases first: the shared database's roles own objects in them.
+  t.teardown(async () => {
+    await Promise.all([own.drop(), other.drop()]);
+    await shared.drop();
+  });
+  const missing = withUrl(other.appUrl, { database: `${other.name}_missing` });
+  const rows: Array<[string, string, string]> = [
+    ['x', own.appUrl, 'active'],
+    ['y', own.ownerUrl, 'active'], // the same database under another user: migrated once
+    ['w', other.appUrl, 'suspended'], // suspended tenants keep their database: migrated
+    ['s', shared.appUrl, 'active'], // the shared database itself: already migrated first
+    ['d', withUrl(own.appUrl, { database: `${own.name}_gone` }), 'deleted'], // not migrated
+    ['m', missing, 'active'], // fails, and does not stop the others
+  ];
+  for (const [slug, url, status] of rows) {
+    await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url, status) VALUES ($1, $2, $2, $3, $4)`, [newTenantId(), slug, url, status]);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'lbmt-all-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The migrations of every database: those the shared one was created with, and one more.
+  for (const file of generateRlsSql(shared.config)) await writeFile(join(dir, file.name), file.sql);
+  await writeFile(join(dir, '00004-widgets.sql'), 'CREATE TABLE widgets (id int);');
+  return { shared, own, other, missing, dir };
+}
+
+const hasWidgets = async (db: TestDatabase) => (await db.superQuery(`SELECT to_regclass('public.widgets') IS NOT NULL AS there`)).rows[0].there as boolean;
+const appliedCount = async (db: TestDatabase) => (await db.superQuery('SELECT count(*)::int AS n FROM atdatabases_migrations_applied')).rows[0].n as number;
+
+test('migrate --all-tenants migrates the shared and every tenant database once, as the migrating role, and reports each', async (t) => {
+  const { shared, own, other, missing, dir } = await registryWithTenantDatabases(t);
+  const out: string[] = [];
+  const code = await main(['migrate', '--database-url', shared.superUrl, '--dir', dir, '--all-tenants'], (s) => out.push(s), (s) => out.push(s));
+  t.log(out.join('\n'));
+  t.is(code, 1, 'one database failed');
+  for (const db of [shared, own, other]) {
+    t.true(await hasWidgets(db), db.name);
+    t.is(await appliedCount(db), 4, `${db.name}: each migration applied once`);
+  }
+  t.is(out.length, 4, 'shared, own, other and the missing one: one line each');
+  const line = (db: string) => out.filter((l) => l.includes(`/${db}`) && !l.includes(`/${db}_`));
+  t.deepEqual(line(shared.name), [`${shared.superUrl.replace(/:[^:@/]+@/, ':***@')}: 1 applied (00004-widgets.sql)`]);
+  for (const db of [own, other]) {
+    t.is(line(db.name).length, 1, db.name);
+    t.regex(line(db.name)[0]!, /: 4 applied \(00001-roles\.sql, 00002-linkbay-tenants\.sql, 00003-rls-public-orders\.sql, 00004-widgets\.sql\)$/);
+    t.regex(line(db.name)[0]!, new RegExp(`^postgres://${new URL(shared.superUrl).username}(:\\*\\*\\*)?@`), 'as the migrating role, not the app role');
+  }
+  const failed = out.filter((l) => l.includes('FAILED'));
+  t.is(failed.length, 1);
+  t.true(failed[0]!.includes(new URL(missing).pathname));
+  t.false(out.some((l) => l.includes('_gone')), "a deleted tenant's database is left alone");
+  t.false(out.some((l) => l.includes('lbmt-test') || /:[^:@/*]+@/.test(l.replace(/^[a-z]+:\/\//, ''))), 'no password in the output');
+
+  // Once the missing database is out of the registry, a second run finds nothing to do.
+  await shared.superQuery(`UPDATE linkbay.tenants SET status = 'deleted' WHERE slug = 'm'`);
+  out.length = 0;
+  t.is(await main(['migrate', '--database-url', shared.superUrl, '--dir', dir, '--all-tenants'], (s) => out.push(s), (s) => out.push(s)), 0);
+  t.is(out.length, 3);
+  t.true(out.every((l) => l.endsWith(': 0 applied')), out.join('\n'));
+});
+
+test('migrateAllTenants: tenantMigrationUrl chooses the URL of each tenant database, and a database is migrated once', async (t) => {
+  const { shared, own, other, dir } = await registryWithTenantDatabases(t);
+  const asked: string[] = [];
+  // Every tenant URL mapped to `other`: it is migrated once, `own` not at all.
+  const { results } = await migrateAllTenants({
+    databaseUrl: shared.superUrl,
+    directory: dir,
+    tenantMigrationUrl: (tenantUrl) => {
+      asked.push(tenantUrl);
+      return other.superUrl;
+    },
+  });
+  t.deepEqual(asked.sort(), [own.appUrl, own.ownerUrl, other.appUrl, shared.appUrl, withUrl(other.appUrl, { database: `${other.name}_missing` })].sort());
+  t.is(results.length, 2, 'the shared database and `other`');
+  t.false(results.some((r) => 'error' in r));
+  t.true(await hasWidgets(other));
+  t.false(await hasWidgets(own));
+});
