@@ -75,3 +75,4 @@ export { MultitenantCore, createMultitenant, type MaybePromise, type Multitenant
 export type { TenantRequest, TenantCandidate, StrategySpec, StrategyDefaults, CustomStrategy, Strategy } from './resolution.js';
 export { checkPosture, assertPosture, formatPostureReport, type Finding, type PostureReport, type PostureOptions, type Severity } from './posture.js';
 export { purgeTenant, PurgeIncompleteError, type PurgeReport, type PurgedTable, type PurgeOptions } from './purge.js';
+export { withSystemContext, SYSTEM_CHANNEL, type SystemContextOptions, type SystemTransaction, type SystemContextEvent } from './system-context.js';
