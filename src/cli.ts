@@ -21,7 +21,7 @@ import { printableJson } from './printable.js';
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
-  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json]
+  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json] [--perf]
 
 DATABASE_URL is used when --database-url is not given.
 migrate --all-tenants: the shared database, then every tenant database in its registry, each once,
@@ -120,6 +120,7 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
       'database-url': { type: 'string' },
       config: { type: 'string' },
       json: { type: 'boolean' },
+      perf: { type: 'boolean' },
       'runtime-role': { type: 'string' },
     },
     strict: true,
@@ -129,7 +130,10 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
   const config = await loadConfig(values.config);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   try {
-    const report = await checkPosture(pool, config, values['runtime-role'] ? { runtimeRole: values['runtime-role'] } : {});
+    const report = await checkPosture(pool, config, {
+      ...(values['runtime-role'] ? { runtimeRole: values['runtime-role'] } : {}),
+      performance: values.perf === true,
+    });
     out(values.json ? printableJson(report, 2) : formatPostureReport(report));
     return report.ok ? 0 : 1;
   } finally {

@@ -38,6 +38,7 @@
  * Codes are stable: never renamed or reused once retired.
  * A FOR ALL policy without WITH CHECK applies its USING expression to new rows too (CREATE POLICY
  * docs; test/posture.test.ts proves the write is refused), hence a warning and not an error.
+ * With `performance: true` (doctor --perf), the findings of posture-performance.ts too.
  * The catalog queries are in posture-queries.ts, the findings per object in posture-findings.ts
  * (how policies are recognised is explained there), those about the server release in
  * posture-server.ts.
@@ -56,6 +57,8 @@ import {
 import * as q from './posture-queries.js';
 import { printable } from './printable.js';
 import { serverFindings } from './posture-server.js';
+import { checkPolicyPerformance } from './posture-performance.js';
+import type { TenantPool } from './pool.js';
 
 export type Severity = 'error' | 'warning' | 'info';
 
@@ -81,6 +84,12 @@ export interface PostureReport {
 export interface PostureOptions {
   /** The role the application runs as. Default: `config.roles.app`. */
   runtimeRole?: string;
+  /**
+   * Also EXPLAIN a tenant-scoped query per tenant table as the runtime role and read the policies'
+   * functions (posture-performance.ts: `doctor --perf`). Needs a pool (it uses one connection, in
+   * transactions that are rolled back). Default false.
+   */
+  performance?: boolean;
 }
 
 /**
@@ -132,6 +141,11 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
         ? `GRANT EXECUTE ON FUNCTION linkbay.planner_tenants() TO ${quoteIdent(runtimeRole)};`
         : "apply the library's migrations (linkbay-multitenant generate) as a role that can act as the admin role",
     });
+  }
+  if (options.performance) {
+    const withConnect = pool as q.Queryable & Partial<TenantPool>;
+    if (typeof withConnect.connect !== 'function') throw new TypeError('`performance` needs a pool (something with connect()), not a single client');
+    findings.push(...(await checkPolicyPerformance(withConnect as TenantPool, config, runtimeRole)));
   }
   return { ok: !findings.some((f) => f.severity === 'error'), serverVersion: server.version, runtimeRole, findings };
 }
