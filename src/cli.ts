@@ -16,12 +16,13 @@ import { TenancyConfigError } from './errors.js';
 import { migrate, migrateAllTenants } from './migrations.js';
 import { generateRlsSql } from './policies.js';
 import { checkPosture, formatPostureReport } from './posture.js';
+import { formatPostureJunit } from './posture-junit.js';
 import { printableJson } from './printable.js';
 
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
-  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json] [--perf]
+  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json | --format text|json|junit] [--perf]
 
 DATABASE_URL is used when --database-url is not given.
 migrate --all-tenants: the shared database, then every tenant database in its registry, each once,
@@ -121,12 +122,14 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
       config: { type: 'string' },
       json: { type: 'boolean' },
       perf: { type: 'boolean' },
+      format: { type: 'string' },
       'runtime-role': { type: 'string' },
     },
     strict: true,
   });
   const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
   if (!databaseUrl || !values.config) throw new UsageError('doctor needs --database-url (or DATABASE_URL) and --config');
+  if (values.format !== undefined && !['text', 'json', 'junit'].includes(values.format)) throw new UsageError('--format must be text, json or junit');
   const config = await loadConfig(values.config);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   try {
@@ -134,7 +137,8 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
       ...(values['runtime-role'] ? { runtimeRole: values['runtime-role'] } : {}),
       performance: values.perf === true,
     });
-    out(values.json ? printableJson(report, 2) : formatPostureReport(report));
+    const format = values.format ?? (values.json ? 'json' : 'text');
+    out(format === 'json' ? printableJson(report, 2) : format === 'junit' ? formatPostureJunit(report) : formatPostureReport(report));
     return report.ok ? 0 : 1;
   } finally {
     await pool.end();

@@ -104,3 +104,23 @@ test('doctor never writes control characters from database names to the terminal
   const report = JSON.parse(json.out) as PostureReport;
   t.true(report.findings.some((f) => f.object.includes(hostile) || f.message.includes(hostile)), 'JSON keeps the exact name, escaped by JSON');
 });
+
+test('doctor --format junit: an error finding is a failed test case, a clean database one passing case, names escaped', async (t) => {
+  const { db, file } = await setup(t);
+  const clean = await doctor(['--database-url', db.superUrl, '--config', file, '--format', 'junit']);
+  t.is(clean.code, 0);
+  t.regex(clean.out, /^<\?xml version="1.0" encoding="UTF-8"\?>\n<testsuites [^>]*failures="0"/);
+  t.false(clean.out.includes('<failure'));
+
+  await db.superQuery(`ALTER TABLE orders NO FORCE ROW LEVEL SECURITY`);
+  await db.superQuery(`CREATE POLICY "a<b>&\u001b[31m" ON orders USING (true)`);
+  const broken = await doctor(['--database-url', db.superUrl, '--config', file, '--format', 'junit']);
+  t.is(broken.code, 1);
+  t.regex(broken.out, /<testcase classname="linkbay-multitenant doctor" name="LBMT_RLS_NOT_FORCED [^"]*">\n\s*<failure type="LBMT_RLS_NOT_FORCED"/);
+  t.regex(broken.out, /failures="[1-9]\d*"/);
+  t.true(broken.out.includes('a&lt;b&gt;&amp;'), 'markup in names is escaped');
+  t.false(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(broken.out), 'no character XML cannot carry');
+
+  const bad = await doctor(['--database-url', db.superUrl, '--config', file, '--format', 'sarif']);
+  t.is(bad.code, 2);
+});
