@@ -13,7 +13,9 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { defineTenancy, type TenancyConfig } from './config.js';
 import { TenancyConfigError } from './errors.js';
-import { migrate, migrateAllTenants } from './migrations.js';
+import { migrate } from './migrations.js';
+import { migrateAllTenants, type FleetProgress } from './fleet-migrations.js';
+import { fleetReporter } from './cli-progress.js';
 import { generateRlsSql } from './policies.js';
 import { checkPosture, formatPostureReport } from './posture.js';
 import { formatPostureJunit } from './posture-junit.js';
@@ -21,13 +23,16 @@ import { printableJson } from './printable.js';
 
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
-  linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
+  linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants [--concurrency <n>] [--canary <n>] [--stop-on-failure]]
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json | --format text|json|junit] [--perf]
 
 DATABASE_URL is used when --database-url is not given.
 migrate --all-tenants: the shared database, then every tenant database in its registry, each once,
   reached with the host, port and database of the tenant's database_url and the user, password and
-  query parameters of --database-url (registry URLs are app-role URLs, which cannot run DDL).
+  query parameters of --database-url (registry URLs are app-role URLs, which cannot run DDL);
+  --concurrency databases at once (4), the first --canary of them before the others (which are
+  skipped when a canary fails), --stop-on-failure to start no other database after a failure.
+  Exit code 1 when any database failed or was skipped; a re-run applies only what is missing.
 Exit codes: 0 ok, 1 failure (doctor: a finding breaks isolation), 2 bad usage.`;
 
 class UsageError extends Error {}
@@ -92,22 +97,40 @@ async function generate(args: string[], out: (s: string) => void): Promise<numbe
 async function runMigrate(args: string[], out: (s: string) => void): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { 'database-url': { type: 'string' }, dir: { type: 'string' }, 'all-tenants': { type: 'boolean' } },
+    options: {
+      'database-url': { type: 'string' },
+      dir: { type: 'string' },
+      'all-tenants': { type: 'boolean' },
+      concurrency: { type: 'string' },
+      canary: { type: 'string' },
+      'stop-on-failure': { type: 'boolean' },
+    },
     strict: true,
   });
   const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
   if (!databaseUrl || !values.dir) throw new UsageError('migrate needs --database-url (or DATABASE_URL) and --dir');
   const directory = resolve(values.dir);
   if (values['all-tenants']) {
-    const { results } = await migrateAllTenants({ databaseUrl, directory });
-    let failed = 0;
-    for (const result of results) {
-      if ('error' in result) {
-        failed += 1;
-        out(`${result.database}: FAILED ${result.error.message}`);
-      } else out(`${result.database}: ${result.applied.length} applied${result.applied.length ? ` (${result.applied.join(', ')})` : ''}`);
-    }
-    return failed ? 1 : 0;
+    const integer = (name: string, value: string | undefined, min: number) => {
+      if (value === undefined) return undefined;
+      if (!/^\d{1,6}$/.test(value) || Number(value) < min) throw new UsageError(`--${name} must be an integer of at least ${min}`);
+      return Number(value);
+    };
+    const concurrency = integer('concurrency', values.concurrency, 1);
+    const canary = integer('canary', values.canary, 0);
+    const reporter = fleetReporter(out, out === console.log ? process.stderr : undefined);
+    const { results, ok } = await migrateAllTenants({
+      databaseUrl,
+      directory,
+      ...(concurrency ? { concurrency } : {}),
+      ...(canary ? { canary } : {}),
+      stopOnFailure: values['stop-on-failure'] === true,
+      onProgress: (progress: FleetProgress) => reporter.progress(progress),
+    });
+    reporter.summary(results);
+    return ok ? 0 : 1;
+  } else if (values.concurrency !== undefined || values.canary !== undefined || values['stop-on-failure']) {
+    throw new UsageError('--concurrency, --canary and --stop-on-failure go with --all-tenants');
   }
   const result = await migrate({ databaseUrl, directory, onApplied: (name) => out(`applied ${name}`) });
   out(`${result.applied.length} migration(s) applied`);

@@ -53,17 +53,15 @@ export type { TenantClient, TenantPool, Queryable, QueryOutput } from './pool.js
 export type { PrepareMode } from './pipeline.js';
 export { CHANNELS, type TransactionEvent, type ClientDestroyedEvent, type ResolutionEvent } from './events.js';
 export { generateRlsSql, currentTenantExpression, ISOLATION_POLICY, ACCESS_POLICY, type MigrationFile, type GenerateOptions } from './policies.js';
+export { migrate, migrateFiles, MIGRATION_LOCK_KEY, type MigrateOptions, type MigrateResult } from './migrations.js';
 export {
-  migrate,
-  migrateFiles,
   migrateAllTenants,
   tenantMigrationUrl,
-  MIGRATION_LOCK_KEY,
-  type MigrateOptions,
-  type MigrateResult,
   type MigrateAllOptions,
   type MigrateAllResult,
-} from './migrations.js';
+  type FleetOutcome,
+  type FleetProgress,
+} from './fleet-migrations.js';
 export { redactUrl } from './redact-url.js';
 export { PgTenantService, type Tenant, type TenantService, type TenantStatus } from './tenants.js';
 export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCacheStats, type TenantKey } from './cache.js';

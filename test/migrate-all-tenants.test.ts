@@ -59,15 +59,20 @@ test('migrate --all-tenants migrates the shared and every tenant database once, 
     t.true(await hasWidgets(db), db.name);
     t.is(await appliedCount(db), 4, `${db.name}: each migration applied once`);
   }
-  t.is(out.length, 4, 'shared, own, other and the missing one: one line each');
-  const line = (db: string) => out.filter((l) => l.includes(`/${db}`) && !l.includes(`/${db}_`));
-  t.deepEqual(line(shared.name), [`${shared.superUrl.replace(/:[^:@/]+@/, ':***@')}: 1 applied (00004-widgets.sql)`]);
+  const progress = out.filter((l) => l.startsWith('['));
+  t.is(progress.length, 4, 'shared, own, other and the missing one: one line each');
+  t.deepEqual(out.filter((l) => !l.startsWith('[')), [
+    '4 database(s): 3 migrated, 0 up to date, 1 failed, 0 skipped',
+    `  failed: ${missing.replace(/:[^:@/]+@/, ':***@').replace(/\/\/[^:@/]+(:\*\*\*)?@/, `//${new URL(shared.superUrl).username}$1@`)}: database "${new URL(missing).pathname.slice(1)}" does not exist`,
+  ]);
+  const line = (db: string) => progress.filter((l) => l.includes(`/${db}`) && !l.includes(`/${db}_`));
+  t.deepEqual(line(shared.name), [`[1/4] ${shared.superUrl.replace(/:[^:@/]+@/, ':***@')}: 1 applied (00004-widgets.sql)`]);
   for (const db of [own, other]) {
     t.is(line(db.name).length, 1, db.name);
     t.regex(line(db.name)[0]!, /: 4 applied \(00001-roles\.sql, 00002-linkbay-tenants\.sql, 00003-rls-public-orders\.sql, 00004-widgets\.sql\)$/);
-    t.regex(line(db.name)[0]!, new RegExp(`^postgres://${new URL(shared.superUrl).username}(:\\*\\*\\*)?@`), 'as the migrating role, not the app role');
+    t.regex(line(db.name)[0]!, new RegExp(`^\\[\\d/4\\] postgres://${new URL(shared.superUrl).username}(:\\*\\*\\*)?@`), 'as the migrating role, not the app role');
   }
-  const failed = out.filter((l) => l.includes('FAILED'));
+  const failed = progress.filter((l) => l.includes('FAILED'));
   t.is(failed.length, 1);
   t.true(failed[0]!.includes(new URL(missing).pathname));
   t.false(out.some((l) => l.includes('_gone')), "a deleted tenant's database is left alone");
@@ -77,8 +82,9 @@ test('migrate --all-tenants migrates the shared and every tenant database once, 
   await shared.superQuery(`UPDATE linkbay.tenants SET status = 'deleted' WHERE slug = 'm'`);
   out.length = 0;
   t.is(await main(['migrate', '--database-url', shared.superUrl, '--dir', dir, '--all-tenants'], (s) => out.push(s), (s) => out.push(s)), 0);
-  t.is(out.length, 3);
-  t.true(out.every((l) => l.endsWith(': 0 applied')), out.join('\n'));
+  t.is(out.filter((l) => l.startsWith('[')).length, 3);
+  t.true(out.filter((l) => l.startsWith('[')).every((l) => l.endsWith(': up to date')), out.join('\n'));
+  t.is(out.at(-1), '3 database(s): 0 migrated, 3 up to date, 0 failed, 0 skipped');
 });
 
 test('migrateAllTenants: tenantMigrationUrl chooses the URL of each tenant database, and a database is migrated once', async (t) => {
@@ -95,7 +101,7 @@ test('migrateAllTenants: tenantMigrationUrl chooses the URL of each tenant datab
   });
   t.deepEqual(asked.sort(), [own.appUrl, own.ownerUrl, other.appUrl, shared.appUrl, withUrl(other.appUrl, { database: `${other.name}_missing` })].sort());
   t.is(results.length, 2, 'the shared database and `other`');
-  t.false(results.some((r) => 'error' in r));
+  t.false(results.some((r) => r.status === 'failed'));
   t.true(await hasWidgets(other));
   t.false(await hasWidgets(own));
 });
