@@ -104,6 +104,8 @@ export interface Extras {
   readonly http?: HttpResult;
   /** The SQL guard benchmark (bench/guard.ts). */
   readonly guard?: GuardBench;
+  /** Further sections, rendered as given (markdown), e.g. bench/fleet.ts. */
+  readonly sections?: readonly string[];
 }
 
 export function renderResults(
@@ -188,6 +190,7 @@ export function renderResults(
     '',
     ...(extras.http ? [renderHttp(extras.http)] : []),
     ...(extras.guard ? [extras.guard.markdown.trimEnd(), ''] : []),
+    ...(extras.sections ?? []).flatMap((section) => [section.trimEnd(), '']),
     ...renderSkew(skew),
     ...renderPlanCache(planCache),
     ...renderExplains(skew),

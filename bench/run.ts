@@ -16,6 +16,7 @@ import { runSkew } from './skew.js';
 import { runThroughput } from './throughput.js';
 import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
+import { benchFleet } from './fleet.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 
@@ -44,6 +45,8 @@ try {
   const http = await runHttp(env, quick ? { rounds: 2, durationSeconds: 2, connections: 32 } : { rounds: 5, durationSeconds: 4, connections: 32 });
   log('sql guard');
   const guard = await benchGuard({ quick });
+  log('fleet migrations');
+  const fleet = await benchFleet({ databases: quick ? 40 : 200, log });
   const markdown = renderResults(
     env,
     { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 },
@@ -51,7 +54,7 @@ try {
     throughput,
     skew,
     planCache,
-    { http, guard },
+    { http, guard, sections: [fleet.markdown] },
   );
   writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown);
   for (const t of targets(latency, throughput, skew, http, guard)) {

@@ -83,13 +83,17 @@ function clusterRace(error: unknown): boolean {
   return (e.code === 'XX000' && /tuple concurrently (updated|deleted)/.test(e.message ?? '')) || (e.code === '23505' && /^pg_(authid|auth_members)_/.test(e.constraint ?? '')) || e.code === '40001' || e.code === '40P01';
 }
 
+/** Tries of one database's migration lost to a race over cluster-wide catalogs (roles). */
+const RACE_ATTEMPTS = 10;
+
 async function migrateOne(options: MigrateOptions): Promise<string[]> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return (await migrate(options)).applied;
     } catch (error) {
-      if (attempt >= 5 || !clusterRace(error)) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20 * attempt + Math.random() * 50));
+      if (attempt >= RACE_ATTEMPTS || !clusterRace(error)) throw error;
+      // Back off with jitter, so that the databases racing for the same role stop meeting.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 25 * 2 ** attempt) * (0.5 + Math.random())));
     }
   }
 }
