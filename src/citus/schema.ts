@@ -56,7 +56,7 @@ $$;
 SET citus.enable_unsafe_triggers = on;
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'linkbay.tenants'::regclass) THEN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'linkbay.tenants'::regclass AND repmodel = 't') THEN
     PERFORM create_reference_table('linkbay.tenants');
   END IF;
 END
@@ -100,7 +100,7 @@ ${registry}`;
 /** `referenceTables` made reference tables: before the tenant tables, which may reference them. */
 export function citusReferenceTablesSql(config: TenancyConfig): string {
   const lines = config.referenceTables.map(
-    (name) => `  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(name)}::regclass) THEN
+    (name) => `  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(name)}::regclass AND partmethod = 'n' AND repmodel = 't') THEN
     PERFORM create_reference_table(${quoteLiteral(name)});
   END IF;`,
   );
@@ -133,7 +133,9 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${quoteIdent(t.schema)} TO ${quot
 -- tenant table so that joins on the tenant column run on one node.
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(table)}::regclass) THEN
+  -- A table with a foreign key to a reference table may already be a Citus local table (partmethod
+  -- 'n'): distributing it is what is wanted. Already hash-distributed: nothing to do.
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(table)}::regclass AND partmethod = 'h') THEN
     PERFORM create_distributed_table(${quoteLiteral(table)}, ${quoteLiteral(t.tenantColumn)}, colocate_with => ${quoteLiteral(colocate)});
   END IF;
 END
