@@ -141,6 +141,17 @@ export class CitusTenantNotSetError extends TenantError {
   }
 }
 
+/**
+ * Citus tenant placement refused or failed: `LBMT_CITUS_PLACEMENT_ROLE` when the role is subject to
+ * row level security (Citus's shard copies would then copy no row: the data is lost), and
+ * `LBMT_CITUS_PLACEMENT_ROWS_LOST` when the tenant has fewer rows after the operation than before.
+ */
+export class CitusPlacementError extends TenantError {
+  constructor(code: 'LBMT_CITUS_PLACEMENT_ROLE' | 'LBMT_CITUS_PLACEMENT_ROWS_LOST', message: string, options?: TenantErrorOptions) {
+    super(code, message, 500, false, options);
+  }
+}
+
 const INSUFFICIENT_PRIVILEGE = '42501';
 /** Raised by linkbay.set_tenant (src/citus/schema.ts) when the tenant would not reach the workers. */
 const SET_TENANT_REFUSED = 'LBM01';

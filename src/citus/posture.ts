@@ -98,7 +98,7 @@ export async function citusPosture(
   return { citusVersion: server.version, findings, supersedes };
 }
 
-async function shardFindings(pool: Queryable, config: TenancyConfig, runtimeRole: string, relid: number, table: TenantTable): Promise<Finding[]> {
+export async function shardFindings(pool: Queryable, config: TenancyConfig, runtimeRole: string, relid: number, table: TenantTable): Promise<Finding[]> {
   const object = `${table.schema}.${table.table}`;
   const sql = qualifiedName(table);
   let shards: q.ShardRow[];

@@ -99,12 +99,16 @@ ${registry}`;
 
 /** `referenceTables` made reference tables: before the tenant tables, which may reference them. */
 export function citusReferenceTablesSql(config: TenancyConfig): string {
+  const owner = quoteIdent(config.roles.owner);
   const lines = config.referenceTables.map(
-    (name) => `  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(name)}::regclass AND partmethod = 'n' AND repmodel = 't') THEN
+    (name) => `  ALTER TABLE ${name.split('.').map(quoteIdent).join('.')} OWNER TO ${owner};
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(name)}::regclass AND partmethod = 'n' AND repmodel = 't') THEN
     PERFORM create_reference_table(${quoteLiteral(name)});
   END IF;`,
   );
   return `-- linkbay-multitenant: Citus reference tables (global data, a copy on every node). Generated. Idempotent.
+-- Owned by the owner role like the tenant tables: Citus's shard splits and moves of a tenant table
+-- need its owner to own the tables it references. Grants on them are yours to give.
 DO $$
 BEGIN
 ${lines.join('\n')}
