@@ -12,7 +12,8 @@ import pg from 'pg';
  * 'citus'`. Databases made by `createDatabase` have the extension on every node, the coordinator
  * registered and both workers added. `stop()` stops the servers and removes their data.
  *
- * LBMT_CITUS=require (CI): a missing Citus fails the test. Default (or `skip`): skipped with a message.
+ * LBMT_CITUS=require (CI): a missing Citus fails the tests. LBMT_CITUS=skip: always skipped.
+ * Unset: they run when Citus is installed, and are skipped with a message when it is not.
  */
 
 const execFileP = promisify(execFile);
@@ -21,6 +22,7 @@ const CITUS_SO = process.env.LBMT_CITUS_SO ?? '/usr/lib/postgresql/15/lib/citus.
 
 /** Why the Citus tests cannot run here, or undefined when they can. */
 export function citusUnavailable(): string | undefined {
+  if (process.env.LBMT_CITUS === 'skip') return 'LBMT_CITUS=skip';
   if (!existsSync(join(PG_BIN, 'pg_ctl'))) return `no PostgreSQL binaries in ${PG_BIN}`;
   if (!existsSync(CITUS_SO)) return `Citus is not installed (${CITUS_SO} missing; bash ../shared/citus/install.sh installs it)`;
   if (process.getuid?.() !== 0) return 'the Citus cluster is started as the postgres user, which needs root (runuser)';
