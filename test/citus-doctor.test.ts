@@ -9,7 +9,7 @@ import { checkPosture, defineTenancy, formatPostureReport, tenantQuery, type Fin
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster, type CitusTestDatabase } from './helpers/citus-db.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';
 
-const cluster = useCitusCluster(test);
+const { citusTest, cluster } = useCitusCluster(test);
 const codes = (findings: Finding[], severity?: string) => [...new Set(findings.filter((f) => !severity || f.severity === severity).map((f) => f.code))].sort();
 
 async function seed(db: CitusTestDatabase, tenants: string[]): Promise<void> {
@@ -19,9 +19,8 @@ async function seed(db: CitusTestDatabase, tenants: string[]): Promise<void> {
   }
 }
 
-test('the Citus-mode schema: doctor finds nothing that breaks isolation, and the isolation check passes', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('the Citus-mode schema: doctor finds nothing that breaks isolation, and the isolation check passes', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   const tenants = [newTenantId(), newTenantId()] as [string, string];
@@ -34,9 +33,8 @@ test('the Citus-mode schema: doctor finds nothing that breaks isolation, and the
   t.is(isolation.tables.find((r) => r.table === 'public.orders')!.visibleUnderA, 2);
 });
 
-test('the vanilla schema on Citus fails open, and doctor on the coordinator says so', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('the vanilla schema on Citus fails open, and doctor on the coordinator says so', async (t) => {
+  const c = cluster();
   // The vanilla generated SQL, then the tables distributed as a Citus user would do it.
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: { engine: 'postgres', tables: CITUS_TABLES.tables } });
   t.teardown(() => db.drop());
@@ -66,9 +64,8 @@ test('the vanilla schema on Citus fails open, and doctor on the coordinator says
   t.true(isolation.breaches.some((b) => /of other tenants/.test(b)), isolation.breaches.join('\n'));
 });
 
-test('doctor reads the shards: a shard without the policy, an extra permissive policy on a shard, the role setting', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('doctor reads the shards: a shard without the policy, an extra permissive policy on a shard, the role setting', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   const shards = await db.superQuery<{ shard: string; port: number }>(
@@ -89,9 +86,8 @@ test('doctor reads the shards: a shard without the policy, an extra permissive p
   t.regex(missing.message, /^1 of \d+ shards \(\d+\)/);
 });
 
-test('doctor reports tables not distributed by the tenant column, reference tables, colocation, and a RESTRICTIVE policy', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('doctor reports tables not distributed by the tenant column, reference tables, colocation, and a RESTRICTIVE policy', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   await db.superQuery(`
@@ -115,9 +111,8 @@ test('doctor reports tables not distributed by the tenant column, reference tabl
   t.false(by('public.order_lines').some((code) => code.startsWith('LBMT_CITUS')), by('public.order_lines').join());
 });
 
-test('engine mismatch: a Citus config on plain PostgreSQL, and doctor pointed at a worker', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('engine mismatch: a Citus config on plain PostgreSQL, and doctor pointed at a worker', async (t) => {
+  const c = cluster();
   const vanilla = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } });
   t.teardown(() => vanilla.drop());
   const asCitus = defineTenancy({ engine: 'citus', roles: vanilla.config.roles, tables: ['orders'] });

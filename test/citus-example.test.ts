@@ -12,11 +12,10 @@ import { createExampleApp } from '../examples/app.js';
 import { checkPosture, defineTenancy, formatPostureReport, migrate } from '../src/index.js';
 import { useCitusCluster } from './helpers/citus-db.js';
 
-const cluster = useCitusCluster(test);
+const { citusTest, cluster } = useCitusCluster(test);
 
-test('the example app on Citus: registry notifications, per-tenant orders over HTTP, doctor clean', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('the example app on Citus: registry notifications, per-tenant orders over HTTP, doctor clean', async (t) => {
+  const c = cluster();
   const name = 'lbmt_example';
   await c.createDatabase(name);
   const tenancy = defineTenancy(JSON.parse(readFileSync(new URL('../examples/multitenant.citus.config.json', import.meta.url), 'utf8')));

@@ -11,13 +11,12 @@ import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster, t
 import { newTenantId } from './helpers/db.js';
 import { observePool } from './helpers/observe.js';
 
-const cluster = useCitusCluster(test);
+const { citusTest, cluster } = useCitusCluster(test);
 let shared: Promise<{ db: CitusTestDatabase; tenants: string[] }> | undefined;
 
 /** One database for these tests (removed with the cluster): 8 tenants, 5 orders of 2 lines each. */
-function seeded(t: Parameters<typeof cluster>[0]) {
-  const c = cluster(t);
-  if (!c) return undefined;
+function seeded() {
+  const c = cluster();
   shared ??= (async () => {
     const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
     const tenants = Array.from({ length: 8 }, newTenantId);
@@ -34,9 +33,8 @@ function seeded(t: Parameters<typeof cluster>[0]) {
   return shared;
 }
 
-test('the generated schema distributes the tenant tables by the tenant column, colocated, plans as a reference table', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('the generated schema distributes the tenant tables by the tenant column, colocated, plans as a reference table', async (t) => {
+  const s = await seeded();
   const { rows } = await s.db.superQuery<{ rel: string; method: string; column: string | null; colocation: number }>(
     `SELECT logicalrelid::text AS rel, partmethod AS method, column_to_column_name(logicalrelid, partkey) AS column, colocationid AS colocation
        FROM pg_dist_partition WHERE logicalrelid::text IN ('orders', 'order_lines', 'plans', 'linkbay.tenants') ORDER BY 1`,
@@ -50,9 +48,8 @@ test('the generated schema distributes the tenant tables by the tenant column, c
   t.is(rows[1]!.colocation, rows[2]!.colocation);
 });
 
-test('every tenant sees exactly its rows: router, multi-shard and colocated-join queries', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('every tenant sees exactly its rows: router, multi-shard and colocated-join queries', async (t) => {
+  const s = await seeded();
   const options = { tenancy: s.db.config };
   for (const [i, tenant] of s.tenants.entries()) {
     const router = await tenantQuery(s.db.appPool, tenant, 'SELECT tenant_id, item FROM orders WHERE tenant_id = $1 ORDER BY id', [tenant], options);
@@ -75,9 +72,8 @@ test('every tenant sees exactly its rows: router, multi-shard and colocated-join
   t.is(all.rows[0].n, 40, 'the admin role (BYPASSRLS) sees every tenant: the rows are there');
 });
 
-test('no tenant set sees nothing: plain queries, and a transaction that never set one', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('no tenant set sees nothing: plain queries, and a transaction that never set one', async (t) => {
+  const s = await seeded();
   t.is((await s.db.appPool.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 0);
   t.is((await s.db.appPool.query('SELECT count(*)::int AS n FROM orders o JOIN order_lines l USING (tenant_id)')).rows[0].n, 0);
   const client = await s.db.appPool.connect();
@@ -90,9 +86,8 @@ test('no tenant set sees nothing: plain queries, and a transaction that never se
   }
 });
 
-test('a write naming another tenant is refused by the shard; updates and deletes reach no foreign row', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('a write naming another tenant is refused by the shard; updates and deletes reach no foreign row', async (t) => {
+  const s = await seeded();
   const [a, b] = s.tenants as [string, string];
   const options = { tenancy: s.db.config };
   const error = await t.throwsAsync(tenantQuery(s.db.appPool, a, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'evil')`, [b], options));
@@ -109,9 +104,8 @@ test('a write naming another tenant is refused by the shard; updates and deletes
   t.deepEqual(counts.rows[0], { b: 5, bad: 0 });
 });
 
-test('tenantQuery is one round trip and a transaction of k statements k + 1; after COMMIT the connection carries no tenant', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('tenantQuery is one round trip and a transaction of k statements k + 1; after COMMIT the connection carries no tenant', async (t) => {
+  const s = await seeded();
   const pool = s.db.pool(s.db.appUrl, { max: 1 });
   const observed = await observePool(pool);
   const options = { tenancy: s.db.config };
@@ -132,9 +126,8 @@ test('tenantQuery is one round trip and a transaction of k statements k + 1; aft
   t.is(after.rows[0].n, 0);
 });
 
-test('ROLLBACK TO SAVEPOINT restores the earlier tenant on the workers; tx.savepoint keeps the tenant', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('ROLLBACK TO SAVEPOINT restores the earlier tenant on the workers; tx.savepoint keeps the tenant', async (t) => {
+  const s = await seeded();
   const [a, b] = s.tenants as [string, string];
   const client = await s.db.appPool.connect();
   try {
@@ -156,9 +149,8 @@ test('ROLLBACK TO SAVEPOINT restores the earlier tenant on the workers; tx.savep
   t.deepEqual(seen, [{ tenant_id: a }]);
 });
 
-test('a failed statement rolls back and the client goes back to the pool clean', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('a failed statement rolls back and the client goes back to the pool clean', async (t) => {
+  const s = await seeded();
   const pool = s.db.pool(s.db.appUrl, { max: 1 });
   const observed = await observePool(pool);
   const [a] = s.tenants as [string];
@@ -171,9 +163,8 @@ test('a failed statement rolls back and the client goes back to the pool clean',
   t.is((await citusTenantQuery(observed.pool, a, 'SELECT count(*)::int AS n FROM orders', [], options)).rows[0].n, 5);
 });
 
-test('fails closed: without the role setting, or without set_tenant, nothing runs and CitusTenantNotSetError is thrown', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('fails closed: without the role setting, or without set_tenant, nothing runs and CitusTenantNotSetError is thrown', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   const a = newTenantId();
@@ -193,9 +184,8 @@ test('fails closed: without the role setting, or without set_tenant, nothing run
   t.is((await db.adminPool.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 0);
 });
 
-test('a plain set_config batch (the vanilla path) is not what Citus mode sends: the tenancy picks the engine', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('a plain set_config batch (the vanilla path) is not what Citus mode sends: the tenancy picks the engine', async (t) => {
+  const s = await seeded();
   // What the vanilla one-Sync batch would do on Citus: the setting stays on the coordinator.
   const vanilla = { tenancy: { ...s.db.config, engine: 'postgres' as const } };
   const [a] = s.tenants as [string];
@@ -205,9 +195,8 @@ test('a plain set_config batch (the vanilla path) is not what Citus mode sends: 
   await t.throwsAsync(citusTenantQuery(s.db.appPool, a, 'SELECT 1', [], vanilla), { code: 'LBMT_CONFIG_INVALID' });
 });
 
-test('the raw client check: pg.Client as the app role sees no rows without the library', async (t) => {
-  const s = await seeded(t);
-  if (!s) return;
+citusTest('the raw client check: pg.Client as the app role sees no rows without the library', async (t) => {
+  const s = await seeded();
   const client = new pg.Client({ connectionString: s.db.appUrl });
   await client.connect();
   try {

@@ -8,11 +8,10 @@ import { tenantQuery, withTenantTransaction } from '../src/index.js';
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster } from './helpers/citus-db.js';
 import { newTenantId } from './helpers/db.js';
 
-const cluster = useCitusCluster(test);
+const { citusTest, cluster } = useCitusCluster(test);
 
-test('10,000 interleaved operations over 20 tenants on a pool of 2: no foreign row, every write where it belongs', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('10,000 interleaved operations over 20 tenants on a pool of 2: no foreign row, every write where it belongs', async (t) => {
+  const c = cluster();
   t.timeout(10 * 60_000);
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES, appPoolMax: 2 });
   t.teardown(() => db.drop());

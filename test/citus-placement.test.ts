@@ -10,7 +10,7 @@ import { assertTenantIsolation } from '../src/testing.js';
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster } from './helpers/citus-db.js';
 import { newTenantId } from './helpers/db.js';
 
-const cluster = useCitusCluster(test);
+const { citusTest, cluster } = useCitusCluster(test);
 
 /**
  * Citus creates the new shards as the tables' owner, which needs CREATE on their schema (a role
@@ -21,9 +21,8 @@ async function ownerMayCreate(db: Awaited<ReturnType<typeof createCitusTestDatab
 }
 
 
-test('after isolateTenant and a shard move every tenant is still isolated', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('after isolateTenant and a shard move every tenant is still isolated', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   await ownerMayCreate(db);
@@ -70,9 +69,8 @@ test('after isolateTenant and a shard move every tenant is still isolated', asyn
   t.is((await tenantQuery(db.appPool, big, 'SELECT count(*)::int AS n FROM orders', [], options)).rows[0].n, 3);
 });
 
-test('isolateTenant re-reads the shards afterwards: a shard left without its policy is a PostureError', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('isolateTenant re-reads the shards afterwards: a shard left without its policy is a PostureError', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   await ownerMayCreate(db);
@@ -90,9 +88,8 @@ test('isolateTenant re-reads the shards afterwards: a shard left without its pol
   t.regex(error!.message, /LBMT_CITUS_SHARD_POLICY_MISSING public\.order_lines/);
 });
 
-test('isolateTenant and moveTenant refuse a role under RLS: as the FORCEd owner, Citus would copy no row', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('isolateTenant and moveTenant refuse a role under RLS: as the FORCEd owner, Citus would copy no row', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   await ownerMayCreate(db); // all Citus needs of the owner
@@ -107,9 +104,8 @@ test('isolateTenant and moveTenant refuse a role under RLS: as the FORCEd owner,
   t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [tenant])).rows[0].n, 3, 'nothing was copied, nothing lost');
 });
 
-test('tenantStatistics reports the queries routed to each tenant', async (t) => {
-  const c = cluster(t);
-  if (!c) return;
+citusTest('tenantStatistics reports the queries routed to each tenant', async (t) => {
+  const c = cluster();
   const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
   t.teardown(() => db.drop());
   const [a, b] = [newTenantId(), newTenantId()];

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ExecutionContext, TestFn } from 'ava';
+import type { TestFn } from 'ava';
 import pg from 'pg';
 import { defineTenancy, type TenancyInput } from '../../src/config.js';
 import { generateRlsSql } from '../../src/policies.js';
@@ -97,27 +97,30 @@ export async function createCitusTestDatabase(cluster: CitusCluster, options: Ci
 }
 
 /**
- * One cluster per test file: started in `before` (skipped, or failed with LBMT_CITUS=require, when
- * Citus is missing), stopped in `after.always`. Tests call `cluster(t)` and return early when it
- * is undefined (the skip was announced once).
+ * One cluster per test file, started in `before` and stopped in `after.always`. Returns the test
+ * function to declare the file's tests with: `test.skip` (with a message, once) when Citus is
+ * missing, unless LBMT_CITUS=require, where the `before` hook fails instead.
  */
-export function useCitusCluster(test: TestFn): (t: ExecutionContext) => CitusCluster | undefined {
+export function useCitusCluster(test: TestFn): { citusTest: TestFn | TestFn['skip']; cluster(): CitusCluster } {
   let cluster: CitusCluster | undefined;
   const missing = citusUnavailable();
-  test.before(async (t) => {
-    if (missing) {
-      if (citusRequired()) throw new Error(`LBMT_CITUS=require but ${missing}`);
-      t.log(`Citus tests skipped: ${missing}`);
-      return;
-    }
+  if (missing && !citusRequired()) {
+    console.warn(`Citus tests skipped: ${missing}`);
+    return { citusTest: test.skip, cluster: () => { throw new Error('Citus is not available'); } };
+  }
+  test.before(async () => {
+    if (missing) throw new Error(`LBMT_CITUS=require but ${missing}`);
     cluster = await startCitusCluster();
   });
   test.after.always(async () => {
     await cluster?.stop();
   });
-  return (t) => {
-    if (!cluster) t.pass(`skipped: ${missing ?? 'no cluster'}`);
-    return cluster;
+  return {
+    citusTest: test,
+    cluster: () => {
+      if (!cluster) throw new Error('the Citus cluster did not start');
+      return cluster;
+    },
   };
 }
 
