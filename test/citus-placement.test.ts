@@ -1,11 +1,11 @@
 /**
  * Tenant placement on a real Citus cluster: a tenant isolated to a shard of its own, that shard
  * moved to the other worker, and isolation checked again afterwards (Citus re-creates the shards'
- * policies on splits and moves). Per-tenant statistics from citus_stat_tenants.
+ * policies on splits and moves). Statistics: test/citus-metrics.test.ts.
  */
 import test from 'ava';
 import { PostureError, checkPosture, formatPostureReport, tenantQuery, TenantIsolationError } from '../src/index.js';
-import { isolateTenant, moveTenant, tenantPlacement, tenantStatistics } from '../src/citus/index.js';
+import { isolateTenant, moveTenant, tenantPlacement } from '../src/citus/index.js';
 import { assertTenantIsolation } from '../src/testing.js';
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster } from './helpers/citus-db.js';
 import { newTenantId } from './helpers/db.js';
@@ -102,20 +102,4 @@ citusTest('isolateTenant and moveTenant refuse a role under RLS: as the FORCEd o
   await t.throwsAsync(moveTenant(owner, tenant, { host: '127.0.0.1', port: target.port }, options), { code: 'LBMT_CITUS_PLACEMENT_ROLE' });
   t.false((await tenantPlacement(owner, tenant, options)).isolated);
   t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [tenant])).rows[0].n, 3, 'nothing was copied, nothing lost');
-});
-
-citusTest('tenantStatistics reports the queries routed to each tenant', async (t) => {
-  const c = cluster();
-  const db = await createCitusTestDatabase(c, { schema: CITUS_SCHEMA, tenancy: CITUS_TABLES });
-  t.teardown(() => db.drop());
-  const [a, b] = [newTenantId(), newTenantId()];
-  const options = { tenancy: db.config };
-  for (let i = 0; i < 5; i += 1) await tenantQuery(db.appPool, a, 'SELECT count(*) FROM orders WHERE tenant_id = $1', [a], options);
-  await tenantQuery(db.appPool, b, 'SELECT count(*) FROM orders WHERE tenant_id = $1', [b], options);
-  const stats = await tenantStatistics({ query: (text: string, values?: unknown[]) => db.superQuery(text, values) });
-  const of = (tenant: string) => stats.find((s) => s.tenantId === tenant);
-  t.truthy(of(a), JSON.stringify(stats));
-  t.true(of(a)!.queriesThisPeriod >= 5);
-  t.true(of(b)!.queriesThisPeriod >= 1);
-  t.true(of(a)!.queriesThisPeriod > of(b)!.queriesThisPeriod);
 });

@@ -130,19 +130,15 @@ export async function shardFindings(pool: Queryable, config: TenancyConfig, runt
 
 /** RESTRICTIVE policies on a distributed table of the coordinator: Citus deparses them without the flag. */
 function restrictiveFindings(policies: ReadonlyArray<{ name: string; permissive: boolean }>, table: TenantTable): Finding[] {
-  const findings: Finding[] = [];
-  {
-    for (const p of policies.filter((x) => !x.permissive)) {
-      findings.push({
-        code: 'LBMT_CITUS_RESTRICTIVE_NOT_ENFORCED',
-        severity: 'error',
-        object: `${table.schema}.${table.table}`,
-        message: `policy ${p.name} is RESTRICTIVE on the coordinator, but Citus creates it PERMISSIVE on the shards, where it is OR-ed with the other permissive policies: it does not restrict anything`,
-        fix: `-- regenerate with "engine": "citus" (one permissive isolation policy) and apply`,
-      });
-    }
-  }
-  return findings;
+  return policies
+    .filter((p) => !p.permissive)
+    .map((p) => ({
+      code: 'LBMT_CITUS_RESTRICTIVE_NOT_ENFORCED',
+      severity: 'error' as const,
+      object: `${table.schema}.${table.table}`,
+      message: `policy ${p.name} is RESTRICTIVE on the coordinator, but Citus creates it PERMISSIVE on the shards, where it is OR-ed with the other permissive policies: it does not restrict anything`,
+      fix: `-- regenerate with "engine": "citus" (one permissive isolation policy) and apply`,
+    }));
 }
 
 function quoteIdentLiteral(table: TenantTable): string {
