@@ -4,6 +4,10 @@
  * from the coordinator, and the isolation check must catch it. The Citus-mode schema passes both.
  */
 import test from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../src/cli.js';
 import { assertTenantIsolation, checkTenantIsolation } from '../src/testing.js';
 import { checkPosture, defineTenancy, formatPostureReport, tenantQuery, type Finding, type TenancyConfig } from '../src/index.js';
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster, type CitusTestDatabase } from './helpers/citus-db.js';
@@ -58,6 +62,16 @@ citusTest('the vanilla schema on Citus fails open, and doctor on the coordinator
   t.regex(formatPostureReport(report), /tenant isolation is BROKEN/);
   const shardFinding = report.findings.find((f) => f.code === 'LBMT_CITUS_EXTRA_PERMISSIVE_POLICY' && f.object === 'public.orders')!;
   t.regex(shardFinding.message, /^8 of 8 shards/, "every shard of orders (citus.shard_count = 8)");
+
+  // The CLI, pointed at the coordinator as the issue did, now exits non-zero.
+  const dir = await mkdtemp(join(tmpdir(), 'lbmt-citus-doctor-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'multitenant.config.json');
+  await writeFile(file, JSON.stringify({ roles: db.config.roles, tables: CITUS_TABLES.tables }));
+  const out: string[] = [];
+  const code = await main(['doctor', '--database-url', db.superUrl, '--config', file], (line) => out.push(line), () => undefined);
+  t.not(code, 0);
+  t.regex(out.join('\n'), /LBMT_CITUS_EXTRA_PERMISSIVE_POLICY[\s\S]*tenant isolation is BROKEN/);
 
   const isolation = await checkTenantIsolation({ appPool: db.appPool, adminPool: db.adminPool, config: db.config, tenants });
   t.false(isolation.ok);
