@@ -7,8 +7,8 @@
  *   the workers (a cross-tenant INSERT was committed that way); both are never used in this mode.
  * - `citusTenantQuery`: BEGIN, set_tenant, the statement and COMMIT in ONE extended-protocol batch
  *   with one Sync: one round trip between the application and the coordinator. When the statement
- *   (or COMMIT) fails, a ROLLBACK follows in a second round trip; a client that cannot be brought
- *   back to idle is destroyed, never pooled.
+ *   (or COMMIT) fails, a ROLLBACK follows in a second round trip (always: the client's status is
+ *   stale when the connection died mid-batch); a client it fails on is destroyed, never pooled.
  * - `withCitusTenantTransaction`: BEGIN and set_tenant ride with the first statement (the vanilla
  *   ActiveTransaction, with set_tenant as its tenant statement): k statements cost k + 1 round trips.
  * - Fails closed: when set_tenant is missing or refuses (no role setting, not a Citus coordinator),
@@ -221,11 +221,14 @@ async function sendQueued(client: TenantClient, before: readonly PreludeStatemen
   return (await result) as QueryResult;
 }
 
-/** After a failed batch: ROLLBACK when the transaction is still open; destroy the client otherwise. */
+/**
+ * After a failed batch: ROLLBACK, whatever the status says. The status is the one of the last
+ * ReadyForQuery, stale when the connection died mid-batch; a ROLLBACK outside a transaction is only
+ * a warning, and one that fails (dead connection) destroys the client.
+ */
 async function rollback(client: TenantClient, connectionError: Error | undefined): Promise<Parameters<typeof releaseClient>[2]> {
   if (connectionError) return { reason: 'connection-error', error: connectionError };
   await settled(client);
-  if (client.getTransactionStatus?.() === 'I') return undefined;
   try {
     await client.query('ROLLBACK');
     return undefined;
