@@ -17,6 +17,7 @@ import { runThroughput } from './throughput.js';
 import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
 import { benchFleet } from './fleet.js';
+import { renderCitus, runCitusBench } from './citus.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 
@@ -47,6 +48,9 @@ try {
   const guard = await benchGuard({ quick });
   log('fleet migrations');
   const fleet = await benchFleet({ databases: quick ? 40 : 200, log });
+  // Citus (bench/citus.ts): its own coordinator + 2 workers, when Citus is installed.
+  log('citus');
+  const citus = await runCitusBench({ quick }, log);
   const markdown = renderResults(
     env,
     { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 },
@@ -56,7 +60,9 @@ try {
     planCache,
     { http, guard, sections: [fleet.markdown] },
   );
-  writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown);
+  writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown + renderCitus(citus));
+  if (typeof citus === 'string') log(`citus: not measured (${citus})`);
+  else log(`citus: tenantQuery ${citus.vsRouter.toFixed(2)}x the router query (target <= 1.2x); naive ${citus.vsNaive.toFixed(2)}x tenantQuery (target >= 1.6x)`);
   for (const t of targets(latency, throughput, skew, http, guard)) {
     log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
   }

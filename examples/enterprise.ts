@@ -20,7 +20,9 @@ import { createExampleApp, hardenServer } from './app.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const dataDir = fileURLToPath(new URL('../.data/', import.meta.url));
-const tenancy = defineTenancy(JSON.parse(await readFile(here + 'multitenant.config.json', 'utf8')));
+// LBMT_CONFIG / LBMT_MIGRATIONS (paths relative to examples/): the Citus compose file points them at
+// multitenant.citus.config.json and migrations-citus/.
+const tenancy = defineTenancy(JSON.parse(await readFile(here + (process.env.LBMT_CONFIG ?? 'multitenant.config.json'), 'utf8')));
 
 let superUrl = process.env.DATABASE_URL;
 let stopDatabase: (() => Promise<void>) | undefined;
@@ -32,7 +34,7 @@ if (!superUrl) {
   console.log(`embedded PostgreSQL ${server.version}, data in ${server.dataDir}`);
 }
 
-const result = await migrate({ databaseUrl: superUrl, directory: here + 'migrations' });
+const result = await migrate({ databaseUrl: superUrl, directory: here + (process.env.LBMT_MIGRATIONS ?? 'migrations') });
 if (result.applied.length) console.log(`migrations applied: ${result.applied.join(', ')}`);
 
 // The app connects as the generated roles, never as the superuser. Their passwords are kept in

@@ -146,6 +146,8 @@ export class TenantAdminService {
     if (fields.metadata !== undefined) set('metadata', JSON.stringify(fields.metadata), '::jsonb');
     if (fields.databaseUrl !== undefined) set('database_url', fields.databaseUrl);
     if (sets.length === 0) throw new TenantInputError('nothing to change');
+    // Set here as well as by the registry's trigger: a Citus reference table has no such trigger.
+    sets.push('updated_at = now()');
     try {
       return await this.write(`UPDATE linkbay.tenants SET ${sets.join(', ')} WHERE id = $1 AND status <> 'deleted' RETURNING ${TENANT_COLUMNS}`, values);
     } catch (error) {
@@ -175,7 +177,7 @@ export class TenantAdminService {
 
   private async setStatus(id: string | number | bigint, status: TenantStatus): Promise<Tenant> {
     const { rows } = await this.db.query(
-      `UPDATE linkbay.tenants SET status = $2 WHERE id = $1 AND (status <> 'deleted' OR $2 = 'deleted') RETURNING ${TENANT_COLUMNS}`,
+      `UPDATE linkbay.tenants SET status = $2, updated_at = now() WHERE id = $1 AND (status <> 'deleted' OR $2 = 'deleted') RETURNING ${TENANT_COLUMNS}`,
       [this.canonical(id), status],
     );
     if (rows[0]) return toTenant(rows[0]);

@@ -30,6 +30,13 @@ export interface TenancyRoles {
  */
 export type PolicyForm = 'bare' | 'initplan';
 
+/**
+ * Where the tables live. `postgres` (default): one server, RESTRICTIVE isolation policy.
+ * `citus`: a Citus cluster; tenant tables are distributed by their tenant column and isolated by a
+ * single PERMISSIVE policy, the tenant is set with SET LOCAL in an explicit transaction (docs/citus.md).
+ */
+export type Engine = 'postgres' | 'citus';
+
 export interface TenancyConfig {
   /** Custom setting carrying the tenant id. Default `app.tenant_id`. */
   readonly setting: string;
@@ -41,6 +48,10 @@ export interface TenancyConfig {
   readonly tables: readonly TenantTable[];
   /** Default `bare`. */
   readonly policyForm: PolicyForm;
+  /** Default `postgres`. */
+  readonly engine: Engine;
+  /** Citus: global tables (not tenant data) made reference tables, `schema.table`. Default none. */
+  readonly referenceTables: readonly string[];
 }
 
 export interface TenantTableInput {
@@ -55,6 +66,8 @@ export interface TenancyInput {
   roles?: Partial<TenancyRoles>;
   tables?: ReadonlyArray<TenantTableInput | string>;
   policyForm?: PolicyForm;
+  engine?: Engine;
+  referenceTables?: readonly string[];
 }
 
 const DEFAULTS = {
@@ -63,6 +76,7 @@ const DEFAULTS = {
   tenantColumn: 'tenant_id',
   roles: { owner: 'app_owner', app: 'app_user', admin: 'app_admin' },
   policyForm: 'bare',
+  engine: 'postgres',
 } as const;
 
 // PostgreSQL's unquoted identifier syntax, limited to lower case so that the names in the config
@@ -70,7 +84,7 @@ const DEFAULTS = {
 const IDENTIFIER = /^[a-z_][a-z0-9_$]{0,62}$/;
 // A custom setting must be qualified (`prefix.name`), or PostgreSQL refuses to set it.
 const SETTING = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
-const KNOWN_KEYS = new Set(['setting', 'tenantIdType', 'tenantColumn', 'roles', 'tables', 'policyForm', '$schema']);
+const KNOWN_KEYS = new Set(['setting', 'tenantIdType', 'tenantColumn', 'roles', 'tables', 'policyForm', 'engine', 'referenceTables', '$schema']);
 
 /**
  * Validates a tenancy configuration, fills in defaults and returns it deeply frozen.
@@ -100,9 +114,12 @@ export function defineTenancy(input: TenancyInput = {}): TenancyConfig {
   if (policyForm !== 'bare' && policyForm !== 'initplan') {
     throw new TenancyConfigError('`policyForm` must be "bare" or "initplan"');
   }
+  const engine = input.engine ?? DEFAULTS.engine;
+  if (engine !== 'postgres' && engine !== 'citus') throw new TenancyConfigError('`engine` must be "postgres" or "citus"');
   const roles = parseRoles(input.roles);
   const tables = parseTables(input.tables ?? [], tenantColumn);
-  return deepFreeze({ setting, tenantIdType, tenantColumn, roles, tables, policyForm });
+  const referenceTables = parseReferenceTables(input.referenceTables ?? [], engine, tables);
+  return deepFreeze({ setting, tenantIdType, tenantColumn, roles, tables, policyForm, engine, referenceTables });
 }
 
 function parseRoles(input: Partial<TenancyRoles> | undefined): TenancyRoles {
@@ -141,6 +158,21 @@ function parseTables(input: unknown, defaultColumn: string): TenantTable[] {
     if (seen.has(key)) throw new TenancyConfigError(`${where}: table ${key} is listed twice`);
     seen.add(key);
     return { schema, table, tenantColumn: identifier(tenantColumn ?? defaultColumn, `${where}.tenantColumn`) };
+  });
+}
+
+function parseReferenceTables(input: unknown, engine: Engine, tables: readonly TenantTable[]): string[] {
+  if (!Array.isArray(input)) throw new TenancyConfigError('`referenceTables` must be an array');
+  if (input.length > 0 && engine !== 'citus') throw new TenancyConfigError('`referenceTables` needs `engine: "citus"`');
+  const tenant = new Set(tables.map((t) => `${t.schema}.${t.table}`));
+  return input.map((name: unknown, i) => {
+    const where = `\`referenceTables[${i}]\``;
+    if (typeof name !== 'string') throw new TenancyConfigError(`${where} must be a table name`);
+    const parts = name.split('.');
+    if (parts.length > 2) throw new TenancyConfigError(`${where} must be "table" or "schema.table"`);
+    const key = `${identifier(parts.length === 2 ? parts[0] : 'public', where)}.${identifier(parts.at(-1), where)}`;
+    if (tenant.has(key)) throw new TenancyConfigError(`${where}: ${key} is a tenant table`);
+    return key;
   });
 }
 

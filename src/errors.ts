@@ -159,7 +159,32 @@ export class IsolationBreachError extends TenantError {
   }
 }
 
+/**
+ * Citus mode: the tenant could not be set in a way that reaches the workers (linkbay.set_tenant is
+ * missing, or refused: no `citus.propagate_set_commands = 'local'` for the role, not a Citus
+ * coordinator). Nothing of the caller's statement ran: the transaction fails closed.
+ */
+export class CitusTenantNotSetError extends TenantError {
+  constructor(message = 'the tenant could not be set on the Citus cluster; nothing was run', options?: TenantErrorOptions) {
+    super('LBMT_CITUS_TENANT_NOT_SET', message, 500, false, options);
+  }
+}
+
+/**
+ * Citus tenant placement refused or failed: `LBMT_CITUS_PLACEMENT_ROLE` when the role is subject to
+ * row level security (Citus's shard copies would then copy no row: the data is lost), and
+ * `LBMT_CITUS_PLACEMENT_ROWS_LOST` when the tenant has fewer rows after the operation than before.
+ */
+export class CitusPlacementError extends TenantError {
+  constructor(code: 'LBMT_CITUS_PLACEMENT_ROLE' | 'LBMT_CITUS_PLACEMENT_ROWS_LOST', message: string, options?: TenantErrorOptions) {
+    super(code, message, 500, false, options);
+  }
+}
+
 const INSUFFICIENT_PRIVILEGE = '42501';
+/** Raised by linkbay.set_tenant (src/citus/schema.ts) when the tenant would not reach the workers. */
+const SET_TENANT_REFUSED = 'LBM01';
+const UNDEFINED_FUNCTION = '42883';
 
 /**
  * Maps a driver error to a library error where one applies; anything else is returned unchanged.
@@ -170,6 +195,10 @@ export function mapDatabaseError(error: unknown): unknown {
   if (error instanceof TenantError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const message = (error as { message?: unknown } | null)?.message;
+  const step = (error as { batchStep?: unknown } | null)?.batchStep;
+  if (code === SET_TENANT_REFUSED || (code === UNDEFINED_FUNCTION && step === 'prelude' && typeof message === 'string' && message.includes('set_tenant'))) {
+    return new CitusTenantNotSetError(undefined, { cause: error });
+  }
   if (code === INSUFFICIENT_PRIVILEGE && typeof message === 'string' && message.includes('row-level security')) {
     return new TenantIsolationError(message, { cause: error });
   }

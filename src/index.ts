@@ -23,6 +23,7 @@ export {
   TenancyConfigError,
   PostureError,
   IsolationBreachError,
+  CitusTenantNotSetError,
   type TenantErrorOptions,
 } from './errors.js';
 export { TenantGuardError, type GuardViolation } from './guard/errors.js';

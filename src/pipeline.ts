@@ -61,7 +61,7 @@ export interface BatchOptions {
 }
 
 /** The connection interface of node-postgres we write to (pg/lib/connection.js). */
-interface WireConnection {
+export interface WireConnection {
   stream: { cork?: () => void; uncork?: () => void };
   parse(msg: { text: string; name: string; types: unknown[] }): void;
   bind(msg: { portal: string; statement: string; values: readonly unknown[]; valueMapper?: (v: unknown) => unknown }): void;

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { qualifiedName, quoteIdent, quoteLiteral, type TenancyConfig, type TenantTable } from './config.js';
+import { citusReferenceTablesSql, citusSetupSql, citusTableSql } from './citus/schema.js';
 
 /** One migration file: `NNNNN-name.sql`, the naming @databases/pg-migrations requires. */
 export interface MigrationFile {
@@ -49,9 +50,13 @@ export function generateRlsSql(config: TenancyConfig, options: GenerateOptions =
   if (options.only !== 'tables') {
     bodies.push(['roles', rolesSql(config)]);
     if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config));
+    // Citus mode (src/citus/schema.ts): set_tenant, the role setting, the registry as a reference table.
+    if (config.engine === 'citus') bodies.push(['citus', citusSetupSql(config, options.includeRegistry ?? true)]);
   }
+  if (options.only !== 'setup' && config.referenceTables.length > 0) bodies.push(['citus-reference-tables', citusReferenceTablesSql(config)]);
   for (const table of options.only === 'setup' ? [] : config.tables) {
-    bodies.push([`rls-${table.schema}-${table.table}`.replaceAll('_', '-'), tableSql(config, table)]);
+    const sql = config.engine === 'citus' ? citusTableSql(config, table) : tableSql(config, table);
+    bodies.push([`rls-${table.schema}-${table.table}`.replaceAll('_', '-'), sql]);
   }
   const start = options.startIndex ?? 1;
   if (!Number.isInteger(start) || start < 1 || start > 99_999 - bodies.length) {

@@ -31,7 +31,7 @@ export function roleFindings(role: q.RoleRow, name: string): Finding[] {
 }
 
 /** The tenant column compared to the setting, with no OR that could widen the match. */
-function isTenantCheck(expression: string | null, column: string, setting: string): boolean {
+export function isTenantCheck(expression: string | null, column: string, setting: string): boolean {
   if (!expression) return false;
   const literalsBlanked = expression.replace(/'(?:[^']|'')*'/g, "''");
   const columnRef = new RegExp(`(^|[^A-Za-z0-9_$"])${escapeRegExp(column)}($|[^A-Za-z0-9_$"])`);

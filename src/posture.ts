@@ -34,6 +34,7 @@
  * | LBMT_FOREIGN_KEY_WITHOUT_TENANT   | warning         | a foreign key to a tenant table does not match on the tenant column   |
  * | LBMT_SERVER_VULNERABLE            | warning         | the server predates the fix of an RLS CVE                             |
  * | LBMT_SERVER_UNSUPPORTED           | warning         | the server's major version is out of support                          |
+ * | LBMT_CITUS_*                      | error / warning | on a Citus cluster, or engine "citus": see src/citus/posture.ts       |
  *
  * Codes are stable: never renamed or reused once retired.
  * A FOR ALL policy without WITH CHECK applies its USING expression to new rows too (CREATE POLICY
@@ -59,6 +60,7 @@ import { printable } from './printable.js';
 import { serverFindings } from './posture-server.js';
 import { checkPolicyPerformance } from './posture-performance.js';
 import type { TenantPool } from './pool.js';
+import { citusPosture } from './citus/posture.js';
 
 export type Severity = 'error' | 'warning' | 'info';
 
@@ -127,6 +129,10 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
     findings.push(...uniqueFindings(await q.readUniqueIndexes(pool, relids), byRelid));
     findings.push(...foreignKeyFindings(await q.readForeignKeys(pool, relids), byRelid));
   }
+  // Citus (src/citus/posture.ts): the shards' policies, distribution, role setting, engine mismatch.
+  const citus = await citusPosture(pool, config, runtimeRole, present, policies);
+  for (let i = findings.length - 1; i >= 0; i -= 1) if (citus.supersedes.has(findings[i]!.code)) findings.splice(i, 1);
+  findings.push(...citus.findings);
   findings.push(...serverFindings(server.versionNum, server.version));
   const planClasses = await q.readPlanClasses(pool, runtimeRole);
   if (!planClasses.executable) {

@@ -2,6 +2,7 @@ import { quoteLiteral, type TenancyConfig } from './config.js';
 import type { BatchOptions, PrepareMode, PreludeStatement, StatementConfig } from './pipeline.js';
 import type { TenantPool } from './pool.js';
 import { classOf } from './plan-classes.js';
+import { citusTenantStatement } from './citus/batch.js';
 
 /**
  * What a tenant transaction sends before the caller's first statement: BEGIN with its options, and
@@ -49,6 +50,8 @@ export function tenantStatement(
   readOnly: boolean,
   customPlans = false,
 ): PreludeStatement {
+  // Citus: SET LOCAL through linkbay.set_tenant, the form Citus propagates to the workers.
+  if (tenancy.engine === 'citus') return citusTenantStatement(tenantId, statementTimeoutMs, customPlans);
   let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
   const values = [tenantId];
   if (statementTimeoutMs !== undefined) {

@@ -4,6 +4,7 @@
  * are withheld from reports. `writeProbes` are those a tenant runs against the other tenant's rows.
  */
 import { insertCopy, keyMatch, type TableShape, type Truth } from './testing-shape.js';
+import { citusRefused } from './citus/testing.js';
 
 /** A probe's outcome: its result, or the SQLSTATE and message it failed with. */
 export type Outcome = { readonly rowCount: number; readonly rows: any[] } | { readonly sqlState: string; readonly message: string };
@@ -32,9 +33,9 @@ export async function probe(q: Queryable, steps: string | (() => Promise<QueryOu
   }
 }
 
-/** Refused by row level security (or by a missing privilege, which refuses just as well). */
+/** Refused by row level security (or by a missing privilege, which refuses just as well; or by Citus, src/citus/testing.ts). */
 export function refused(outcome: Outcome): boolean {
-  return 'sqlState' in outcome && outcome.sqlState === '42501';
+  return 'sqlState' in outcome && (outcome.sqlState === '42501' || citusRefused(outcome));
 }
 
 export function affected(outcome: Outcome, rows: number): boolean {

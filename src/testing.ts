@@ -24,6 +24,7 @@ import {
   type TableShape,
   type Truth,
 } from './testing-shape.js';
+import { tenantSettingStatement } from './citus/testing.js';
 import { describe, probe, refused, writeProbes, type Findings, type Probing, type Queryable } from './testing-probes.js';
 
 export type { AdminQueryable } from './testing-shape.js';
@@ -226,7 +227,10 @@ async function checkWithoutTenant(
   let failure: Error | undefined;
   try {
     await client.query('BEGIN');
-    if (setting !== undefined) await client.query(`SELECT set_config($1, $2, true)`, [ctx.config.setting, setting]);
+    if (setting !== undefined) {
+      const statement = tenantSettingStatement(ctx.config, setting); // SET LOCAL on Citus
+      await client.query(statement.text, statement.values);
+    }
     await client.query(SET_FORMATTING, [...ctx.formatting]);
     let visible = 0;
     const select = await probe(client, `SELECT count(*)::text AS n FROM ${shape.sql}`);

@@ -15,6 +15,7 @@ import { canonicalTenantId } from './tenant-id.js';
 import { send, type BatchOptions, type PrepareMode, type PreludeStatement } from './pipeline.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import type { StatementConfig } from './pipeline.js';
+import { runCitusTenantQuery } from './citus/batch.js';
 
 export type { IsolationLevel, QueryInput } from './prelude.js';
 import { settled, type ReleaseFailure } from './client-hygiene.js';
@@ -240,6 +241,8 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   if (joined) return (options.guard ? guardedHandle(joined, options.guard) : joined).query<R>(query, values);
   const statement = toStatement(query, values);
   options.guard?.check(statement.text, statement.values ?? [], id);
+  // Citus: BEGIN, set_tenant, the statement and COMMIT in one round trip (src/citus/batch.ts).
+  if (tenancy.engine === 'citus') return runCitusTenantQuery<R>(pool, tenancy, id, statement, options);
 
   const started = performance.now();
   const batch = await batchOptions(pool, id, prepare);

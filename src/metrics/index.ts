@@ -14,3 +14,4 @@ export {
   type RequestObservation,
   type RequestOutcome,
 } from './collector.js';
+export { createCitusTenantMetrics, type CitusTenantMetricsOptions } from './citus.js';
