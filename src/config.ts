@@ -50,8 +50,14 @@ export interface TenancyConfig {
   readonly policyForm: PolicyForm;
   /** Default `postgres`. */
   readonly engine: Engine;
-  /** Citus: global tables (not tenant data) made reference tables, `schema.table`. Default none. */
-  readonly referenceTables: readonly string[];
+  /**
+   * Tables that are not tenant data and are shared by all tenants (plans, currencies), as
+   * `schema.table`. doctor counts them as classified; on Citus they are made reference tables.
+   * Default none.
+   */
+  readonly globalTables: readonly string[];
+  /** Tables that are neither (migration bookkeeping, queues), each with the reason. Default none. */
+  readonly exemptTables: readonly ExemptTable[];
 }
 
 export interface TenantTableInput {
@@ -67,7 +73,14 @@ export interface TenancyInput {
   tables?: ReadonlyArray<TenantTableInput | string>;
   policyForm?: PolicyForm;
   engine?: Engine;
-  referenceTables?: readonly string[];
+  globalTables?: readonly string[];
+  exemptTables?: ReadonlyArray<{ name: string; reason: string }>;
+}
+
+export interface ExemptTable {
+  /** `schema.table`. */
+  readonly name: string;
+  readonly reason: string;
 }
 
 const DEFAULTS = {
@@ -84,7 +97,7 @@ const DEFAULTS = {
 const IDENTIFIER = /^[a-z_][a-z0-9_$]{0,62}$/;
 // A custom setting must be qualified (`prefix.name`), or PostgreSQL refuses to set it.
 const SETTING = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;
-const KNOWN_KEYS = new Set(['setting', 'tenantIdType', 'tenantColumn', 'roles', 'tables', 'policyForm', 'engine', 'referenceTables', '$schema']);
+const KNOWN_KEYS = new Set(['setting', 'tenantIdType', 'tenantColumn', 'roles', 'tables', 'policyForm', 'engine', 'globalTables', 'exemptTables', '$schema']);
 
 /**
  * Validates a tenancy configuration, fills in defaults and returns it deeply frozen.
@@ -118,8 +131,9 @@ export function defineTenancy(input: TenancyInput = {}): TenancyConfig {
   if (engine !== 'postgres' && engine !== 'citus') throw new TenancyConfigError('`engine` must be "postgres" or "citus"');
   const roles = parseRoles(input.roles);
   const tables = parseTables(input.tables ?? [], tenantColumn);
-  const referenceTables = parseReferenceTables(input.referenceTables ?? [], engine, tables);
-  return deepFreeze({ setting, tenantIdType, tenantColumn, roles, tables, policyForm, engine, referenceTables });
+  const globalTables = parseGlobalTables(input.globalTables ?? [], tables);
+  const exemptTables = parseExemptTables(input.exemptTables ?? [], tables, globalTables);
+  return deepFreeze({ setting, tenantIdType, tenantColumn, roles, tables, policyForm, engine, globalTables, exemptTables });
 }
 
 function parseRoles(input: Partial<TenancyRoles> | undefined): TenancyRoles {
@@ -161,18 +175,39 @@ function parseTables(input: unknown, defaultColumn: string): TenantTable[] {
   });
 }
 
-function parseReferenceTables(input: unknown, engine: Engine, tables: readonly TenantTable[]): string[] {
-  if (!Array.isArray(input)) throw new TenancyConfigError('`referenceTables` must be an array');
-  if (input.length > 0 && engine !== 'citus') throw new TenancyConfigError('`referenceTables` needs `engine: "citus"`');
+function parseGlobalTables(input: unknown, tables: readonly TenantTable[]): string[] {
+  if (!Array.isArray(input)) throw new TenancyConfigError('`globalTables` must be an array');
   const tenant = new Set(tables.map((t) => `${t.schema}.${t.table}`));
   return input.map((name: unknown, i) => {
-    const where = `\`referenceTables[${i}]\``;
+    const where = `\`globalTables[${i}]\``;
     if (typeof name !== 'string') throw new TenancyConfigError(`${where} must be a table name`);
-    const parts = name.split('.');
-    if (parts.length > 2) throw new TenancyConfigError(`${where} must be "table" or "schema.table"`);
-    const key = `${identifier(parts.length === 2 ? parts[0] : 'public', where)}.${identifier(parts.at(-1), where)}`;
+    const key = tableKey(name, where);
     if (tenant.has(key)) throw new TenancyConfigError(`${where}: ${key} is a tenant table`);
     return key;
+  });
+}
+
+/** `table` or `schema.table` → `schema.table` (schema `public` by default). */
+function tableKey(name: string, where: string): string {
+  const parts = name.split('.');
+  if (parts.length > 2) throw new TenancyConfigError(`${where} must be "table" or "schema.table"`);
+  return `${identifier(parts.length === 2 ? parts[0] : 'public', where)}.${identifier(parts.at(-1), where)}`;
+}
+
+function parseExemptTables(input: unknown, tables: readonly TenantTable[], globalTables: readonly string[]): ExemptTable[] {
+  if (!Array.isArray(input)) throw new TenancyConfigError('`exemptTables` must be an array of { name, reason }');
+  const taken = new Set([...tables.map((t) => `${t.schema}.${t.table}`), ...globalTables]);
+  return input.map((entry: unknown, i) => {
+    const at = `exemptTables[${i}]`;
+    const { name, reason, ...rest } = (entry ?? {}) as { name?: unknown; reason?: unknown };
+    if (typeof name !== 'string') throw new TenancyConfigError(`\`${at}.name\` must be a table name`);
+    if (Object.keys(rest).length) throw new TenancyConfigError(`\`${at}\`: unknown key ${Object.keys(rest)[0]}`);
+    if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > 500) {
+      throw new TenancyConfigError(`\`${at}.reason\` must say why the table is neither tenant data nor global (1 to 500 characters)`);
+    }
+    const key = tableKey(name, `\`${at}.name\``);
+    if (taken.has(key)) throw new TenancyConfigError(`\`${at}\`: ${key} is already a tenant or global table`);
+    return { name: key, reason };
   });
 }
 

@@ -53,7 +53,7 @@ export function generateRlsSql(config: TenancyConfig, options: GenerateOptions =
     // Citus mode (src/citus/schema.ts): set_tenant, the role setting, the registry as a reference table.
     if (config.engine === 'citus') bodies.push(['citus', citusSetupSql(config, options.includeRegistry ?? true)]);
   }
-  if (options.only !== 'setup' && config.referenceTables.length > 0) bodies.push(['citus-reference-tables', citusReferenceTablesSql(config)]);
+  if (options.only !== 'setup' && config.engine === 'citus' && config.globalTables.length > 0) bodies.push(['citus-reference-tables', citusReferenceTablesSql(config)]);
   for (const table of options.only === 'setup' ? [] : config.tables) {
     const sql = config.engine === 'citus' ? citusTableSql(config, table) : tableSql(config, table);
     bodies.push([`rls-${table.schema}-${table.table}`.replaceAll('_', '-'), sql]);

@@ -39,6 +39,7 @@
  * Codes are stable: never renamed or reused once retired.
  * A FOR ALL policy without WITH CHECK applies its USING expression to new rows too (CREATE POLICY
  * docs; test/posture.test.ts proves the write is refused), hence a warning and not an error.
+ * Classification of every table of the application's schemas: posture-classification.ts.
  * With `performance: true` (doctor --perf), the findings of posture-performance.ts too.
  * The catalog queries are in posture-queries.ts, the findings per object in posture-findings.ts
  * (how policies are recognised is explained there), those about the server release in
@@ -59,6 +60,7 @@ import * as q from './posture-queries.js';
 import { printable } from './printable.js';
 import { serverFindings } from './posture-server.js';
 import { checkPolicyPerformance } from './posture-performance.js';
+import { classificationFindings } from './posture-classification.js';
 import type { TenantPool } from './pool.js';
 import { citusPosture } from './citus/posture.js';
 
@@ -133,6 +135,7 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
   const citus = await citusPosture(pool, config, runtimeRole, present, policies);
   for (let i = findings.length - 1; i >= 0; i -= 1) if (citus.supersedes.has(findings[i]!.code)) findings.splice(i, 1);
   findings.push(...citus.findings);
+  findings.push(...(await classificationFindings(pool, config)));
   findings.push(...serverFindings(server.versionNum, server.version));
   const planClasses = await q.readPlanClasses(pool, runtimeRole);
   if (!planClasses.executable) {

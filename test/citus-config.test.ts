@@ -5,19 +5,19 @@
 import test from 'ava';
 import { defineTenancy, generateRlsSql } from '../src/index.js';
 
-test('engine defaults to postgres; citus is accepted; anything else and misplaced referenceTables are refused', (t) => {
+test('engine defaults to postgres; citus is accepted; anything else and a global table that is a tenant table are refused', (t) => {
   t.is(defineTenancy().engine, 'postgres');
-  t.deepEqual(defineTenancy().referenceTables, []);
-  const citus = defineTenancy({ engine: 'citus', tables: ['orders'], referenceTables: ['plans', 'billing.rates'] });
-  t.deepEqual(citus.referenceTables, ['public.plans', 'billing.rates']);
+  t.deepEqual(defineTenancy().globalTables, []);
+  const citus = defineTenancy({ engine: 'citus', tables: ['orders'], globalTables: ['plans', 'billing.rates'] });
+  t.deepEqual(citus.globalTables, ['public.plans', 'billing.rates']);
   t.throws(() => defineTenancy({ engine: 'mysql' as never }), { code: 'LBMT_CONFIG_INVALID', message: /engine/ });
-  t.throws(() => defineTenancy({ referenceTables: ['plans'] }), { message: /needs `engine: "citus"`/ });
-  t.throws(() => defineTenancy({ engine: 'citus', tables: ['orders'], referenceTables: ['orders'] }), { message: /is a tenant table/ });
-  t.throws(() => defineTenancy({ engine: 'citus', referenceTables: ['Bad-Name'] }), { message: /referenceTables\[0\]/ });
+  t.deepEqual(defineTenancy({ globalTables: ['plans'] }).globalTables, ['public.plans'], 'global tables are for every engine (classification); Citus makes them reference tables');
+  t.throws(() => defineTenancy({ engine: 'citus', tables: ['orders'], globalTables: ['orders'] }), { message: /is a tenant table/ });
+  t.throws(() => defineTenancy({ engine: 'citus', globalTables: ['Bad-Name'] }), { message: /globalTables\[0\]/ });
 });
 
 test('Citus mode generates distributed tables with ONE permissive isolation policy, set_tenant and the role setting', (t) => {
-  const config = defineTenancy({ engine: 'citus', tables: ['orders', { name: 'order_lines', tenantColumn: 'org_id' }], referenceTables: ['plans'] });
+  const config = defineTenancy({ engine: 'citus', tables: ['orders', { name: 'order_lines', tenantColumn: 'org_id' }], globalTables: ['plans'] });
   const files = generateRlsSql(config);
   t.deepEqual(files.map((f) => f.name), [
     '00001-roles.sql',

@@ -200,11 +200,12 @@ test('a runtime role that does not exist is an error', async (t) => {
   assertFinding(t, report, 'LBMT_ROLE_MISSING', 'error', 'role lbmt_no_such_role');
 });
 
-test('a config without tenant tables is a warning: nothing was checked', async (t) => {
+test('a config without tenant tables is a warning: nothing was checked (and the table it left out is an error)', async (t) => {
   const db = await database(t);
   const report = await checkPosture(db.appPool, { ...db.config, tables: [] });
   assertFinding(t, report, 'LBMT_NO_TENANT_TABLES', 'warning', 'config');
-  t.true(report.ok);
+  assertFinding(t, report, 'LBMT_TENANT_TABLE_UNLISTED', 'error', '"public"."orders"');
+  t.false(report.ok);
 });
 
 test('a configured table that does not exist is an error', async (t) => {

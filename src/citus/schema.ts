@@ -11,7 +11,7 @@
  *   transaction, when the role has `citus.propagate_set_commands = 'local'`. `linkbay.set_tenant($1)`
  *   issues that SET LOCAL with a bind parameter and refuses to run when it would not propagate.
  * - Tenant tables are distributed by their tenant column and colocated with the first one (so joins
- *   on the tenant column stay on one node); the registry and `referenceTables` are reference tables.
+ *   on the tenant column stay on one node); the registry and `globalTables` are reference tables.
  * - Reference tables cannot keep ordinary triggers: the registry's updated_at trigger is dropped (the
  *   admin service sets updated_at itself) and the change notification fires on the coordinator only.
  */
@@ -97,10 +97,10 @@ GRANT EXECUTE ON FUNCTION ${SET_TENANT_FUNCTION}(text) TO ${quoteIdent(app)};
 ${registry}`;
 }
 
-/** `referenceTables` made reference tables: before the tenant tables, which may reference them. */
+/** `globalTables` made reference tables: before the tenant tables, which may reference them. */
 export function citusReferenceTablesSql(config: TenancyConfig): string {
   const owner = quoteIdent(config.roles.owner);
-  const lines = config.referenceTables.map(
+  const lines = config.globalTables.map(
     (name) => `  ALTER TABLE ${name.split('.').map(quoteIdent).join('.')} OWNER TO ${owner};
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ${quoteLiteral(name)}::regclass AND partmethod = 'n' AND repmodel = 't') THEN
     PERFORM create_reference_table(${quoteLiteral(name)});

@@ -149,4 +149,4 @@ export const CITUS_SCHEMA = `
     PRIMARY KEY (tenant_id, order_id, line)
   );
 `;
-export const CITUS_TABLES = { tables: ['orders', 'order_lines'], referenceTables: ['plans'] };
+export const CITUS_TABLES = { tables: ['orders', 'order_lines'], globalTables: ['plans'] };
