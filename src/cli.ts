@@ -24,7 +24,7 @@ import { printableJson } from './printable.js';
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants [--concurrency <n>] [--canary <n>] [--stop-on-failure]]
-  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json | --format text|json|junit] [--perf]
+  linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json | --format text|json|junit] [--perf] [--probe]
 
 DATABASE_URL is used when --database-url is not given.
 migrate --all-tenants: the shared database, then every tenant database in its registry, each once,
@@ -145,6 +145,7 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
       config: { type: 'string' },
       json: { type: 'boolean' },
       perf: { type: 'boolean' },
+      probe: { type: 'boolean' },
       format: { type: 'string' },
       'runtime-role': { type: 'string' },
     },
@@ -159,6 +160,7 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
     const report = await checkPosture(pool, config, {
       ...(values['runtime-role'] ? { runtimeRole: values['runtime-role'] } : {}),
       performance: values.perf === true,
+      probe: values.probe === true,
     });
     const format = values.format ?? (values.json ? 'json' : 'text');
     out(format === 'json' ? printableJson(report, 2) : format === 'junit' ? formatPostureJunit(report) : formatPostureReport(report));

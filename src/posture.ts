@@ -61,6 +61,7 @@ import { printable } from './printable.js';
 import { serverFindings } from './posture-server.js';
 import { checkPolicyPerformance } from './posture-performance.js';
 import { classificationFindings } from './posture-classification.js';
+import { probeTenantIsolation } from './testing-live-probes.js';
 import type { TenantPool } from './pool.js';
 import { citusPosture } from './citus/posture.js';
 
@@ -94,6 +95,12 @@ export interface PostureOptions {
    * transactions that are rolled back). Default false.
    */
   performance?: boolean;
+  /**
+   * Also run the live isolation probes (testing-live-probes.ts: `doctor --probe`): two synthetic
+   * tenants per table, every way of reaching the other's rows, all rolled back. Needs a pool of a
+   * superuser. Default false.
+   */
+  probe?: boolean;
 }
 
 /**
@@ -155,6 +162,15 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
     const withConnect = pool as q.Queryable & Partial<TenantPool>;
     if (typeof withConnect.connect !== 'function') throw new TypeError('`performance` needs a pool (something with connect()), not a single client');
     findings.push(...(await checkPolicyPerformance(withConnect as TenantPool, config, runtimeRole)));
+  }
+  if (options.probe) {
+    const withConnect = pool as q.Queryable & Partial<TenantPool>;
+    if (typeof withConnect.connect !== 'function') throw new TypeError('`probe` needs a pool (something with connect()), not a single client');
+    const probed = await probeTenantIsolation({ pool: withConnect as TenantPool, config, runtimeRole });
+    for (const breach of probed.breaches) {
+      findings.push({ code: 'LBMT_PROBE_BREACH', severity: 'error', object: breach.split(':')[0]!, message: breach, fix: 'see the catalog findings for this table; the probe saw it happen' });
+    }
+    for (const note of probed.notes) findings.push({ code: 'LBMT_PROBE_SKIPPED', severity: 'info', object: note.split(':')[0]!, message: note, fix: 'seed one row in the table, or run doctor as a superuser' });
   }
   return { ok: !findings.some((f) => f.severity === 'error'), serverVersion: server.version, runtimeRole, findings };
 }

@@ -27,6 +27,7 @@ import {
 import { tenantSettingStatement } from './citus/testing.js';
 import { describe, probe, refused, writeProbes, type Findings, type Probing, type Queryable } from './testing-probes.js';
 
+export { probeTenantIsolation, type LiveProbeOptions, type LiveProbeReport } from './testing-live-probes.js';
 export type { AdminQueryable } from './testing-shape.js';
 
 export interface IsolationCheckOptions {
