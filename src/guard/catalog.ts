@@ -15,14 +15,19 @@ export interface GuardedTable {
 }
 
 /**
- * A view (or materialized view) that reads a guarded table but has no tenant column of its own:
- * nothing can filter it, so every reference to it is refused.
+ * A relation that reads a guarded table but has no tenant column of its own, so nothing can
+ * filter it: a view (or materialized view) over a guarded table, refused wherever it is named; or
+ * (`kind: 'parent'`) an inheritance parent of a table carrying the tenant column, whose scans read
+ * the children's rows too (refused unless named with `ONLY`; the parent's own RLS, if any, is
+ * all that applies to them).
  */
 export interface BlindView {
   readonly schema: string;
   readonly table: string;
   /** One guarded table it reads (`schema.table`). */
   readonly reads: string;
+  /** `'parent'` for an inheritance parent; absent for a view. */
+  readonly kind?: 'parent';
 }
 
 /** What the guard knows about the database: the guarded tables and how unqualified names resolve. */
@@ -84,6 +89,25 @@ SELECT n.nspname AS schema, c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = ANY($1::text[]) AND c.relname = ANY($2::text[]) AND c.relkind NOT IN ('i', 'I', 'c', 't')`;
 
+// Inheritance ancestors of the tables carrying a tenant column ($1 tables, $2 their tenant columns)
+// that do not carry that column themselves: scanning such a parent scans the children's rows too,
+// filtered by the parent's policies only (a child's RLS does not apply through its parent).
+const PARENTS_SQL = `
+WITH RECURSIVE tenant_tables(key, col) AS (SELECT * FROM unnest($1::text[], $2::text[])),
+ancestors AS (
+  SELECT i.inhparent AS parent, i.inhrelid AS child FROM pg_inherits i
+  UNION
+  SELECT i.inhparent, a.child FROM ancestors a JOIN pg_inherits i ON i.inhrelid = a.parent
+)
+SELECT DISTINCT pn.nspname AS schema, p.relname AS table, t.key AS reads
+  FROM ancestors a
+  JOIN pg_class c ON c.oid = a.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN tenant_tables t ON t.key = cn.nspname || '.' || c.relname
+  JOIN pg_class p ON p.oid = a.parent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE NOT EXISTS (SELECT 1 FROM pg_attribute x
+                    WHERE x.attrelid = p.oid AND x.attname = t.col AND x.attnum > 0 AND NOT x.attisdropped)
+ ORDER BY 1, 2, 3`;
+
 // Views and materialized views and the relations their rules read, followed through views of
 // views: what a view exposes of a guarded table.
 const VIEWS_SQL = `
@@ -121,15 +145,24 @@ export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOpt
   const { rows } = await db.query(CANDIDATES_SQL, [columns, tenancy.setting]);
   const exempt = exemptKeys(options.exemptTables);
   const tables: GuardedTable[] = [];
+  const tenantTables = new Map<string, string>();
   for (const row of rows as Array<{ schema: string; table: string; column: string; position: number; protected: boolean }>) {
     const key = `${row.schema}.${row.table}`;
     if ((configured.get(key) ?? tenancy.tenantColumn) !== row.column || exempt.has(key)) continue;
+    tenantTables.set(key, row.column);
     const rls = row.protected && !role.bypass;
     if (rls && !options.guardRlsTables) continue;
     tables.push({ schema: row.schema, table: row.table, tenantColumn: row.column, position: row.position, rls });
   }
-  const keys = new Set(tables.map((t) => `${t.schema}.${t.table}`));
   const blind = new Map<string, BlindView>();
+  if (tenantTables.size > 0) {
+    const parents = await db.query(PARENTS_SQL, [[...tenantTables.keys()], [...tenantTables.values()]]);
+    for (const row of parents.rows as BlindView[]) {
+      const key = `${row.schema}.${row.table}`;
+      if (!exempt.has(key) && !blind.has(key)) blind.set(key, { schema: row.schema, table: row.table, reads: row.reads, kind: 'parent' });
+    }
+  }
+  const keys = new Set([...tables.map((t) => `${t.schema}.${t.table}`), ...blind.keys()]);
   if (keys.size > 0) {
     for (const row of (await db.query(VIEWS_SQL, [[...keys]])).rows as BlindView[]) {
       const key = `${row.schema}.${row.table}`;

@@ -24,6 +24,7 @@ function targetItem(scope: Scope, rv: RangeVar | undefined, intrinsic?: Readonly
     relation: alias === undefined ? { schema: rv?.schemaname, relname } : undefined,
     guarded: lookupGuarded(scope.analysis.catalog, rv?.schemaname, relname),
     intrinsic,
+    target: true,
   });
 }
 
@@ -40,7 +41,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
   const analysis = outer.analysis;
   const guarded = lookupGuarded(analysis.catalog, stmt.relation?.schemaname, stmt.relation?.relname ?? '');
   const location = stmt.relation?.location;
-  refuseBlindView(outer, stmt.relation?.schemaname, stmt.relation?.relname ?? '', location);
+  refuseBlindView(outer, stmt.relation?.schemaname, stmt.relation?.relname ?? '', location, false);
   const cols = stmt.cols ? stmt.cols.map((c) => ('ResTarget' in c ? c.ResTarget.name ?? '' : '')) : undefined;
   let index = -1;
   if (guarded) {
@@ -104,7 +105,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
 
 export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh !== false);
   const target = targetItem(scope, stmt.relation);
   for (const from of stmt.fromClause ?? []) buildFrom(from, scope);
   const where = new FactGroup(scope, conjuncts(stmt.whereClause));
@@ -118,7 +119,7 @@ export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
 
 export function analyzeDelete(stmt: DeleteStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh !== false);
   targetItem(scope, stmt.relation);
   for (const from of stmt.usingClause ?? []) buildFrom(from, scope);
   const where = new FactGroup(scope, conjuncts(stmt.whereClause));
@@ -140,7 +141,7 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
   const analysis = parent.analysis;
   const outer = withScope(stmt.withClause, parent);
   const scope = new Scope(analysis, outer);
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh !== false);
   const target = targetItem(scope, stmt.relation);
   const source = stmt.sourceRelation ? buildFrom(stmt.sourceRelation, scope).items : [];
   const clauses = (stmt.mergeWhenClauses ?? []).flatMap((c) => ('MergeWhenClause' in c ? [c.MergeWhenClause] : []));

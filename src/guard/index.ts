@@ -182,6 +182,12 @@ export class TenantQueryGuard implements StatementGuard {
   private analyze(text: string): Verdict {
     if (text.trim().length === 0) return SAFE;
     const analysis = new Analysis(this.catalogState, { setting: this.setting, tenantIdType: this.tenancy.tenantIdType }, text);
+    const nul = text.indexOf('\0');
+    if (nul >= 0) {
+      // The parser reads up to the NUL and ignores the rest: `SELECT 1\0; DELETE FROM t` would be judged as `SELECT 1`.
+      analysis.refuse('the statement text contains a NUL character: the parser would stop there and not check what follows', Buffer.byteLength(text.slice(0, nul)));
+      return analysis.verdict();
+    }
     let parsed: ParseResult;
     try {
       parsed = parseSync(text);

@@ -79,6 +79,8 @@ export interface ItemInit {
   readonly outputs?: () => OutputColumns;
   /** Columns whose values are known whatever the facts (`excluded.tenant_id`, RETURNING of INSERT). */
   readonly intrinsic?: ReadonlyMap<string, readonly Candidate[]>;
+  /** The target of UPDATE / DELETE / MERGE / ON CONFLICT: not visible to LATERAL items of its FROM. */
+  readonly target?: boolean;
   /** The alias of an aliased join (`(a JOIN b ON ...) AS j`): stands for the join's columns. */
   readonly joinAlias?: boolean;
 }

@@ -28,6 +28,8 @@ export class Scope {
   /** Every item and fact group is in place: resolutions can be kept. */
   sealed = false;
   private readonly pending: Array<() => void> = [];
+  /** For a view: the items hidden (by an aliased join inside it) when the view was taken. */
+  private hiddenItems: ReadonlySet<Item> | undefined;
 
   constructor(
     readonly analysis: Analysis,
@@ -45,6 +47,25 @@ export class Scope {
     if (this.sealed) return;
     this.sealed = true;
     for (const fn of this.pending.splice(0)) fn();
+  }
+
+  /**
+   * What a part of this level sees of it, as PostgreSQL scopes names: the JOIN's own items for its
+   * ON clause, the items to the left for a LATERAL item or a function in FROM, none for a plain
+   * subquery in FROM. Enclosing levels stay visible. Items hidden by an aliased join at this moment
+   * stay hidden in the view (the alias of the join being built does not hide its items from its ON).
+   */
+  view(items: readonly Item[]): Scope {
+    const view = new Scope(this.analysis, this.parent);
+    view.items.push(...items);
+    view.hiddenItems = new Set(items.filter((item) => item.hidden));
+    view.mergedColumns = this.mergedColumns;
+    view.sealed = true;
+    return view;
+  }
+
+  isHidden(item: Item): boolean {
+    return this.hiddenItems ? this.hiddenItems.has(item) : item.hidden;
   }
 
   add(init: ItemInit): Item {
@@ -98,7 +119,7 @@ export class Scope {
     const name = qualifier[qualifier.length - 1]!;
     const schema = qualifier.length >= 2 ? qualifier[qualifier.length - 2] : undefined;
     const matches = this.items.filter((item) => {
-      if (item.hidden) return false;
+      if (this.isHidden(item)) return false;
       if (schema === undefined) return item.init.name === name;
       const relation = item.init.relation;
       if (!relation || relation.relname !== name || item.init.name !== name) return false;
