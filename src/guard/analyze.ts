@@ -64,22 +64,24 @@ export function finishScope(scope: Scope): void {
 export function withScope(clause: WithClause | undefined, parent: Scope): Scope {
   if (!clause?.ctes?.length) return parent;
   const scope = new Scope(parent.analysis, parent);
-  for (const node of clause.ctes) {
-    if (!('CommonTableExpr' in node)) continue;
-    const cte = node.CommonTableExpr;
+  const ctes = clause.ctes.flatMap((node) => ('CommonTableExpr' in node ? [node.CommonTableExpr] : []));
+  const bindings = ctes.map(() => ({ outputs: UNKNOWN_OUTPUTS }));
+  // WITH RECURSIVE: every CTE of the list is visible to every other, also to earlier ones (a
+  // forward reference, whose columns are then unknown here); a plain WITH sees only earlier ones.
+  if (clause.recursive) ctes.forEach((cte, i) => scope.ctes.set(cte.ctename ?? '', bindings[i]!));
+  ctes.forEach((cte, i) => {
     const name = cte.ctename ?? '';
     const colnames = names(cte.aliascolnames);
-    const binding = { outputs: UNKNOWN_OUTPUTS };
+    const binding = bindings[i]!;
     const rename = (o: OutputColumns) => renameOutputs(o, colnames);
     const query = cte.ctequery;
     if (clause.recursive && query && 'SelectStmt' in query && query.SelectStmt.op === 'SETOP_UNION') {
-      scope.ctes.set(name, binding);
       binding.outputs = recursiveFixpoint(query.SelectStmt, scope, binding, rename);
     } else {
       binding.outputs = rename(analyzeQuery(query, scope));
       scope.ctes.set(name, binding);
     }
-  }
+  });
   return scope;
 }
 
@@ -115,6 +117,7 @@ function recursiveFixpoint(
  */
 export function walkExpressions(node: unknown, scope: Scope): void {
   if (node === null || typeof node !== 'object') return;
+  scope.analysis.spend(1);
   if (Array.isArray(node)) {
     for (const child of node) walkExpressions(child, scope);
     return;

@@ -4,7 +4,7 @@ import { buildFrom, refuseBlindView } from './from.js';
 import { FactGroup, UNKNOWN_OUTPUTS, type Item, type OutputColumns } from './item.js';
 import { targetOutputs } from './outputs.js';
 import { lookupGuarded, tableName, type GuardedTable } from './catalog.js';
-import { conjuncts } from './expressions.js';
+import { conjuncts, knownWidth } from './expressions.js';
 import { Scope } from './scope.js';
 import { ALWAYS, type Candidate } from './verdict.js';
 
@@ -58,7 +58,8 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
     walkExpressions(select.valuesLists, scope);
     for (const row of select.valuesLists) {
       if (!guarded || index < 0 || !('List' in row)) continue;
-      const value = row.List.items?.[index];
+      const items = row.List.items ?? [];
+      const value = knownWidth(items) ? items[index] : undefined;
       requireTenantValue(scope, value, guarded, 'insert', location);
     }
   } else if (stmt.selectStmt) {
@@ -85,7 +86,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
       const label = tableName(guarded);
       const inferred = (conflict.infer?.indexElems ?? []).some((e) => 'IndexElem' in e && e.IndexElem.name === guarded.tenantColumn);
       if (!inferred) {
-        const candidates = scope.candidates(scope.columnTerm(target, guarded.tenantColumn), new Set());
+        const candidates = scope.candidates(scope.columnTerm(target, guarded.tenantColumn));
         analysis.require(
           candidates,
           label,
@@ -161,7 +162,7 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
       const unmatched = targetItem(own, stmt.relation);
       unmatched.groups.push(new FactGroup(own, conjuncts(clause.condition)));
       own.seal();
-      const candidates = own.candidates(own.columnTerm(unmatched, guarded.tenantColumn), new Set());
+      const candidates = own.candidates(own.columnTerm(unmatched, guarded.tenantColumn));
       analysis.require(candidates, label, stmt.relation?.location, 'filter', `WHEN NOT MATCHED BY SOURCE reaches every tenant's unmatched rows of ${label}: its condition must say ${unmatched.init.name}.${guarded.tenantColumn} = <current tenant>`);
     }
     if (clause.commandType === 'CMD_UPDATE') checkTenantAssignment(clause.targetList, scope, target);
@@ -171,7 +172,7 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
       if (index < 0 || !clause.values) {
         analysis.refuse(`MERGE ... INSERT into ${label} does not set its tenant column ${guarded.tenantColumn} (name the columns)`, stmt.relation?.location, label);
       } else {
-        requireTenantValue(scope, clause.values[index], guarded, 'insert', stmt.relation?.location);
+        requireTenantValue(scope, knownWidth(clause.values) ? clause.values[index] : undefined, guarded, 'insert', stmt.relation?.location);
       }
     }
   }
@@ -187,7 +188,9 @@ function checkTenantAssignment(targets: readonly Node[] | undefined, scope: Scop
     let value = node.ResTarget.val;
     if (value && 'MultiAssignRef' in value) {
       const { source, colno } = value.MultiAssignRef;
-      value = source && 'RowExpr' in source ? source.RowExpr.args?.[(colno ?? 0) - 1] : undefined;
+      // A star in the row (`((s).*, $1)`) expands to columns the guard cannot count.
+      const args = source && 'RowExpr' in source ? source.RowExpr.args ?? [] : undefined;
+      value = args && knownWidth(args) ? args[(colno ?? 0) - 1] : undefined;
     }
     requireTenantValue(scope, value, guarded, 'update', node.ResTarget.location);
   }

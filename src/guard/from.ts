@@ -11,8 +11,6 @@ import type { Scope } from './scope.js';
 interface FromResult {
   /** The FROM items inside this node (tables, subqueries, functions). */
   readonly items: readonly Item[];
-  /** Every item a name inside this node can refer to (also the aliases of joins inside it). */
-  readonly names: readonly Item[];
   /** The column a `USING (col)` join above this node compares. */
   usingTerm(column: string): ColumnTerm | undefined;
 }
@@ -21,7 +19,10 @@ const NO_USING = () => undefined;
 
 /** What a LATERAL item (or a function in FROM) sees of its level: the items to its left. */
 function leftOf(scope: Scope): Scope {
-  return scope.view(scope.items.filter((item) => !item.init.target));
+  // DML targets come first in their scope and are not visible to FROM items (PostgreSQL refuses it).
+  let start = 0;
+  while (start < scope.items.length && scope.items[start]!.init.target) start += 1;
+  return scope.view(start, scope.items.length);
 }
 
 /**
@@ -50,11 +51,11 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
           colnames,
         });
     if (!cte) refuseStatistics(scope, rv.schemaname, relname, rv.location);
-    return { items: [item], names: [item], usingTerm: (c) => scope.columnTerm(item, item.columnKey(c)) };
+    return { items: [item], usingTerm: (c) => scope.columnTerm(item, item.columnKey(c)) };
   }
   if ('RangeSubselect' in node) {
     const sub = node.RangeSubselect;
-    const sees = sub.lateral ? leftOf(scope) : scope.view([]);
+    const sees = sub.lateral ? leftOf(scope) : scope.view(0, 0);
     let state: 'new' | 'running' | 'done' = 'new';
     let result: OutputColumns = UNKNOWN_OUTPUTS;
     const outputs = () => {
@@ -66,11 +67,12 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
       return result;
     };
     const item = scope.add({ kind: 'derived', name: sub.alias?.aliasname, location: -1, colnames: names(sub.alias?.colnames), outputs });
-    return { items: [item], names: [item], usingTerm: (c) => scope.columnTerm(item, c) };
+    return { items: [item], usingTerm: (c) => scope.columnTerm(item, c) };
   }
   if ('JoinExpr' in node) {
     const join = node.JoinExpr;
-    const none: FromResult = { items: [], names: [], usingTerm: NO_USING };
+    const none: FromResult = { items: [], usingTerm: NO_USING };
+    const first = scope.items.length;
     const left = join.larg ? buildFrom(join.larg, scope) : none;
     const right = join.rarg ? buildFrom(join.rarg, scope) : none;
     const using = names(join.usingClause);
@@ -82,7 +84,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     }
     if (using.length > 0 || join.isNatural) scope.mergedColumns = true;
     // ON sees this join's items only: a name of a sibling FROM item resolves to an enclosing level.
-    const on = scope.view([...left.names, ...right.names]);
+    const on = scope.view(first, scope.items.length);
     const group = new FactGroup(on, conjuncts(join.quals), given);
     const type = join.jointype ?? 'JOIN_INNER';
     const filtered = type === 'JOIN_INNER' ? [...left.items, ...right.items] : type === 'JOIN_LEFT' ? right.items : type === 'JOIN_RIGHT' ? left.items : [];
@@ -91,20 +93,21 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     // through facts, such as the WHERE, that are attached later).
     scope.defer(() => walkExpressions(join.quals, on));
     const items = [...left.items, ...right.items];
-    const inner = [...left.names, ...right.names];
     const joinAlias = join.alias?.aliasname ?? join.join_using_alias?.aliasname;
     // An aliased join hides the names inside it; its own columns are not tracked.
-    if (join.alias?.aliasname) for (const item of inner) item.hidden = true;
-    const aliasItem = joinAlias ? scope.add({ kind: 'opaque', name: joinAlias, location: -1, joinAlias: true }) : undefined;
+    if (join.alias?.aliasname) {
+      const now = analysis.newId();
+      for (let i = first; i < scope.items.length; i += 1) scope.items[i]!.hiddenSince ??= now;
+    }
+    if (joinAlias) scope.add({ kind: 'opaque', name: joinAlias, location: -1, joinAlias: true });
     const side = type === 'JOIN_RIGHT' ? right : left;
     return {
       items,
-      names: aliasItem ? [...inner, aliasItem] : inner,
       usingTerm: (c) => (using.includes(c) && type !== 'JOIN_FULL' ? side.usingTerm(c) : undefined),
     };
   }
   if ('RangeTableSample' in node && node.RangeTableSample.relation) {
-    const none = scope.view([]);
+    const none = scope.view(0, 0);
     scope.defer(() => walkExpressions([node.RangeTableSample.args, node.RangeTableSample.repeatable], none));
     return buildFrom(node.RangeTableSample.relation, scope);
   }
@@ -114,7 +117,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
   const left = leftOf(scope);
   scope.defer(() => walkExpressions(body, left));
   const item = scope.add({ kind: 'opaque', name: body?.alias?.aliasname ?? functionAlias(node), location: -1 });
-  return { items: [item], names: [item], usingTerm: NO_USING };
+  return { items: [item], usingTerm: NO_USING };
 }
 
 /**

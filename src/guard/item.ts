@@ -51,6 +51,7 @@ export class FactGroup {
     if (this.resolved) return this.resolved;
     // Resolving before the scope has all its items would miss names (and must not be kept).
     const out = [...this.given];
+    this.scope.analysis.spend(this.conditions.length + 1);
     for (const condition of this.conditions) {
       for (const [left, right] of equalityPairs(condition)) {
         const a = this.scope.term(left);
@@ -89,16 +90,23 @@ export interface ItemInit {
 export class Item {
   readonly id: number;
   readonly groups: FactGroup[] = [];
-  /** Inside an aliased join: qualified references cannot name it. */
-  hidden = false;
+  /** Set (to the analysis clock) when an aliased join around it hides it from qualified references. */
+  hiddenSince: number | undefined;
   private outputsMemo: OutputColumns | undefined;
   private pairsMemo: ReadonlyArray<readonly [Term, Term]> | undefined;
 
   constructor(
     readonly scope: Scope,
     readonly init: ItemInit,
+    /** Index in its scope's items. */
+    readonly position: number,
   ) {
     this.id = scope.analysis.newId();
+  }
+
+  /** Inside an aliased join: qualified references from outside it cannot name it. */
+  get hidden(): boolean {
+    return this.hiddenSince !== undefined;
   }
 
   get guarded(): GuardedTable | undefined {
@@ -158,7 +166,11 @@ export class Item {
   allPairs(): ReadonlyArray<readonly [Term, Term]> {
     if (this.pairsMemo) return this.pairsMemo;
     const out: Array<readonly [Term, Term]> = [];
-    for (const group of this.groups) out.push(...group.pairs());
+    for (const group of this.groups) {
+      const pairs = group.pairs();
+      this.scope.analysis.spend(pairs.length + 1);
+      for (const pair of pairs) out.push(pair);
+    }
     if (this.scope.sealed) this.pairsMemo = out;
     return out;
   }

@@ -2,6 +2,8 @@ import type { Node } from 'libpg-query';
 import type { Analysis } from './analysis.js';
 import { sourceCandidate, stringOf } from './expressions.js';
 import { Item, type ColumnTerm, type ItemInit, type OutputColumns, type Term } from './item.js';
+import { LevelIndex } from './level-index.js';
+import { LevelSolver } from './solver.js';
 import { candidateKey, type Candidate } from './verdict.js';
 
 /**
@@ -16,9 +18,6 @@ import { candidateKey, type Candidate } from './verdict.js';
  * bound to the tenant this way.
  */
 
-// Bound on the candidate search; the chains in real statements are a handful of columns long.
-const MAX_VISITED = 128;
-
 /** A query level: its FROM items, its CTE names, and a link to the enclosing level. */
 export class Scope {
   readonly items: Item[] = [];
@@ -28,8 +27,18 @@ export class Scope {
   /** Every item and fact group is in place: resolutions can be kept. */
   sealed = false;
   private readonly pending: Array<() => void> = [];
-  /** For a view: the items hidden (by an aliased join inside it) when the view was taken. */
-  private hiddenItems: ReadonlySet<Item> | undefined;
+  /**
+   * A view sees the items [start, end) of `base` (a contiguous run: a join's items are added
+   * together, and the items to the left of a LATERAL item are the ones added before it), as they
+   * were hidden at `takenAt` (an aliased join hides its items from outside, not from its own ON).
+   */
+  private base: Scope | undefined;
+  private start = 0;
+  private end = 0;
+  private takenAt = 0;
+  private index: LevelIndex | undefined;
+  private solver: LevelSolver | undefined;
+  private solving = false;
 
   constructor(
     readonly analysis: Analysis,
@@ -52,24 +61,48 @@ export class Scope {
   /**
    * What a part of this level sees of it, as PostgreSQL scopes names: the JOIN's own items for its
    * ON clause, the items to the left for a LATERAL item or a function in FROM, none for a plain
-   * subquery in FROM. Enclosing levels stay visible. Items hidden by an aliased join at this moment
-   * stay hidden in the view (the alias of the join being built does not hide its items from its ON).
+   * subquery in FROM (`view(n, n)`). Enclosing levels stay visible.
    */
-  view(items: readonly Item[]): Scope {
+  view(start: number, end: number): Scope {
     const view = new Scope(this.analysis, this.parent);
-    view.items.push(...items);
-    view.hiddenItems = new Set(items.filter((item) => item.hidden));
+    view.base = this;
+    view.start = start;
+    view.end = end;
+    view.takenAt = this.analysis.newId();
     view.mergedColumns = this.mergedColumns;
     view.sealed = true;
     return view;
   }
 
   isHidden(item: Item): boolean {
-    return this.hiddenItems ? this.hiddenItems.has(item) : item.hidden;
+    if (item.hiddenSince === undefined) return false;
+    return this.base ? item.hiddenSince < this.takenAt : true;
+  }
+
+  /** The items names here can refer to (`pick` from the level index), in the view's range. */
+  private visible(pick: (index: LevelIndex) => readonly Item[] | undefined, scan: (item: Item) => boolean): readonly Item[] {
+    const owner = this.base ?? this;
+    const start = this.base ? this.start : 0;
+    const end = this.base ? this.end : owner.items.length;
+    if (!owner.sealed) return owner.items.slice(start, end).filter(scan);
+    owner.index ??= new LevelIndex(owner.items);
+    const found = pick(owner.index) ?? [];
+    return this.base ? found.filter((item) => item.position >= start && item.position < end) : found;
+  }
+
+  /** Whether a table or function in range may have columns the guard does not know of. */
+  private anyOpaque(): boolean {
+    const owner = this.base ?? this;
+    const end = this.base ? this.end : owner.items.length;
+    for (let i = this.base ? this.start : 0; i < end; i += 1) {
+      const item = owner.items[i]!;
+      if (item.init.kind !== 'derived' || !item.outputs().exact) return true;
+    }
+    return false;
   }
 
   add(init: ItemInit): Item {
-    const item = new Item(this, init);
+    const item = new Item(this, init, this.items.length);
     this.items.push(item);
     return item;
   }
@@ -109,6 +142,7 @@ export class Scope {
     const column = parts[parts.length - 1]!;
     const qualifier = parts.slice(0, -1);
     for (let s: Scope | undefined = this; s; s = s.parent) {
+      this.analysis.spend(1);
       const found = qualifier.length === 0 ? s.resolveUnqualified(column) : s.resolveQualified(qualifier, column);
       if (found !== 'continue') return found;
     }
@@ -118,11 +152,14 @@ export class Scope {
   private resolveQualified(qualifier: readonly string[], column: string): ColumnTerm | undefined | 'continue' {
     const name = qualifier[qualifier.length - 1]!;
     const schema = qualifier.length >= 2 ? qualifier[qualifier.length - 2] : undefined;
-    const matches = this.items.filter((item) => {
+    const matches = this.visible(
+      (index) => index.byName.get(name),
+      (item) => item.init.name === name,
+    ).filter((item) => {
       if (this.isHidden(item)) return false;
-      if (schema === undefined) return item.init.name === name;
+      if (schema === undefined) return true;
       const relation = item.init.relation;
-      if (!relation || relation.relname !== name || item.init.name !== name) return false;
+      if (!relation || relation.relname !== name) return false;
       return (relation.schema ?? item.guarded?.schema) === schema;
     });
     if (matches.length === 0) return 'continue';
@@ -132,15 +169,18 @@ export class Scope {
   }
 
   private resolveUnqualified(column: string): ColumnTerm | undefined | 'continue' {
-    const guarded = this.items.filter((item) => item.visibleTenantColumn() === column);
+    const guarded = this.visible(
+      (index) => index.byTenantColumn.get(column),
+      (item) => item.visibleTenantColumn() === column,
+    );
     if (guarded.length === 1) return this.columnTerm(guarded[0]!, guarded[0]!.guarded!.tenantColumn);
     if (guarded.length > 1) return undefined;
-    const derived = this.items.filter((item) => item.init.kind === 'derived' && item.hasOutput(column));
+    const isDerived = (item: Item) => item.init.kind === 'derived';
+    const derived = this.visible((index) => index.derived, isDerived).filter((item) => item.hasOutput(column));
     if (derived.length === 1) return this.columnTerm(derived[0]!, column);
     if (derived.length > 1) return undefined;
     // A table or function here may have a column of that name we do not know of.
-    const opaque = this.items.some((item) => item.init.kind !== 'derived' || !item.outputs().exact);
-    return opaque ? undefined : 'continue';
+    return this.anyOpaque() ? undefined : 'continue';
   }
 
   /**
@@ -149,40 +189,32 @@ export class Scope {
    * tenant": two references bound only through each other would otherwise vouch for each other
    * and the parameter that binds them would never be checked.
    */
-  valueCandidates(term: Term, visited: Set<string> = new Set()): readonly Candidate[] {
-    return term.kind === 'source' ? [term.candidate] : this.candidates(term, visited);
+  valueCandidates(term: Term): readonly Candidate[] {
+    return term.kind === 'source' ? [term.candidate] : this.candidates(term);
   }
 
   /**
    * The tenant values a column is known equal to for every row of its item that matters: its own
-   * binding (subquery output), plus everything its item's facts chain it to. Empty: unbound.
+   * binding (subquery output), plus everything its item's facts chain it to, as solved for the
+   * column's own level (solver.ts). Empty: unbound.
    */
-  candidates(term: ColumnTerm, visited: Set<string>): readonly Candidate[] {
-    if (visited.has(term.key) || visited.size > MAX_VISITED) return [];
-    visited.add(term.key);
-    const found = new Map<string, Candidate>();
-    const add = (list: readonly Candidate[]) => {
-      for (const c of list) found.set(candidateKey(c), c);
-    };
-    add(term.item.ownCandidates(term.column));
-    const pairs = term.item.allPairs();
-    const seen = new Set([term.key]);
-    const queue: ColumnTerm[] = [term];
-    while (queue.length > 0) {
-      const current = queue.pop()!;
-      for (const [a, b] of pairs) {
-        const other = a.key === current.key ? b : b.key === current.key ? a : undefined;
-        if (!other || seen.has(other.key)) continue;
-        seen.add(other.key);
-        if (other.kind === 'source') {
-          add([other.candidate]);
-        } else {
-          queue.push(other);
-          add(other.item.scope.valueCandidates(other, visited));
-        }
-      }
+  candidates(term: ColumnTerm): readonly Candidate[] {
+    const solver = term.item.scope.solve();
+    return solver ? solver.candidates(term) : [];
+  }
+
+  /** The solved values of this level; undefined while it is being solved (a cycle through a subquery). */
+  solve(): LevelSolver | undefined {
+    if (this.solver) return this.solver;
+    if (this.solving) return undefined;
+    this.solving = true;
+    try {
+      const solver = new LevelSolver(this);
+      if (this.sealed && solver.complete) this.solver = solver;
+      return solver;
+    } finally {
+      this.solving = false;
     }
-    return [...found.values()];
   }
 
   /** Records, for every guarded table referenced at this level, the check its tenant filter needs. */
@@ -190,7 +222,7 @@ export class Scope {
     for (const item of this.items) {
       const guarded = item.guarded;
       if (!guarded || item.init.kind !== 'table') continue;
-      const candidates = this.candidates(this.columnTerm(item, guarded.tenantColumn), new Set());
+      const candidates = this.candidates(this.columnTerm(item, guarded.tenantColumn));
       const shown = `${item.init.name ?? guarded.table}.${item.visibleTenantColumn() ?? guarded.tenantColumn}`;
       this.analysis.require(
         candidates,
