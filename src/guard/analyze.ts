@@ -1,8 +1,8 @@
 import type { Node, SelectStmt, WithClause } from 'libpg-query';
 import { analyzeDelete, analyzeInsert, analyzeMerge, analyzeUpdate } from './dml.js';
-import { conjuncts, names } from './expressions.js';
-import { buildFrom } from './from.js';
-import { FactGroup, UNKNOWN_OUTPUTS, type OutputColumns } from './item.js';
+import { names } from './expressions.js';
+import { buildFromList } from './from.js';
+import { UNKNOWN_OUTPUTS, type OutputColumns } from './item.js';
 import { combineSetOperation, renameOutputs, sameBindings, targetOutputs, unbound, valuesOutputs } from './outputs.js';
 import { functionRefusal } from './refusals.js';
 import { Scope } from './scope.js';
@@ -41,9 +41,7 @@ export function analyzeSelect(select: SelectStmt, parent: Scope): OutputColumns 
     walkExpressions(select.valuesLists, scope);
     return valuesOutputs(select.valuesLists, scope);
   }
-  for (const from of select.fromClause ?? []) buildFrom(from, scope);
-  const where = new FactGroup(scope, conjuncts(select.whereClause));
-  for (const item of scope.items) item.groups.push(where);
+  buildFromList(select.fromClause, scope, select.whereClause);
   scope.seal();
   walkExpressions(
     [select.targetList, select.whereClause, select.groupClause, select.havingClause, select.windowClause, select.sortClause, select.distinctClause, select.limitCount, select.limitOffset],

@@ -1,10 +1,11 @@
 import type { DeleteStmt, InsertStmt, MergeStmt, Node, RangeVar, UpdateStmt } from 'libpg-query';
 import { analyzeQuery, finishScope, walkExpressions, withScope } from './analyze.js';
-import { buildFrom, refuseBlindView } from './from.js';
+import { buildFrom, buildFromList, refuseBlindView } from './from.js';
 import { FactGroup, UNKNOWN_OUTPUTS, type Item, type OutputColumns } from './item.js';
 import { targetOutputs } from './outputs.js';
 import { lookupGuarded, tableName, type GuardedTable } from './catalog.js';
 import { conjuncts, knownWidth } from './expressions.js';
+import { writeTargetRefusal } from './refusals.js';
 import { Scope } from './scope.js';
 import { ALWAYS, type Candidate } from './verdict.js';
 
@@ -17,6 +18,8 @@ import { ALWAYS, type Candidate } from './verdict.js';
 function targetItem(scope: Scope, rv: RangeVar | undefined, intrinsic?: ReadonlyMap<string, readonly Candidate[]>): Item {
   const relname = rv?.relname ?? '';
   const alias = rv?.alias?.aliasname;
+  const refusal = writeTargetRefusal(rv?.schemaname, relname);
+  if (refusal) scope.analysis.refuse(refusal, rv?.location);
   return scope.add({
     kind: 'table',
     name: alias ?? relname,
@@ -79,7 +82,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
     const scope = new Scope(analysis, outer);
     const target = targetItem(scope, stmt.relation);
     scope.add({ kind: 'table', name: 'excluded', location: -1, intrinsic: guarded ? tenantBound(guarded) : undefined });
-    target.groups.push(new FactGroup(scope, conjuncts(conflict.whereClause)));
+    scope.attach([new FactGroup(scope, conjuncts(conflict.whereClause))], target.position, target.position + 1);
     scope.seal();
     walkExpressions([conflict.infer, conflict.targetList, conflict.whereClause], scope);
     if (guarded && conflict.action === 'ONCONFLICT_UPDATE') {
@@ -106,11 +109,9 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
 
 export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh !== false);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh === true);
   const target = targetItem(scope, stmt.relation);
-  for (const from of stmt.fromClause ?? []) buildFrom(from, scope);
-  const where = new FactGroup(scope, conjuncts(stmt.whereClause));
-  for (const item of scope.items) item.groups.push(where);
+  buildFromList(stmt.fromClause, scope, stmt.whereClause);
   scope.seal();
   walkExpressions([stmt.targetList, stmt.whereClause], scope);
   finishScope(scope);
@@ -120,11 +121,9 @@ export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
 
 export function analyzeDelete(stmt: DeleteStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh !== false);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh === true);
   targetItem(scope, stmt.relation);
-  for (const from of stmt.usingClause ?? []) buildFrom(from, scope);
-  const where = new FactGroup(scope, conjuncts(stmt.whereClause));
-  for (const item of scope.items) item.groups.push(where);
+  buildFromList(stmt.usingClause, scope, stmt.whereClause);
   scope.seal();
   walkExpressions(stmt.whereClause, scope);
   finishScope(scope);
@@ -142,13 +141,15 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
   const analysis = parent.analysis;
   const outer = withScope(stmt.withClause, parent);
   const scope = new Scope(analysis, outer);
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh !== false);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh === true);
   const target = targetItem(scope, stmt.relation);
-  const source = stmt.sourceRelation ? buildFrom(stmt.sourceRelation, scope).items : [];
+  const sourceStart = scope.items.length;
+  // Conditions open inside the source hold for the source only (its rows may go unmatched).
+  if (stmt.sourceRelation) scope.attach(buildFrom(stmt.sourceRelation, scope).open, sourceStart);
   const clauses = (stmt.mergeWhenClauses ?? []).flatMap((c) => ('MergeWhenClause' in c ? [c.MergeWhenClause] : []));
   const join = new FactGroup(scope, conjuncts(stmt.joinCondition));
-  target.groups.push(join);
-  if (!clauses.some((c) => c.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')) for (const item of source) item.groups.push(join);
+  scope.attach([join], target.position, target.position + 1);
+  if (!clauses.some((c) => c.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')) scope.attach([join], sourceStart);
   scope.seal();
   walkExpressions(stmt.joinCondition, scope);
   finishScope(scope);
@@ -160,7 +161,7 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
     if (clause.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE') {
       const own = new Scope(analysis, outer);
       const unmatched = targetItem(own, stmt.relation);
-      unmatched.groups.push(new FactGroup(own, conjuncts(clause.condition)));
+      own.attach([new FactGroup(own, conjuncts(clause.condition))]);
       own.seal();
       const candidates = own.candidates(own.columnTerm(unmatched, guarded.tenantColumn));
       analysis.require(candidates, label, stmt.relation?.location, 'filter', `WHEN NOT MATCHED BY SOURCE reaches every tenant's unmatched rows of ${label}: its condition must say ${unmatched.init.name}.${guarded.tenantColumn} = <current tenant>`);

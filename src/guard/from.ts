@@ -11,6 +11,12 @@ import type { Scope } from './scope.js';
 interface FromResult {
   /** The FROM items inside this node (tables, subqueries, functions). */
   readonly items: readonly Item[];
+  /**
+   * ON conditions of inner joins inside this node that hold for more than the node's own items:
+   * for every item combined with this node's rows through inner joins (or as the nullable side of
+   * an outer join whose preserved side this node is on). The caller attaches them where they stop.
+   */
+  readonly open: readonly FactGroup[];
   /** The column a `USING (col)` join above this node compares. */
   usingTerm(column: string): ColumnTerm | undefined;
 }
@@ -39,7 +45,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     const alias = rv.alias?.aliasname;
     const colnames = names(rv.alias?.colnames);
     const cte = rv.schemaname === undefined ? scope.lookupCte(relname) : undefined;
-    if (!cte) refuseBlindView(scope, rv.schemaname, relname, rv.location, rv.inh !== false);
+    if (!cte) refuseBlindView(scope, rv.schemaname, relname, rv.location, rv.inh === true);
     const item = cte
       ? scope.add({ kind: 'derived', name: alias ?? relname, location: rv.location ?? -1, colnames, outputs: () => cte.outputs })
       : scope.add({
@@ -51,7 +57,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
           colnames,
         });
     if (!cte) refuseStatistics(scope, rv.schemaname, relname, rv.location);
-    return { items: [item], usingTerm: (c) => scope.columnTerm(item, item.columnKey(c)) };
+    return { items: [item], open: [], usingTerm: (c) => scope.columnTerm(item, item.columnKey(c)) };
   }
   if ('RangeSubselect' in node) {
     const sub = node.RangeSubselect;
@@ -67,14 +73,16 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
       return result;
     };
     const item = scope.add({ kind: 'derived', name: sub.alias?.aliasname, location: -1, colnames: names(sub.alias?.colnames), outputs });
-    return { items: [item], usingTerm: (c) => scope.columnTerm(item, c) };
+    return { items: [item], open: [], usingTerm: (c) => scope.columnTerm(item, c) };
   }
   if ('JoinExpr' in node) {
     const join = node.JoinExpr;
-    const none: FromResult = { items: [], usingTerm: NO_USING };
+    const none: FromResult = { items: [], open: [], usingTerm: NO_USING };
     const first = scope.items.length;
     const left = join.larg ? buildFrom(join.larg, scope) : none;
+    const middle = scope.items.length;
     const right = join.rarg ? buildFrom(join.rarg, scope) : none;
+    const end = scope.items.length;
     const using = names(join.usingClause);
     const given: Array<readonly [ColumnTerm, ColumnTerm]> = [];
     for (const column of using) {
@@ -87,8 +95,23 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     const on = scope.view(first, scope.items.length);
     const group = new FactGroup(on, conjuncts(join.quals), given);
     const type = join.jointype ?? 'JOIN_INNER';
-    const filtered = type === 'JOIN_INNER' ? [...left.items, ...right.items] : type === 'JOIN_LEFT' ? right.items : type === 'JOIN_RIGHT' ? left.items : [];
-    for (const item of filtered) item.groups.push(group);
+    // Every row of an inner join satisfies its ON, and so does every row combined with it through
+    // inner joins further up: the ON stays open. An outer join's ON holds for its nullable side
+    // only, and the conditions open on that side stop there (its rows may be null-extended).
+    let open: readonly FactGroup[];
+    if (type === 'JOIN_INNER') {
+      open = [...left.open, ...right.open, group];
+    } else if (type === 'JOIN_LEFT') {
+      scope.attach([...right.open, group], middle, end);
+      open = left.open;
+    } else if (type === 'JOIN_RIGHT') {
+      scope.attach([...left.open, group], first, middle);
+      open = right.open;
+    } else {
+      scope.attach(left.open, first, middle);
+      scope.attach(right.open, middle, end);
+      open = [];
+    }
     // Subqueries in ON are analysed once the level is complete (their correlated references chain
     // through facts, such as the WHERE, that are attached later).
     scope.defer(() => walkExpressions(join.quals, on));
@@ -103,6 +126,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     const side = type === 'JOIN_RIGHT' ? right : left;
     return {
       items,
+      open,
       usingTerm: (c) => (using.includes(c) && type !== 'JOIN_FULL' ? side.usingTerm(c) : undefined),
     };
   }
@@ -117,7 +141,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
   const left = leftOf(scope);
   scope.defer(() => walkExpressions(body, left));
   const item = scope.add({ kind: 'opaque', name: body?.alias?.aliasname ?? functionAlias(node), location: -1 });
-  return { items: [item], usingTerm: NO_USING };
+  return { items: [item], open: [], usingTerm: NO_USING };
 }
 
 /**
@@ -151,3 +175,14 @@ function functionAlias(node: Node): string | undefined {
   return parts[parts.length - 1];
 }
 
+
+/**
+ * Builds a FROM list (and an UPDATE's target or DELETE's USING with it): its entries are
+ * cross-joined, so the ON conditions left open inside them hold for every item of the level, as
+ * does `where`.
+ */
+export function buildFromList(list: readonly Node[] | undefined, scope: Scope, where: Node | undefined): void {
+  const open: FactGroup[] = [];
+  for (const from of list ?? []) open.push(...buildFrom(from, scope).open);
+  scope.attach([...open, new FactGroup(scope, conjuncts(where))]);
+}

@@ -47,8 +47,8 @@ export interface QueryGuardOptions {
   /**
    * Work the analysis of one statement may do (expression nodes walked, conditions resolved, facts
    * propagated), so that no first verdict holds the event loop for more than a few milliseconds;
-   * beyond it the statement is refused (`LBMT_GUARD_TOO_COMPLEX`). Default 250000 (a 300-table
-   * join chained through tenant equalities takes about a tenth of it).
+   * beyond it the statement is refused (`LBMT_GUARD_TOO_COMPLEX`). Default 50000 (a 300-table
+   * join chained through tenant equalities takes about a third of it).
    */
   readonly maxAnalysisSteps?: number;
 }
@@ -103,7 +103,7 @@ export class TenantQueryGuard implements StatementGuard {
     const cacheSize = options.cacheSize ?? 1000;
     if (!Number.isSafeInteger(cacheSize) || cacheSize < 1) throw new TypeError('`cacheSize` must be a positive integer');
     this.maxTextLength = positiveInteger(options.maxTextLength ?? 32_768, 'maxTextLength');
-    this.maxAnalysisSteps = positiveInteger(options.maxAnalysisSteps ?? 250_000, 'maxAnalysisSteps');
+    this.maxAnalysisSteps = positiveInteger(options.maxAnalysisSteps ?? 50_000, 'maxAnalysisSteps');
     this.cache = new QuickLRU({ maxSize: cacheSize });
     this.catalogState = catalog;
   }

@@ -89,11 +89,11 @@ export interface ItemInit {
 /** A FROM item (table, subquery, CTE reference, function) of a scope. */
 export class Item {
   readonly id: number;
-  readonly groups: FactGroup[] = [];
+  /** The fact groups that hold for its rows; set when its scope is sealed, shared by the items of one segment (scope.ts). */
+  groups: readonly FactGroup[] = [];
   /** Set (to the analysis clock) when an aliased join around it hides it from qualified references. */
   hiddenSince: number | undefined;
   private outputsMemo: OutputColumns | undefined;
-  private pairsMemo: ReadonlyArray<readonly [Term, Term]> | undefined;
 
   constructor(
     readonly scope: Scope,
@@ -164,15 +164,7 @@ export class Item {
   }
 
   allPairs(): ReadonlyArray<readonly [Term, Term]> {
-    if (this.pairsMemo) return this.pairsMemo;
-    const out: Array<readonly [Term, Term]> = [];
-    for (const group of this.groups) {
-      const pairs = group.pairs();
-      this.scope.analysis.spend(pairs.length + 1);
-      for (const pair of pairs) out.push(pair);
-    }
-    if (this.scope.sealed) this.pairsMemo = out;
-    return out;
+    return this.scope.pairsOf(this.groups);
   }
 
   /** What the item itself says a column holds (subquery outputs, intrinsic columns). */

@@ -111,6 +111,14 @@ const STATISTICS_RELATIONS = new Map([
   ['pg_stat_statements', 'pg_stat_statements shows statements of sessions serving other tenants'],
 ]);
 
+/** Why writing to a relation is refused whatever its tenant filter: pg_settings' rules call set_config (session-level). */
+export function writeTargetRefusal(schema: string | undefined, relname: string): string | undefined {
+  if ((schema === undefined || schema === 'pg_catalog') && relname === 'pg_settings') {
+    return 'writing to pg_settings runs set_config() at session level (any setting, the lexing ones too); refused in tenant scope';
+  }
+  return undefined;
+}
+
 /** Why naming a relation reads statistics of every tenant, or undefined. */
 export function statisticsRefusal(schema: string | undefined, relname: string): string | undefined {
   if (schema !== undefined && schema !== 'pg_catalog' && schema !== 'public') return undefined;

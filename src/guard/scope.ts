@@ -1,7 +1,7 @@
 import type { Node } from 'libpg-query';
 import type { Analysis } from './analysis.js';
 import { sourceCandidate, stringOf } from './expressions.js';
-import { Item, type ColumnTerm, type ItemInit, type OutputColumns, type Term } from './item.js';
+import { Item, type ColumnTerm, type FactGroup, type ItemInit, type OutputColumns, type Term } from './item.js';
 import { LevelIndex } from './level-index.js';
 import { LevelSolver } from './solver.js';
 import { candidateKey, type Candidate } from './verdict.js';
@@ -37,6 +37,9 @@ export class Scope {
   private end = 0;
   private takenAt = 0;
   private index: LevelIndex | undefined;
+  /** Fact groups and the run of items [start, end) each holds for. */
+  private readonly attached: Array<{ readonly groups: readonly FactGroup[]; readonly start: number; readonly end: number }> = [];
+  private readonly pairsMemo = new Map<readonly FactGroup[], ReadonlyArray<readonly [Term, Term]>>();
   private solver: LevelSolver | undefined;
   private solving = false;
 
@@ -51,11 +54,46 @@ export class Scope {
     else this.pending.push(fn);
   }
 
+  /** Records that `groups` hold for the rows of items [start, end) that matter (default: all items so far). */
+  attach(groups: readonly FactGroup[], start = 0, end = this.items.length): void {
+    if (groups.length > 0 && end > start) this.attached.push({ groups, start, end });
+  }
+
   /** Marks the items and fact groups complete, then runs what waited for that. */
   seal(): void {
     if (this.sealed) return;
+    this.assignGroups();
     this.sealed = true;
     for (const fn of this.pending.splice(0)) fn();
+  }
+
+  /**
+   * Gives every item the groups attached over it. Items between the same attachment boundaries
+   * share one array (and so one solved set of facts): in a join of inner joins, all of them.
+   */
+  private assignGroups(): void {
+    const cuts = [...new Set([0, this.items.length, ...this.attached.flatMap((a) => [a.start, a.end])])].sort((a, b) => a - b);
+    this.analysis.spend(cuts.length * (this.attached.length + 1));
+    for (let c = 0; c + 1 < cuts.length; c += 1) {
+      const from = cuts[c]!;
+      const to = cuts[c + 1]!;
+      const groups = this.attached.filter((a) => a.start <= from && a.end >= to).flatMap((a) => a.groups);
+      for (let i = from; i < to; i += 1) this.items[i]!.groups = groups;
+    }
+  }
+
+  /** The equalities of a list of fact groups (memoised per shared list once the scope is sealed). */
+  pairsOf(groups: readonly FactGroup[]): ReadonlyArray<readonly [Term, Term]> {
+    const memo = this.pairsMemo.get(groups);
+    if (memo) return memo;
+    const out: Array<readonly [Term, Term]> = [];
+    for (const group of groups) {
+      const pairs = group.pairs();
+      this.analysis.spend(pairs.length + 1);
+      for (const pair of pairs) out.push(pair);
+    }
+    if (this.sealed) this.pairsMemo.set(groups, out);
+    return out;
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { ColumnTerm, Item, Term } from './item.js';
+import type { ColumnTerm, FactGroup, Item, Term } from './item.js';
 import type { Scope } from './scope.js';
 import { candidateKey, type Candidate } from './verdict.js';
 
@@ -6,7 +6,8 @@ import { candidateKey, type Candidate } from './verdict.js';
  * What every column of one query level is known to equal, solved once for the whole level.
  *
  * Each FROM item has its own facts (scope.ts): the equalities of the conditions that hold for its
- * rows that matter. Within one item's facts, equal terms form components (union-find). A column's
+ * rows that matter (items of one segment share them). Within one set of facts, equal terms form
+ * components (union-find). A column's
  * values are its own (a subquery output, an intrinsic column), the tenant values in its component
  * among its item's facts, and the values of every column in that component, each as known in its
  * own item's facts (transitively: `a LEFT JOIN b ON b.t = a.t WHERE a.t = $1` binds b through a).
@@ -18,7 +19,8 @@ import { candidateKey, type Candidate } from './verdict.js';
 type Values = Map<string, Candidate>;
 
 interface Component {
-  readonly item: Item;
+  /** The fact groups (shared by the items of one segment of the level) it is a component of. */
+  readonly groups: readonly FactGroup[];
   readonly members: Term[];
   readonly values: Values;
 }
@@ -35,7 +37,9 @@ export class LevelSolver {
   constructor(private readonly scope: Scope) {
     const analysis = scope.analysis;
     const terms = new Map<string, Term>();
-    for (const item of scope.items) {
+    const segments = new Map<readonly FactGroup[], Item>();
+    for (const item of scope.items) if (!segments.has(item.groups)) segments.set(item.groups, item);
+    for (const [groups, item] of segments) {
       const pairs = item.allPairs();
       if (pairs.length === 0) continue;
       analysis.spend(pairs.length);
@@ -65,7 +69,7 @@ export class LevelSolver {
       for (const key of parent.keys()) {
         const root = find(key);
         let component = components.get(root);
-        if (!component) components.set(root, (component = { item, members: [], values: new Map() }));
+        if (!component) components.set(root, (component = { groups, members: [], values: new Map() }));
         const term = terms.get(key)!;
         component.members.push(term);
         if (term.kind === 'source') {
@@ -74,7 +78,7 @@ export class LevelSolver {
           let list = this.memberships.get(term.key);
           if (!list) this.memberships.set(term.key, (list = []));
           list.push(component);
-          if (term.item === item) this.own.set(term.key, component);
+          if (term.item.groups === groups && term.item.scope === scope) this.own.set(term.key, component);
         }
       }
     }
@@ -119,7 +123,7 @@ export class LevelSolver {
         this.scope.analysis.spend(1);
         if (!addAll(component.values, values)) continue;
         for (const member of component.members) {
-          if (member.kind !== 'column' || member.item !== component.item || member.item.scope !== this.scope) continue;
+          if (member.kind !== 'column' || member.item.groups !== component.groups || member.item.scope !== this.scope) continue;
           if (addAll(this.valuesOf(member), component.values)) queue.push(member);
         }
       }
