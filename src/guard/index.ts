@@ -233,6 +233,8 @@ export class TenantQueryGuard implements StatementGuard {
       const fresh = new Analysis(this.catalogState, context, text);
       if (error instanceof GuardBudgetExceeded) {
         fresh.refuseTooComplex(`the statement is too complex to check within maxAnalysisSteps (${this.maxAnalysisSteps}): refused; split it into smaller statements`);
+      } else if (error instanceof RangeError) {
+        fresh.refuseTooComplex('the statement is nested too deeply to check (the analysis ran out of stack): refused; split it into smaller statements');
       } else {
         fresh.refuse(`the statement could not be analysed (${(error as Error).name}): refused`, 0);
       }
