@@ -145,7 +145,9 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
   const target = targetItem(scope, stmt.relation);
   const sourceStart = scope.items.length;
   // Conditions open inside the source hold for the source only (its rows may go unmatched).
-  if (stmt.sourceRelation) scope.attach(buildFrom(stmt.sourceRelation, scope).open, sourceStart);
+  const sourceOpen: FactGroup[] = [];
+  if (stmt.sourceRelation) buildFrom(stmt.sourceRelation, scope, sourceOpen);
+  scope.attach(sourceOpen, sourceStart);
   const clauses = (stmt.mergeWhenClauses ?? []).flatMap((c) => ('MergeWhenClause' in c ? [c.MergeWhenClause] : []));
   const join = new FactGroup(scope, conjuncts(stmt.joinCondition));
   scope.attach([join], target.position, target.position + 1);

@@ -9,19 +9,12 @@ import type { Scope } from './scope.js';
 // FROM clauses: each item of a level, and the join conditions attached to the sides they filter.
 
 interface FromResult {
-  /** The FROM items inside this node (tables, subqueries, functions). */
-  readonly items: readonly Item[];
-  /**
-   * ON conditions of inner joins inside this node that hold for more than the node's own items:
-   * for every item combined with this node's rows through inner joins (or as the nullable side of
-   * an outer join whose preserved side this node is on). The caller attaches them where they stop.
-   */
-  readonly open: readonly FactGroup[];
   /** The column a `USING (col)` join above this node compares. */
   usingTerm(column: string): ColumnTerm | undefined;
 }
 
 const NO_USING = () => undefined;
+const NONE: FromResult = { usingTerm: NO_USING };
 
 /** What a LATERAL item (or a function in FROM) sees of its level: the items to its left. */
 function leftOf(scope: Scope): Scope {
@@ -33,11 +26,15 @@ function leftOf(scope: Scope): Scope {
 
 /**
  * Adds the FROM items of `node` to `scope`, attaching each join's ON to the sides it filters.
+ * `open` collects the ON conditions of inner joins inside `node` that hold for more than the
+ * node's own items: for every item combined with its rows through inner joins (or as the nullable
+ * side of an outer join whose preserved side the node is on). The caller attaches them where they
+ * stop holding.
  * Names are resolved where PostgreSQL looks for them: a plain subquery in FROM sees the enclosing
  * levels only (not its siblings), a LATERAL subquery and a function also the items to their left,
  * a JOIN's ON only the items of that join.
  */
-export function buildFrom(node: Node, scope: Scope): FromResult {
+export function buildFrom(node: Node, scope: Scope, open: FactGroup[]): FromResult {
   const analysis = scope.analysis;
   if ('RangeVar' in node) {
     const rv = node.RangeVar;
@@ -57,7 +54,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
           colnames,
         });
     if (!cte) refuseStatistics(scope, rv.schemaname, relname, rv.location);
-    return { items: [item], open: [], usingTerm: (c) => scope.columnTerm(item, item.columnKey(c)) };
+    return { usingTerm: (c) => scope.columnTerm(item, item.columnKey(c)) };
   }
   if ('RangeSubselect' in node) {
     const sub = node.RangeSubselect;
@@ -73,15 +70,20 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
       return result;
     };
     const item = scope.add({ kind: 'derived', name: sub.alias?.aliasname, location: -1, colnames: names(sub.alias?.colnames), outputs });
-    return { items: [item], open: [], usingTerm: (c) => scope.columnTerm(item, c) };
+    return { usingTerm: (c) => scope.columnTerm(item, c) };
   }
   if ('JoinExpr' in node) {
     const join = node.JoinExpr;
-    const none: FromResult = { items: [], open: [], usingTerm: NO_USING };
+    const type = join.jointype ?? 'JOIN_INNER';
+    // Every row of an inner join satisfies its ON, and so does every row combined with it through
+    // inner joins further up: the ON stays open. An outer join's ON holds for its nullable side
+    // only, and the conditions open on that side stop there (its rows may be null-extended).
+    const leftOpen = type === 'JOIN_INNER' || type === 'JOIN_LEFT' ? open : [];
+    const rightOpen = type === 'JOIN_INNER' || type === 'JOIN_RIGHT' ? open : [];
     const first = scope.items.length;
-    const left = join.larg ? buildFrom(join.larg, scope) : none;
+    const left = join.larg ? buildFrom(join.larg, scope, leftOpen) : NONE;
     const middle = scope.items.length;
-    const right = join.rarg ? buildFrom(join.rarg, scope) : none;
+    const right = join.rarg ? buildFrom(join.rarg, scope, rightOpen) : NONE;
     const end = scope.items.length;
     const using = names(join.usingClause);
     const given: Array<readonly [ColumnTerm, ColumnTerm]> = [];
@@ -94,28 +96,16 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     // ON sees this join's items only: a name of a sibling FROM item resolves to an enclosing level.
     const on = scope.view(first, scope.items.length);
     const group = new FactGroup(on, conjuncts(join.quals), given);
-    const type = join.jointype ?? 'JOIN_INNER';
-    // Every row of an inner join satisfies its ON, and so does every row combined with it through
-    // inner joins further up: the ON stays open. An outer join's ON holds for its nullable side
-    // only, and the conditions open on that side stop there (its rows may be null-extended).
-    let open: readonly FactGroup[];
-    if (type === 'JOIN_INNER') {
-      open = [...left.open, ...right.open, group];
-    } else if (type === 'JOIN_LEFT') {
-      scope.attach([...right.open, group], middle, end);
-      open = left.open;
-    } else if (type === 'JOIN_RIGHT') {
-      scope.attach([...left.open, group], first, middle);
-      open = right.open;
-    } else {
-      scope.attach(left.open, first, middle);
-      scope.attach(right.open, middle, end);
-      open = [];
+    if (type === 'JOIN_INNER') open.push(group);
+    else if (type === 'JOIN_LEFT') scope.attach([...rightOpen, group], middle, end);
+    else if (type === 'JOIN_RIGHT') scope.attach([...leftOpen, group], first, middle);
+    else {
+      scope.attach(leftOpen, first, middle);
+      scope.attach(rightOpen, middle, end);
     }
     // Subqueries in ON are analysed once the level is complete (their correlated references chain
     // through facts, such as the WHERE, that are attached later).
     scope.defer(() => walkExpressions(join.quals, on));
-    const items = [...left.items, ...right.items];
     const joinAlias = join.alias?.aliasname ?? join.join_using_alias?.aliasname;
     // An aliased join hides the names inside it; its own columns are not tracked.
     if (join.alias?.aliasname) {
@@ -125,15 +115,13 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
     if (joinAlias) scope.add({ kind: 'opaque', name: joinAlias, location: -1, joinAlias: true });
     const side = type === 'JOIN_RIGHT' ? right : left;
     return {
-      items,
-      open,
       usingTerm: (c) => (using.includes(c) && type !== 'JOIN_FULL' ? side.usingTerm(c) : undefined),
     };
   }
   if ('RangeTableSample' in node && node.RangeTableSample.relation) {
     const none = scope.view(0, 0);
     scope.defer(() => walkExpressions([node.RangeTableSample.args, node.RangeTableSample.repeatable], none));
-    return buildFrom(node.RangeTableSample.relation, scope);
+    return buildFrom(node.RangeTableSample.relation, scope, open);
   }
   // Functions, XMLTABLE, JSON_TABLE: columns unknown, arguments (which may refer to the items to
   // their left, LATERAL or not) searched for subqueries.
@@ -141,7 +129,7 @@ export function buildFrom(node: Node, scope: Scope): FromResult {
   const left = leftOf(scope);
   scope.defer(() => walkExpressions(body, left));
   const item = scope.add({ kind: 'opaque', name: body?.alias?.aliasname ?? functionAlias(node), location: -1 });
-  return { items: [item], open: [], usingTerm: NO_USING };
+  return { usingTerm: NO_USING };
 }
 
 /**
@@ -183,6 +171,7 @@ function functionAlias(node: Node): string | undefined {
  */
 export function buildFromList(list: readonly Node[] | undefined, scope: Scope, where: Node | undefined): void {
   const open: FactGroup[] = [];
-  for (const from of list ?? []) open.push(...buildFrom(from, scope).open);
-  scope.attach([...open, new FactGroup(scope, conjuncts(where))]);
+  for (const from of list ?? []) buildFrom(from, scope, open);
+  open.push(new FactGroup(scope, conjuncts(where)));
+  scope.attach(open);
 }
