@@ -1,6 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
 import type pg from 'pg';
-import { runWithTenantContext, TenantGuardError, withTenantTransaction } from '../src/index.js';
+import { createQueryGuard, runWithTenantContext, TenantGuardError, withTenantTransaction } from '../src/index.js';
 import { A, B, createGuardFixture, rowsOfB, showsB, type GuardFixture } from './guard-fixture.js';
 
 /**
@@ -83,4 +83,20 @@ test.serial('DECLARE ... WITH HOLD is refused in tenant transactions: a later tr
     { message: /cursor "plain" does not exist/ },
   );
   t.is(await rowsOfB(db), before);
+});
+
+test.serial('a pool whose sessions lex differently (standard_conforming_strings off for the role) gets every statement refused', async (t) => {
+  const { db } = t.context;
+  // (node-postgres always starts its sessions with client_encoding UTF8, so only a SET in the session could change that.)
+  for (const options of ['-c standard_conforming_strings=off']) {
+    const pool = db.pool(db.appUrl, { max: 1, options });
+    const guard = await createQueryGuard({ pool, tenancy: db.config });
+    t.truthy(guard.catalog.lexingMismatch, options);
+    t.regex(guard.inspect('SELECT 1')[0]!.reason, /read differently from the guard's parser/);
+    await t.throwsAsync(
+      withTenantTransaction(pool, A, (tx) => tx.query(`SELECT * FROM invoices WHERE tenant_id = $1 AND note = 'a\\' AND note = ' OR true --'`, [A]), { tenancy: db.config, guard }),
+      { instanceOf: TenantGuardError },
+    );
+  }
+  t.is(t.context.guard.catalog.lexingMismatch, undefined);
 });

@@ -41,6 +41,12 @@ export interface GuardCatalog {
   readonly unqualifiedBlind: ReadonlyMap<string, BlindView>;
   /** The connecting role's `current_schemas(true)`. */
   readonly searchPath: readonly string[];
+  /**
+   * Why the sessions of the pool read statement text differently from the guard's parser
+   * (standard_conforming_strings off, a client_encoding other than UTF8, as set for the role or
+   * database): every statement is then refused. Undefined when they read it alike.
+   */
+  readonly lexingMismatch?: string;
 }
 
 export interface CatalogOptions {
@@ -78,9 +84,12 @@ SELECT n.nspname AS schema, c.relname AS table, a.attname AS column,
    AND n.nspname NOT LIKE 'pg\\_toast%'`;
 
 // The connecting role's search path, and whether RLS applies to it at all.
+// And how its sessions lex statements: the guard's parser assumes standard_conforming_strings on
+// and UTF-8 text.
 const ROLE_SQL = `
 SELECT current_schemas(true) AS path,
-       coalesce((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), false) AS bypass`;
+       coalesce((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), false) AS bypass,
+       current_setting('standard_conforming_strings') AS scs, current_setting('client_encoding') AS encoding`;
 
 // Every relation on the search path named like a guarded table: the first one in path order is
 // what an unqualified name means to PostgreSQL.
@@ -140,7 +149,7 @@ export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOpt
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const configured = new Map(tenancy.tables.map((t) => [`${t.schema}.${t.table}`, t.tenantColumn]));
   const columns = [...new Set([tenancy.tenantColumn, ...configured.values()])];
-  const role = (await db.query(ROLE_SQL)).rows[0] as { path: string[] | string; bypass: boolean };
+  const role = (await db.query(ROLE_SQL)).rows[0] as { path: string[] | string; bypass: boolean; scs: string; encoding: string };
   const searchPath = typeof role.path === 'string' ? parsePgArray(role.path) : role.path;
   const { rows } = await db.query(CANDIDATES_SQL, [columns, tenancy.setting]);
   const exempt = exemptKeys(options.exemptTables);
@@ -171,7 +180,15 @@ export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOpt
   }
   const names = [...new Set([...tables, ...blind.values()].map((t) => t.table))];
   const shadows = names.length === 0 ? [] : (await db.query(SHADOW_SQL, [searchPath, names])).rows;
-  return buildCatalog(tables, [...blind.values()], searchPath, shadows as Array<{ schema: string; name: string }>);
+  const catalog = buildCatalog(tables, [...blind.values()], searchPath, shadows as Array<{ schema: string; name: string }>);
+  const mismatch = lexingMismatch(role.scs, role.encoding);
+  return mismatch === undefined ? catalog : Object.freeze({ ...catalog, lexingMismatch: mismatch });
+}
+
+function lexingMismatch(scs: string, encoding: string): string | undefined {
+  if (scs !== 'on') return `the pool's sessions run with standard_conforming_strings = ${scs}: backslashes in strings are read differently from the guard's parser`;
+  if (encoding.toUpperCase() !== 'UTF8') return `the pool's sessions run with client_encoding = ${encoding}: multi-byte characters are read differently from the guard's parser (UTF-8)`;
+  return undefined;
 }
 
 export interface StaticTableInput {

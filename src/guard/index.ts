@@ -211,6 +211,10 @@ export class TenantQueryGuard implements StatementGuard {
       analysis.refuseTooComplex(`the statement is longer than maxTextLength (${this.maxTextLength} characters) and is not analysed; send smaller statements (or raise maxTextLength)`);
       return analysis.verdict();
     }
+    if (this.catalogState.lexingMismatch) {
+      analysis.refuse(`${this.catalogState.lexingMismatch}; every statement is refused (fix the setting, then refresh())`, undefined);
+      return analysis.verdict();
+    }
     const nul = text.indexOf('\0');
     if (nul >= 0) {
       // The parser reads up to the NUL and ignores the rest: `SELECT 1\0; DELETE FROM t` would be judged as `SELECT 1`.
