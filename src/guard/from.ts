@@ -2,7 +2,7 @@ import type { Node } from 'libpg-query';
 import { analyzeQuery, walkExpressions } from './analyze.js';
 import { lookupBlind, lookupGuarded } from './catalog.js';
 import { conjuncts, names } from './expressions.js';
-import { FactGroup, UNKNOWN_OUTPUTS, type ColumnTerm, type Item, type OutputColumns } from './item.js';
+import { FactGroup, UNKNOWN_OUTPUTS, type ColumnTerm, type OutputColumns } from './item.js';
 import { statisticsRefusal } from './refusals.js';
 import type { Scope } from './scope.js';
 
@@ -128,7 +128,7 @@ export function buildFrom(node: Node, scope: Scope, open: FactGroup[]): FromResu
   const body = Object.values(node)[0] as { alias?: { aliasname?: string } } | undefined;
   const left = leftOf(scope);
   scope.defer(() => walkExpressions(body, left));
-  const item = scope.add({ kind: 'opaque', name: body?.alias?.aliasname ?? functionAlias(node), location: -1 });
+  scope.add({ kind: 'opaque', name: body?.alias?.aliasname ?? functionAlias(node), location: -1 });
   return { usingTerm: NO_USING };
 }
 

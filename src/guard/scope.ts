@@ -10,12 +10,13 @@ import { candidateKey, type Candidate } from './verdict.js';
  * Name resolution and "which values can this column hold" for one query level (a SELECT's FROM,
  * an UPDATE's target and FROM, ...).
  *
- * Each FROM item has the fact groups that apply to its rows: the scope's WHERE, and the ON of
- * every join above it that filters its side (both sides of an inner join, the nullable side of an
- * outer join, neither side of a full join). Every row of the item that can influence the result
- * satisfies all of them at once, so equalities in them chain: `c.tenant_id = o.tenant_id AND
- * o.tenant_id = $1` binds both. A reference to a guarded table is safe when its tenant column is
- * bound to the tenant this way.
+ * Each FROM item has the fact groups that apply to its rows: the scope's WHERE, the ON of every
+ * join above it that filters its side (both sides of an inner join, the nullable side of an outer
+ * join, neither side of a full join), and the ON of inner joins its rows are combined with through
+ * inner joins (from.ts). Every row of the item that can influence the result satisfies all of them
+ * at once, so equalities in them chain: `c.tenant_id = o.tenant_id AND o.tenant_id = $1` binds
+ * both (solved once per level, solver.ts). A reference to a guarded table is safe when its tenant
+ * column is bound to the tenant this way. Names resolve as PostgreSQL scopes them (`view`).
  */
 
 /** A query level: its FROM items, its CTE names, and a link to the enclosing level. */
