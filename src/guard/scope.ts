@@ -19,6 +19,9 @@ import { candidateKey, type Candidate } from './verdict.js';
  * column is bound to the tenant this way. Names resolve as PostgreSQL scopes them (`view`).
  */
 
+/** Levels with more items than this resolve names through a LevelIndex instead of scanning. */
+const INDEX_FROM = 16;
+
 /** A query level: its FROM items, its CTE names, and a link to the enclosing level. */
 export class Scope {
   readonly items: Item[] = [];
@@ -73,6 +76,12 @@ export class Scope {
    * share one array (and so one solved set of facts): in a join of inner joins, all of them.
    */
   private assignGroups(): void {
+    if (this.attached.every((a) => a.start === 0 && a.end === this.items.length)) {
+      // One segment (a join of inner joins, or a single item): every item shares all groups.
+      const groups = this.attached.length === 1 ? this.attached[0]!.groups : this.attached.flatMap((a) => a.groups);
+      for (const item of this.items) item.groups = groups;
+      return;
+    }
     const cuts = [...new Set([0, this.items.length, ...this.attached.flatMap((a) => [a.start, a.end])])].sort((a, b) => a - b);
     this.analysis.spend(cuts.length * (this.attached.length + 1));
     for (let c = 0; c + 1 < cuts.length; c += 1) {
@@ -123,7 +132,8 @@ export class Scope {
     const owner = this.base ?? this;
     const start = this.base ? this.start : 0;
     const end = this.base ? this.end : owner.items.length;
-    if (!owner.sealed) return owner.items.slice(start, end).filter(scan);
+    // Small levels are scanned; an index pays off only when there are many items.
+    if (!owner.sealed || owner.items.length <= INDEX_FROM) return owner.items.slice(start, end).filter(scan);
     owner.index ??= new LevelIndex(owner.items);
     const found = pick(owner.index) ?? [];
     return this.base ? found.filter((item) => item.position >= start && item.position < end) : found;
