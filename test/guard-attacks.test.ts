@@ -52,6 +52,14 @@ const ATTACKS: Record<string, Attack | string> = {
   'pg_catalog.set_config in upper case': {
     statements: [`SELECT pg_catalog.set_config('STANDARD_CONFORMING_STRINGS', 'off', true)`, `SELECT * FROM invoices WHERE tenant_id = $1 AND note = 'a\\' AND note = ' OR true --'`],
   },
+  // In SJIS the UTF-8 bytes of 'ā' (c4 81) end in a lead byte: the server reads 81 5c as one
+  // character, so the backslash that escapes the quote for the guard is gone for the server.
+  'SET LOCAL client_encoding = SJIS, then an E-string whose last character swallows the backslash': {
+    statements: [`SET LOCAL client_encoding = 'SJIS'`, `SELECT * FROM invoices WHERE tenant_id = $1 AND note = E'ā\\' OR true --'`],
+  },
+  'SET NAMES, then the DELETE form': {
+    statements: [`SET NAMES 'SJIS'`, `DELETE FROM invoices WHERE tenant_id = $1 AND note = E'ā\\' OR true --'`],
+  },
   'UPDATE pg_settings (its rule calls set_config)': {
     statements: [`UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'`, `SELECT * FROM invoices WHERE tenant_id = $1 AND note = 'a\\' AND note = ' OR true --'`],
   },
