@@ -149,9 +149,15 @@ const joined = fc
     return { with: left.with, sql, aliases: ['x', 'y'] };
   });
 
+// Inner joins nested under outer ones and the other way round: an inner join's ON holds for what
+// is joined to it through inner joins (and on the nullable side of an outer join), not beyond.
 const threeWay = fc
-  .tuple(table, table, table, joinCondition('x', 'y'), joinCondition('y', 'z', ['x']), fc.constantFrom('JOIN', 'LEFT JOIN'))
-  .map(([a, b, c, on1, on2, kind]): From => ({ sql: `${a} x JOIN ${b} y ON ${on1} ${kind} ${c} z ON ${on2}`, aliases: ['x', 'y', 'z'] }));
+  .tuple(table, table, table, joinCondition('x', 'y'), joinCondition('y', 'z', ['x']), fc.constantFrom('JOIN', 'LEFT JOIN', 'RIGHT JOIN'), fc.constantFrom('JOIN', 'LEFT JOIN', 'RIGHT JOIN'), fc.boolean())
+  .map(([a, b, c, on1, on2, kind1, kind2, nested]): From =>
+    nested
+      ? { sql: `${c} z ${kind2} (${a} x ${kind1} ${b} y ON ${on1}) ON ${on2}`, aliases: ['x', 'y', 'z'] }
+      : { sql: `${a} x ${kind1} ${b} y ON ${on1} ${kind2} ${c} z ON ${on2}`, aliases: ['x', 'y', 'z'] },
+  );
 
 /**
  * Star expansion: `(r).*` is as many columns as r has, so an alias list after it renames columns
