@@ -66,6 +66,9 @@ test('a 500-table statement longer than maxTextLength is refused before it is pa
   t.deepEqual(rest, []);
   t.is(violation!.code, 'LBMT_GUARD_TOO_COMPLEX');
   t.regex(violation!.reason, /longer than maxTextLength \(32768 characters\)/);
+  t.not(guard.verdict(sql), guard.verdict(sql), 'a text past maxTextLength is not kept in the cache');
+  const short = innerChain(3);
+  t.is(guard.verdict(short), guard.verdict(short), 'a text within it is');
 });
 
 test('500-table statements past maxAnalysisSteps finish, refused with LBMT_GUARD_TOO_COMPLEX', async (t) => {

@@ -149,7 +149,9 @@ export class TenantQueryGuard implements StatementGuard {
     const cached = this.cache.get(text);
     if (cached) return cached;
     const verdict = this.analyze(text);
-    this.cache.set(text, verdict);
+    // Texts past maxTextLength are refused at once (no parse); keeping them would let a caller
+    // fill the cache with arbitrarily large strings.
+    if (text.length <= this.maxTextLength) this.cache.set(text, verdict);
     return verdict;
   }
 
