@@ -85,6 +85,10 @@ const ATTACKS: Record<string, Attack | string> = {
 
   // 9. NUL in the text (the parser stops there).
   'a NUL before a second statement': 'SELECT 1\u0000; DELETE FROM invoices',
+  // The same family, found attacking the fix: the parser's UTF-8 encoder counts an unpaired
+  // surrogate and the character after it as 4 bytes but writes 5, so it cuts the end of the text;
+  // the wire sends all of it.
+  'unpaired surrogates that make the parser cut the last line': `SELECT * FROM invoices WHERE tenant_id = $1 -- ${'\uD800é'.repeat(12)}\nOR true`,
 };
 
 for (const [name, attack] of Object.entries(ATTACKS)) {

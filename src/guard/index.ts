@@ -53,6 +53,9 @@ export interface QueryGuardOptions {
   readonly maxAnalysisSteps?: number;
 }
 
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 const SAFE: Verdict = Object.freeze({ violations: Object.freeze([]), requirements: Object.freeze([]) });
 
 /** A pool as `wrap` needs it: pg.Pool, or anything shaped like it. */
@@ -221,6 +224,14 @@ export class TenantQueryGuard implements StatementGuard {
     if (nul >= 0) {
       // The parser reads up to the NUL and ignores the rest: `SELECT 1\0; DELETE FROM t` would be judged as `SELECT 1`.
       analysis.refuse('the statement text contains a NUL character: the parser would stop there and not check what follows', Buffer.byteLength(text.slice(0, nul)));
+      return analysis.verdict();
+    }
+    const surrogate = text.search(UNPAIRED_SURROGATE);
+    if (surrogate >= 0) {
+      // The parser's UTF-8 encoder miscounts unpaired surrogates and cuts the end of the text
+      // (`... -- \uD800é...\nOR true` is judged without its last line), while the wire encodes them
+      // as U+FFFD and sends everything: the two would not read the same statement.
+      analysis.refuse('the statement text contains an unpaired UTF-16 surrogate (not valid Unicode): the parser and the server would not read the same text', Buffer.byteLength(text.slice(0, surrogate)));
       return analysis.verdict();
     }
     let parsed: ParseResult;
