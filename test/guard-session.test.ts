@@ -100,3 +100,21 @@ test.serial('a pool whose sessions lex differently (standard_conforming_strings 
   }
   t.is(t.context.guard.catalog.lexingMismatch, undefined);
 });
+
+test.serial('inside withTenantTransaction a statement name is not used: an empty text is sent as itself, not as the statement named before', async (t) => {
+  const { pool, db, guard } = t.context;
+  let first: unknown[] = [];
+  await t.throwsAsync(
+    withTenantTransaction(
+      pool,
+      A,
+      async (tx) => {
+        first = (await tx.query({ name: 'inv-tx', text: SELECT_OWN, values: [A] } as never)).rows;
+        return (await tx.query({ name: 'inv-tx', text: '', values: [B] } as never)).rows;
+      },
+      { tenancy: db.config, guard, prepare: 'all' },
+    ),
+    { message: /bind message supplies 1 parameters, but prepared statement "lbmt_[0-9a-f]+" requires 0/ },
+  );
+  t.is(first.length, 4);
+});
