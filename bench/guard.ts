@@ -3,7 +3,10 @@
  * - cached: `guard.check` of a text seen before, including the per-execution comparison of the
  *   parameter the verdict names with the tenant (target ≤ 2 µs);
  * - first verdict: parse (libpg-query, WASM) + analysis of a three-table join with a CTE never
- *   seen before (target ≤ 150 µs).
+ *   seen before (target ≤ 150 µs);
+ * - first verdict of joins of 3, 30 and 300 tables, each bound through a chain of tenant
+ *   equalities (`JOIN t_k ON t_k.tenant_id = t_k-1.tenant_id AND ...`): the growth should be
+ *   close to linear in the statement's size.
  * `tsx bench/guard.ts` prints the markdown; bench/run.ts calls `benchGuard()`.
  */
 import os from 'node:os';
@@ -25,11 +28,22 @@ SELECT c.name, r.id, i.sku
 
 const CACHED = 'SELECT o.id, c.name FROM orders o JOIN customers c ON c.tenant_id = o.tenant_id AND c.id = o.customer_id WHERE o.tenant_id = $1 AND o.id = $2';
 
+/** A join of `n` guarded tables, each bound through the previous one; `salt` makes the text new. */
+export function chainedJoin(n: number, salt: number): string {
+  let sql = 'SELECT a0.id FROM t0 a0';
+  for (let i = 1; i < n; i += 1) sql += ` JOIN t${i} a${i} ON a${i}.tenant_id = a${i - 1}.tenant_id AND a${i}.id = a${i - 1}.ref`;
+  return `${sql} WHERE a0.tenant_id = $1 LIMIT ${salt}`;
+}
+
+export const CHAIN_SIZES = [3, 30, 300] as const;
+
 export interface GuardBench {
   /** Median ns per cached `check` (verdict lookup + parameter check). */
   readonly cachedNs: number;
   /** Median µs per first verdict of a three-table join with a CTE. */
   readonly firstJoinCteUs: number;
+  /** Median µs per first verdict of a join of n chained tables, and of its parsing alone. */
+  readonly chains: ReadonlyArray<{ readonly tables: number; readonly chars: number; readonly firstUs: number; readonly parseUs: number }>;
   readonly markdown: string;
 }
 
@@ -56,9 +70,12 @@ export async function benchGuard(options: { quick?: boolean } = {}): Promise<Gua
   const quick = options.quick ?? process.env.BENCH_QUICK === '1';
   await loadModule();
   const guard = await createQueryGuard({
-    tables: [{ name: 'orders' }, { name: 'customers' }, { name: 'items' }],
+    tables: [{ name: 'orders' }, { name: 'customers' }, { name: 'items' }, ...Array.from({ length: 300 }, (_, i) => ({ name: `t${i}` }))],
     cacheSize: 100_000,
   });
+  for (const n of CHAIN_SIZES) {
+    if (guard.inspect(chainedJoin(n, 0), [TENANT], TENANT).length !== 0) throw new Error(`bench/guard: the ${n}-table chain is not accepted`);
+  }
   const values = [TENANT, 42];
   guard.check(CACHED, values, TENANT);
   // What is measured must be the real check: another tenant's value is refused.
@@ -74,6 +91,14 @@ export async function benchGuard(options: { quick?: boolean } = {}): Promise<Gua
   const first = measure(quick ? 5 : 15, quick ? 200 : 1_000, (i) => guard.check(`${JOIN_WITH_CTE}${i}`, [TENANT], TENANT));
   const parseOnly = measure(quick ? 5 : 15, quick ? 200 : 1_000, (i) => parseSync(`${JOIN_WITH_CTE}${i}`));
 
+  let salt = 1;
+  const chains = CHAIN_SIZES.map((tables) => {
+    const perRound = Math.max(quick ? 2 : 5, Math.round((quick ? 600 : 3000) / tables));
+    const rounds = quick ? 5 : 11;
+    const firstRun = measure(rounds, perRound, () => guard.check(chainedJoin(tables, salt++), [TENANT], TENANT));
+    const parseRun = measure(rounds, perRound, () => parseSync(chainedJoin(tables, salt++)));
+    return { tables, chars: chainedJoin(tables, 0).length, firstUs: median(firstRun) / 1000, parseUs: median(parseRun) / 1000 };
+  });
   const cachedNs = median(cached);
   const firstJoinCteUs = median(first) / 1000;
   const parseUs = median(parseOnly) / 1000;
@@ -90,8 +115,17 @@ export async function benchGuard(options: { quick?: boolean } = {}): Promise<Gua
     row('first verdict, 3-table join with a CTE', '≤ 150 µs', `${firstJoinCteUs.toFixed(1)} µs`, `${(Math.min(...first) / 1000).toFixed(1)} µs`, firstJoinCteUs <= 150),
     row('… of which parsing (libpg-query `parseSync`)', '', `${parseUs.toFixed(1)} µs`, `${(Math.min(...parseOnly) / 1000).toFixed(1)} µs`, true),
     '',
+    'First verdict of a join of n tables bound through a chain of tenant equalities (median):',
+    '',
+    '| tables | characters | first verdict | of which parsing | per table | vs 3 tables |',
+    '|---|---|---|---|---|---|',
+    ...chains.map(
+      (c) =>
+        `| ${c.tables} | ${c.chars} | ${c.firstUs.toFixed(1)} µs | ${c.parseUs.toFixed(1)} µs | ${(c.firstUs / c.tables).toFixed(1)} µs | ${(c.firstUs / chains[0]!.firstUs).toFixed(1)}× |`,
+    ),
+    '',
   ].join('\n');
-  return { cachedNs, firstJoinCteUs, markdown };
+  return { cachedNs, firstJoinCteUs, chains, markdown };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -40,7 +40,24 @@ export function guardTargets(guard: GuardBench): Target[] {
   return [
     { target: `SQL guard: cached verdict + parameter check ≤ ${GUARD_TARGETS.cachedUs} µs`, measured: `${f(guard.cachedNs / 1000, 2)} µs`, ok: guard.cachedNs / 1000 <= GUARD_TARGETS.cachedUs },
     { target: `SQL guard: first verdict (3-table join with a CTE) ≤ ${GUARD_TARGETS.firstVerdictUs} µs`, measured: `${f(guard.firstJoinCteUs, 1)} µs`, ok: guard.firstJoinCteUs <= GUARD_TARGETS.firstVerdictUs },
+    ...guardGrowth(guard),
   ];
+}
+
+/** First verdicts of 30 and 300 chained tables grow roughly linearly: at most twice the per-table cost of the next smaller size. */
+function guardGrowth(guard: GuardBench): Target[] {
+  const out: Target[] = [];
+  for (let i = 1; i < guard.chains.length; i += 1) {
+    const [small, large] = [guard.chains[i - 1]!, guard.chains[i]!];
+    const ratio = large.firstUs / small.firstUs;
+    const size = large.tables / small.tables;
+    out.push({
+      target: `SQL guard: first verdict, ${large.tables} vs ${small.tables} chained tables, roughly linear (≤ ${2 * size}×)`,
+      measured: `${f(large.firstUs, 0)} µs vs ${f(small.firstUs, 1)} µs: ${x(ratio)}`,
+      ok: ratio <= 2 * size,
+    });
+  }
+  return out;
 }
 
 export function targets(latency: LatencyResults, throughput: ThroughputResults, skew: SkewCell[], http?: HttpResult, guard?: GuardBench): Target[] {

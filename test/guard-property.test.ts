@@ -7,7 +7,9 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 /**
  * Differential test of the guard against PostgreSQL itself. Random queries over two guarded
  * tables (no RLS: the app role sees every tenant's rows) with joins of every kind, derived
- * tables, CTEs, correlated subqueries, UNION, ORs, NOTs and filters on one side only. Each query
+ * tables, CTEs, correlated subqueries, UNION, ORs, NOTs and filters on one side only, star
+ * expansion under alias lists, names shadowed across LATERAL / plain subqueries / JOIN ON, and
+ * string literals that lex differently under other settings. Each query
  * selects the tenant column of every guarded reference (a subquery's through string_agg). When the
  * guard says safe, the rows must hold the current tenant only; equivalently, a query that returns
  * another tenant's rows must have been called unsafe.
@@ -65,8 +67,28 @@ const pick = (aliases: readonly string[]) => fc.constantFrom(...aliases);
 const pair = (aliases: readonly string[]) =>
   aliases.length < 2 ? pick(aliases).map((a) => [a, a] as const) : fc.shuffledSubarray([...aliases], { minLength: 2, maxLength: 2 }).map(([a, b]) => [a!, b!] as const);
 
+/**
+ * Lexing traps: string literals that end where a reader with other lexing rules would not see
+ * them end (a backslash before the quote, E'' strings, dollar quotes, doubled quotes), so that a
+ * tenant filter or an `OR true` is inside a string for one reader and outside it for the other.
+ * The guard and the server must read them alike (settings that change lexing are refused).
+ */
+const lexingTrap = (alias: string): fc.Arbitrary<string> =>
+  fc.constantFrom(
+    // standard_conforming_strings on: 'a\' is a whole string (off: the string would run on to the next quote).
+    `${alias}.k::text <> 'a\\' AND ${alias}.tenant_id = $1::uuid AND ${alias}.k::text <> ' OR true --'`,
+    // E'' strings escape: E'a\\' is a\ (an escaped backslash), E'a\'' is a' .
+    `${alias}.k::text <> E'a\\\\' AND ${alias}.tenant_id = $1::uuid AND ${alias}.k::text <> ' OR true --'`,
+    `${alias}.k::text <> E'a\\'' AND ${alias}.tenant_id = $1::uuid`,
+    `${alias}.k::text <> E'a\\' OR true OR ${alias}.k::text <> ' AND ${alias}.tenant_id = $1::uuid`,
+    `${alias}.k::text <> $$a' AND ${alias}.tenant_id = $1::uuid AND ${alias}.k::text <> '$$`,
+    `${alias}.k::text <> 'it''s' AND ${alias}.tenant_id = $1::uuid`,
+    `${alias}.k::text <> U&'\\0041\\\\' AND ${alias}.tenant_id = $1::uuid AND ${alias}.k::text <> ' OR true --'`,
+  );
+
 const atom = (aliases: readonly string[]): fc.Arbitrary<string> =>
   fc.oneof(
+    { weight: 1, arbitrary: pick(aliases).chain(lexingTrap) },
     { weight: 2, arbitrary: pick(aliases).chain(tenantFilter) },
     { weight: 3, arbitrary: pair(aliases).map(([a, b]) => `${a}.tenant_id = ${b}.tenant_id`) },
     { weight: 2, arbitrary: fc.tuple(pick(aliases), pick(aliases)).map(([a, b]) => `${a}.k = ${b}.k`) },
@@ -128,11 +150,51 @@ const joined = fc
     return { with: left.with, sql, aliases: ['x', 'y'] };
   });
 
+// Inner joins nested under outer ones and the other way round: an inner join's ON holds for what
+// is joined to it through inner joins (and on the nullable side of an outer join), not beyond.
 const threeWay = fc
-  .tuple(table, table, table, joinCondition('x', 'y'), joinCondition('y', 'z', ['x']), fc.constantFrom('JOIN', 'LEFT JOIN'))
-  .map(([a, b, c, on1, on2, kind]): From => ({ sql: `${a} x JOIN ${b} y ON ${on1} ${kind} ${c} z ON ${on2}`, aliases: ['x', 'y', 'z'] }));
+  .tuple(table, table, table, joinCondition('x', 'y'), joinCondition('y', 'z', ['x']), fc.constantFrom('JOIN', 'LEFT JOIN', 'RIGHT JOIN'), fc.constantFrom('JOIN', 'LEFT JOIN', 'RIGHT JOIN'), fc.boolean())
+  .map(([a, b, c, on1, on2, kind1, kind2, nested]): From =>
+    nested
+      ? { sql: `${c} z ${kind2} (${a} x ${kind1} ${b} y ON ${on1}) ON ${on2}`, aliases: ['x', 'y', 'z'] }
+      : { sql: `${a} x ${kind1} ${b} y ON ${on1} ${kind2} ${c} z ON ${on2}`, aliases: ['x', 'y', 'z'] },
+  );
 
-const from = fc.oneof({ weight: 3, arbitrary: single }, { weight: 2, arbitrary: derived }, { weight: 1, arbitrary: cte }, { weight: 4, arbitrary: joined }, { weight: 2, arbitrary: threeWay });
+/**
+ * Star expansion: `(r).*` is as many columns as r has, so an alias list after it renames columns
+ * the guard cannot count (x.tenant_id below is r's tenant_id, not the constant after the star).
+ */
+const starred = fc
+  .tuple(table, condition(['x']), fc.constantFrom('$1::uuid', '$2::uuid'), fc.boolean())
+  .map(([t, c, v, star]): From => {
+    const row = `(SELECT 0 AS k, ${v} AS tenant_id) r`;
+    const values = star ? `(r).*, $1::uuid` : `r.k, r.tenant_id, $1::uuid`;
+    return { sql: `(SELECT ${values} FROM ${row}) s(k, tenant_id) JOIN ${t} x ON x.tenant_id = s.tenant_id AND ${c}`, aliases: ['x'] };
+  });
+
+/**
+ * Scoping: inside a LATERAL item holding `c` = $2, a subquery names `c` while a sibling `c` holds
+ * $1. PostgreSQL binds it to the sibling only when the subquery is LATERAL; a JOIN's ON never
+ * sees the sibling. The guard must bind it where PostgreSQL does.
+ */
+const shadowed = fc
+  .tuple(table, condition(['i']), fc.constantFrom('', 'LATERAL '), fc.boolean())
+  .map(([t, c, lateral, viaJoin]): From => {
+    const inner = viaJoin
+      ? `SELECT y.* FROM (SELECT $1::uuid AS tenant_id) c, ga z JOIN ${t} y ON y.tenant_id = c.tenant_id AND z.tenant_id = y.tenant_id AND z.id = y.id`
+      : `SELECT y.* FROM (SELECT $1::uuid AS tenant_id) c, ${lateral}(SELECT i.tenant_id, i.id, i.k FROM ${t} i WHERE i.tenant_id = c.tenant_id AND ${c}) y`;
+    return { sql: `(SELECT $2::uuid AS tenant_id) c CROSS JOIN LATERAL (${inner}) x`, aliases: ['x'] };
+  });
+
+const from = fc.oneof(
+  { weight: 3, arbitrary: single },
+  { weight: 2, arbitrary: derived },
+  { weight: 1, arbitrary: cte },
+  { weight: 4, arbitrary: joined },
+  { weight: 2, arbitrary: threeWay },
+  { weight: 1, arbitrary: starred },
+  { weight: 2, arbitrary: shadowed },
+);
 
 /** A correlated scalar subquery whose tenant ids are shown, or an EXISTS filter. */
 const subquery = (aliases: readonly string[]) =>

@@ -1,5 +1,5 @@
 import type { GuardCatalog } from './catalog.js';
-import type { GuardViolation } from './errors.js';
+import { GUARD_TOO_COMPLEX, type GuardViolation } from './errors.js';
 import type { SourceContext } from './expressions.js';
 import { candidateKey, type Candidate, type Requirement, type Verdict } from './verdict.js';
 
@@ -13,6 +13,9 @@ export class Analysis {
   readonly requirements: Requirement[] = [];
   private nextId = 0;
   private readonly ascii: boolean;
+  private spent = 0;
+  /** Character offset of every byte offset (built once, for texts that are not ASCII). */
+  private charOffsets: Uint32Array | undefined;
   /** Location of the statement being analysed, for clauses the parser gives no location. */
   statementLocation = 0;
 
@@ -20,9 +23,17 @@ export class Analysis {
     readonly catalog: GuardCatalog,
     readonly source: SourceContext,
     readonly text: string,
+    /** Work units (nodes walked, facts resolved, terms propagated) the analysis may spend. */
+    readonly budget: number = Number.POSITIVE_INFINITY,
   ) {
     // eslint-disable-next-line no-control-regex
     this.ascii = !/[^\x00-\x7f]/.test(text);
+  }
+
+  /** Counts `units` of work; past the budget the analysis is abandoned (GuardBudgetExceeded). */
+  spend(units: number): void {
+    this.spent += units;
+    if (this.spent > this.budget) throw new GuardBudgetExceeded(this.budget);
   }
 
   newId(): number {
@@ -33,6 +44,11 @@ export class Analysis {
   refuse(reason: string, location: number | undefined, table?: string): void {
     const at = this.charOffset(location === undefined || location < 0 ? this.statementLocation : location);
     this.violations.push(table === undefined ? { reason, location: at } : { table, reason, location: at });
+  }
+
+  /** A refusal for size or complexity: the statement was not (fully) analysed. */
+  refuseTooComplex(reason: string): void {
+    this.violations.push({ reason, location: 0, code: GUARD_TOO_COMPLEX });
   }
 
   /** Records that `candidates` must hold one value equal to the tenant; refuses when there is none. */
@@ -71,6 +87,28 @@ export class Analysis {
 
   private charOffset(byteOffset: number): number {
     if (this.ascii || byteOffset <= 0) return Math.max(0, byteOffset);
-    return Buffer.from(this.text, 'utf8').subarray(0, byteOffset).toString('utf8').length;
+    // One pass over the text for all violations: refusing many of them stays linear.
+    if (!this.charOffsets) {
+      const offsets = new Uint32Array(Buffer.byteLength(this.text, 'utf8') + 1);
+      let byte = 0;
+      for (let i = 0; i < this.text.length; i += 1) {
+        const code = this.text.codePointAt(i)!;
+        const bytes = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+        for (let k = 0; k < bytes; k += 1) offsets[byte + k] = i;
+        byte += bytes;
+        if (code >= 0x10000) i += 1;
+      }
+      offsets[byte] = this.text.length;
+      this.charOffsets = offsets;
+    }
+    return this.charOffsets[Math.min(byteOffset, this.charOffsets.length - 1)]!;
+  }
+}
+
+/** Thrown (and caught by the guard) when a statement's analysis would exceed its budget. */
+export class GuardBudgetExceeded extends Error {
+  constructor(readonly budget: number) {
+    super(`the analysis exceeded its budget of ${budget} steps`);
+    this.name = 'GuardBudgetExceeded';
   }
 }

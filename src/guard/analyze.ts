@@ -1,8 +1,8 @@
 import type { Node, SelectStmt, WithClause } from 'libpg-query';
 import { analyzeDelete, analyzeInsert, analyzeMerge, analyzeUpdate } from './dml.js';
-import { conjuncts, names } from './expressions.js';
-import { buildFrom } from './from.js';
-import { FactGroup, UNKNOWN_OUTPUTS, type OutputColumns } from './item.js';
+import { names } from './expressions.js';
+import { buildFromList } from './from.js';
+import { UNKNOWN_OUTPUTS, type OutputColumns } from './item.js';
 import { combineSetOperation, renameOutputs, sameBindings, targetOutputs, unbound, valuesOutputs } from './outputs.js';
 import { functionRefusal } from './refusals.js';
 import { Scope } from './scope.js';
@@ -41,9 +41,7 @@ export function analyzeSelect(select: SelectStmt, parent: Scope): OutputColumns 
     walkExpressions(select.valuesLists, scope);
     return valuesOutputs(select.valuesLists, scope);
   }
-  for (const from of select.fromClause ?? []) buildFrom(from, scope);
-  const where = new FactGroup(scope, conjuncts(select.whereClause));
-  for (const item of scope.items) item.groups.push(where);
+  buildFromList(select.fromClause, scope, select.whereClause);
   scope.seal();
   walkExpressions(
     [select.targetList, select.whereClause, select.groupClause, select.havingClause, select.windowClause, select.sortClause, select.distinctClause, select.limitCount, select.limitOffset],
@@ -64,22 +62,24 @@ export function finishScope(scope: Scope): void {
 export function withScope(clause: WithClause | undefined, parent: Scope): Scope {
   if (!clause?.ctes?.length) return parent;
   const scope = new Scope(parent.analysis, parent);
-  for (const node of clause.ctes) {
-    if (!('CommonTableExpr' in node)) continue;
-    const cte = node.CommonTableExpr;
+  const ctes = clause.ctes.flatMap((node) => ('CommonTableExpr' in node ? [node.CommonTableExpr] : []));
+  const bindings = ctes.map(() => ({ outputs: UNKNOWN_OUTPUTS }));
+  // WITH RECURSIVE: every CTE of the list is visible to every other, also to earlier ones (a
+  // forward reference, whose columns are then unknown here); a plain WITH sees only earlier ones.
+  if (clause.recursive) ctes.forEach((cte, i) => scope.ctes.set(cte.ctename ?? '', bindings[i]!));
+  ctes.forEach((cte, i) => {
     const name = cte.ctename ?? '';
     const colnames = names(cte.aliascolnames);
-    const binding = { outputs: UNKNOWN_OUTPUTS };
+    const binding = bindings[i]!;
     const rename = (o: OutputColumns) => renameOutputs(o, colnames);
     const query = cte.ctequery;
     if (clause.recursive && query && 'SelectStmt' in query && query.SelectStmt.op === 'SETOP_UNION') {
-      scope.ctes.set(name, binding);
       binding.outputs = recursiveFixpoint(query.SelectStmt, scope, binding, rename);
     } else {
       binding.outputs = rename(analyzeQuery(query, scope));
       scope.ctes.set(name, binding);
     }
-  }
+  });
   return scope;
 }
 
@@ -115,6 +115,7 @@ function recursiveFixpoint(
  */
 export function walkExpressions(node: unknown, scope: Scope): void {
   if (node === null || typeof node !== 'object') return;
+  scope.analysis.spend(1);
   if (Array.isArray(node)) {
     for (const child of node) walkExpressions(child, scope);
     return;

@@ -15,14 +15,19 @@ export interface GuardedTable {
 }
 
 /**
- * A view (or materialized view) that reads a guarded table but has no tenant column of its own:
- * nothing can filter it, so every reference to it is refused.
+ * A relation that reads a guarded table but has no tenant column of its own, so nothing can
+ * filter it: a view (or materialized view) over a guarded table, refused wherever it is named; or
+ * (`kind: 'parent'`) an inheritance parent of a table carrying the tenant column, whose scans read
+ * the children's rows too (refused unless named with `ONLY`; the parent's own RLS, if any, is
+ * all that applies to them).
  */
 export interface BlindView {
   readonly schema: string;
   readonly table: string;
   /** One guarded table it reads (`schema.table`). */
   readonly reads: string;
+  /** `'parent'` for an inheritance parent; absent for a view. */
+  readonly kind?: 'parent';
 }
 
 /** What the guard knows about the database: the guarded tables and how unqualified names resolve. */
@@ -36,6 +41,12 @@ export interface GuardCatalog {
   readonly unqualifiedBlind: ReadonlyMap<string, BlindView>;
   /** The connecting role's `current_schemas(true)`. */
   readonly searchPath: readonly string[];
+  /**
+   * Why the sessions of the pool read statement text differently from the guard's parser
+   * (standard_conforming_strings off, a client_encoding other than UTF8, as set for the role or
+   * database): every statement is then refused. Undefined when they read it alike.
+   */
+  readonly lexingMismatch?: string;
 }
 
 export interface CatalogOptions {
@@ -73,9 +84,12 @@ SELECT n.nspname AS schema, c.relname AS table, a.attname AS column,
    AND n.nspname NOT LIKE 'pg\\_toast%'`;
 
 // The connecting role's search path, and whether RLS applies to it at all.
+// And how its sessions lex statements: the guard's parser assumes standard_conforming_strings on
+// and UTF-8 text.
 const ROLE_SQL = `
 SELECT current_schemas(true) AS path,
-       coalesce((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), false) AS bypass`;
+       coalesce((SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), false) AS bypass,
+       current_setting('standard_conforming_strings') AS scs, current_setting('client_encoding') AS encoding`;
 
 // Every relation on the search path named like a guarded table: the first one in path order is
 // what an unqualified name means to PostgreSQL.
@@ -83,6 +97,25 @@ const SHADOW_SQL = `
 SELECT n.nspname AS schema, c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = ANY($1::text[]) AND c.relname = ANY($2::text[]) AND c.relkind NOT IN ('i', 'I', 'c', 't')`;
+
+// Inheritance ancestors of the tables carrying a tenant column ($1 tables, $2 their tenant columns)
+// that do not carry that column themselves: scanning such a parent scans the children's rows too,
+// filtered by the parent's policies only (a child's RLS does not apply through its parent).
+const PARENTS_SQL = `
+WITH RECURSIVE tenant_tables(key, col) AS (SELECT * FROM unnest($1::text[], $2::text[])),
+ancestors AS (
+  SELECT i.inhparent AS parent, i.inhrelid AS child FROM pg_inherits i
+  UNION
+  SELECT i.inhparent, a.child FROM ancestors a JOIN pg_inherits i ON i.inhrelid = a.parent
+)
+SELECT DISTINCT pn.nspname AS schema, p.relname AS table, t.key AS reads
+  FROM ancestors a
+  JOIN pg_class c ON c.oid = a.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN tenant_tables t ON t.key = cn.nspname || '.' || c.relname
+  JOIN pg_class p ON p.oid = a.parent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE NOT EXISTS (SELECT 1 FROM pg_attribute x
+                    WHERE x.attrelid = p.oid AND x.attname = t.col AND x.attnum > 0 AND NOT x.attisdropped)
+ ORDER BY 1, 2, 3`;
 
 // Views and materialized views and the relations their rules read, followed through views of
 // views: what a view exposes of a guarded table.
@@ -116,20 +149,29 @@ export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOpt
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const configured = new Map(tenancy.tables.map((t) => [`${t.schema}.${t.table}`, t.tenantColumn]));
   const columns = [...new Set([tenancy.tenantColumn, ...configured.values()])];
-  const role = (await db.query(ROLE_SQL)).rows[0] as { path: string[] | string; bypass: boolean };
+  const role = (await db.query(ROLE_SQL)).rows[0] as { path: string[] | string; bypass: boolean; scs: string; encoding: string };
   const searchPath = typeof role.path === 'string' ? parsePgArray(role.path) : role.path;
   const { rows } = await db.query(CANDIDATES_SQL, [columns, tenancy.setting]);
   const exempt = exemptKeys(options.exemptTables);
   const tables: GuardedTable[] = [];
+  const tenantTables = new Map<string, string>();
   for (const row of rows as Array<{ schema: string; table: string; column: string; position: number; protected: boolean }>) {
     const key = `${row.schema}.${row.table}`;
     if ((configured.get(key) ?? tenancy.tenantColumn) !== row.column || exempt.has(key)) continue;
+    tenantTables.set(key, row.column);
     const rls = row.protected && !role.bypass;
     if (rls && !options.guardRlsTables) continue;
     tables.push({ schema: row.schema, table: row.table, tenantColumn: row.column, position: row.position, rls });
   }
-  const keys = new Set(tables.map((t) => `${t.schema}.${t.table}`));
   const blind = new Map<string, BlindView>();
+  if (tenantTables.size > 0) {
+    const parents = await db.query(PARENTS_SQL, [[...tenantTables.keys()], [...tenantTables.values()]]);
+    for (const row of parents.rows as BlindView[]) {
+      const key = `${row.schema}.${row.table}`;
+      if (!exempt.has(key) && !blind.has(key)) blind.set(key, { schema: row.schema, table: row.table, reads: row.reads, kind: 'parent' });
+    }
+  }
+  const keys = new Set([...tables.map((t) => `${t.schema}.${t.table}`), ...blind.keys()]);
   if (keys.size > 0) {
     for (const row of (await db.query(VIEWS_SQL, [[...keys]])).rows as BlindView[]) {
       const key = `${row.schema}.${row.table}`;
@@ -138,7 +180,15 @@ export async function readGuardCatalog(db: CatalogQueryable, options: CatalogOpt
   }
   const names = [...new Set([...tables, ...blind.values()].map((t) => t.table))];
   const shadows = names.length === 0 ? [] : (await db.query(SHADOW_SQL, [searchPath, names])).rows;
-  return buildCatalog(tables, [...blind.values()], searchPath, shadows as Array<{ schema: string; name: string }>);
+  const catalog = buildCatalog(tables, [...blind.values()], searchPath, shadows as Array<{ schema: string; name: string }>);
+  const mismatch = lexingMismatch(role.scs, role.encoding);
+  return mismatch === undefined ? catalog : Object.freeze({ ...catalog, lexingMismatch: mismatch });
+}
+
+function lexingMismatch(scs: string, encoding: string): string | undefined {
+  if (scs !== 'on') return `the pool's sessions run with standard_conforming_strings = ${scs}: backslashes in strings are read differently from the guard's parser`;
+  if (encoding.toUpperCase() !== 'UTF8') return `the pool's sessions run with client_encoding = ${encoding}: multi-byte characters are read differently from the guard's parser (UTF-8)`;
+  return undefined;
 }
 
 export interface StaticTableInput {

@@ -1,10 +1,11 @@
 import type { DeleteStmt, InsertStmt, MergeStmt, Node, RangeVar, UpdateStmt } from 'libpg-query';
 import { analyzeQuery, finishScope, walkExpressions, withScope } from './analyze.js';
-import { buildFrom, refuseBlindView } from './from.js';
+import { buildFrom, buildFromList, refuseBlindView } from './from.js';
 import { FactGroup, UNKNOWN_OUTPUTS, type Item, type OutputColumns } from './item.js';
 import { targetOutputs } from './outputs.js';
 import { lookupGuarded, tableName, type GuardedTable } from './catalog.js';
-import { conjuncts } from './expressions.js';
+import { conjuncts, knownWidth } from './expressions.js';
+import { writeTargetRefusal } from './refusals.js';
 import { Scope } from './scope.js';
 import { ALWAYS, type Candidate } from './verdict.js';
 
@@ -17,6 +18,8 @@ import { ALWAYS, type Candidate } from './verdict.js';
 function targetItem(scope: Scope, rv: RangeVar | undefined, intrinsic?: ReadonlyMap<string, readonly Candidate[]>): Item {
   const relname = rv?.relname ?? '';
   const alias = rv?.alias?.aliasname;
+  const refusal = writeTargetRefusal(rv?.schemaname, relname);
+  if (refusal) scope.analysis.refuse(refusal, rv?.location);
   return scope.add({
     kind: 'table',
     name: alias ?? relname,
@@ -24,6 +27,7 @@ function targetItem(scope: Scope, rv: RangeVar | undefined, intrinsic?: Readonly
     relation: alias === undefined ? { schema: rv?.schemaname, relname } : undefined,
     guarded: lookupGuarded(scope.analysis.catalog, rv?.schemaname, relname),
     intrinsic,
+    target: true,
   });
 }
 
@@ -40,7 +44,7 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
   const analysis = outer.analysis;
   const guarded = lookupGuarded(analysis.catalog, stmt.relation?.schemaname, stmt.relation?.relname ?? '');
   const location = stmt.relation?.location;
-  refuseBlindView(outer, stmt.relation?.schemaname, stmt.relation?.relname ?? '', location);
+  refuseBlindView(outer, stmt.relation?.schemaname, stmt.relation?.relname ?? '', location, false);
   const cols = stmt.cols ? stmt.cols.map((c) => ('ResTarget' in c ? c.ResTarget.name ?? '' : '')) : undefined;
   let index = -1;
   if (guarded) {
@@ -57,7 +61,8 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
     walkExpressions(select.valuesLists, scope);
     for (const row of select.valuesLists) {
       if (!guarded || index < 0 || !('List' in row)) continue;
-      const value = row.List.items?.[index];
+      const items = row.List.items ?? [];
+      const value = knownWidth(items) ? items[index] : undefined;
       requireTenantValue(scope, value, guarded, 'insert', location);
     }
   } else if (stmt.selectStmt) {
@@ -77,14 +82,14 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
     const scope = new Scope(analysis, outer);
     const target = targetItem(scope, stmt.relation);
     scope.add({ kind: 'table', name: 'excluded', location: -1, intrinsic: guarded ? tenantBound(guarded) : undefined });
-    target.groups.push(new FactGroup(scope, conjuncts(conflict.whereClause)));
+    scope.attach([new FactGroup(scope, conjuncts(conflict.whereClause))], target.position, target.position + 1);
     scope.seal();
     walkExpressions([conflict.infer, conflict.targetList, conflict.whereClause], scope);
     if (guarded && conflict.action === 'ONCONFLICT_UPDATE') {
       const label = tableName(guarded);
       const inferred = (conflict.infer?.indexElems ?? []).some((e) => 'IndexElem' in e && e.IndexElem.name === guarded.tenantColumn);
       if (!inferred) {
-        const candidates = scope.candidates(scope.columnTerm(target, guarded.tenantColumn), new Set());
+        const candidates = scope.candidates(scope.columnTerm(target, guarded.tenantColumn));
         analysis.require(
           candidates,
           label,
@@ -104,11 +109,9 @@ export function analyzeInsert(stmt: InsertStmt, parent: Scope): OutputColumns {
 
 export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh === true);
   const target = targetItem(scope, stmt.relation);
-  for (const from of stmt.fromClause ?? []) buildFrom(from, scope);
-  const where = new FactGroup(scope, conjuncts(stmt.whereClause));
-  for (const item of scope.items) item.groups.push(where);
+  buildFromList(stmt.fromClause, scope, stmt.whereClause);
   scope.seal();
   walkExpressions([stmt.targetList, stmt.whereClause], scope);
   finishScope(scope);
@@ -118,11 +121,9 @@ export function analyzeUpdate(stmt: UpdateStmt, parent: Scope): OutputColumns {
 
 export function analyzeDelete(stmt: DeleteStmt, parent: Scope): OutputColumns {
   const scope = new Scope(parent.analysis, withScope(stmt.withClause, parent));
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh === true);
   targetItem(scope, stmt.relation);
-  for (const from of stmt.usingClause ?? []) buildFrom(from, scope);
-  const where = new FactGroup(scope, conjuncts(stmt.whereClause));
-  for (const item of scope.items) item.groups.push(where);
+  buildFromList(stmt.usingClause, scope, stmt.whereClause);
   scope.seal();
   walkExpressions(stmt.whereClause, scope);
   finishScope(scope);
@@ -140,13 +141,17 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
   const analysis = parent.analysis;
   const outer = withScope(stmt.withClause, parent);
   const scope = new Scope(analysis, outer);
-  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location);
+  refuseBlindView(scope, stmt.relation?.schemaname, stmt.relation?.relname ?? '', stmt.relation?.location, stmt.relation?.inh === true);
   const target = targetItem(scope, stmt.relation);
-  const source = stmt.sourceRelation ? buildFrom(stmt.sourceRelation, scope).items : [];
+  const sourceStart = scope.items.length;
+  // Conditions open inside the source hold for the source only (its rows may go unmatched).
+  const sourceOpen: FactGroup[] = [];
+  if (stmt.sourceRelation) buildFrom(stmt.sourceRelation, scope, sourceOpen);
+  scope.attach(sourceOpen, sourceStart);
   const clauses = (stmt.mergeWhenClauses ?? []).flatMap((c) => ('MergeWhenClause' in c ? [c.MergeWhenClause] : []));
   const join = new FactGroup(scope, conjuncts(stmt.joinCondition));
-  target.groups.push(join);
-  if (!clauses.some((c) => c.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')) for (const item of source) item.groups.push(join);
+  scope.attach([join], target.position, target.position + 1);
+  if (!clauses.some((c) => c.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')) scope.attach([join], sourceStart);
   scope.seal();
   walkExpressions(stmt.joinCondition, scope);
   finishScope(scope);
@@ -158,9 +163,9 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
     if (clause.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE') {
       const own = new Scope(analysis, outer);
       const unmatched = targetItem(own, stmt.relation);
-      unmatched.groups.push(new FactGroup(own, conjuncts(clause.condition)));
+      own.attach([new FactGroup(own, conjuncts(clause.condition))]);
       own.seal();
-      const candidates = own.candidates(own.columnTerm(unmatched, guarded.tenantColumn), new Set());
+      const candidates = own.candidates(own.columnTerm(unmatched, guarded.tenantColumn));
       analysis.require(candidates, label, stmt.relation?.location, 'filter', `WHEN NOT MATCHED BY SOURCE reaches every tenant's unmatched rows of ${label}: its condition must say ${unmatched.init.name}.${guarded.tenantColumn} = <current tenant>`);
     }
     if (clause.commandType === 'CMD_UPDATE') checkTenantAssignment(clause.targetList, scope, target);
@@ -170,7 +175,7 @@ export function analyzeMerge(stmt: MergeStmt, parent: Scope): OutputColumns {
       if (index < 0 || !clause.values) {
         analysis.refuse(`MERGE ... INSERT into ${label} does not set its tenant column ${guarded.tenantColumn} (name the columns)`, stmt.relation?.location, label);
       } else {
-        requireTenantValue(scope, clause.values[index], guarded, 'insert', stmt.relation?.location);
+        requireTenantValue(scope, knownWidth(clause.values) ? clause.values[index] : undefined, guarded, 'insert', stmt.relation?.location);
       }
     }
   }
@@ -186,7 +191,9 @@ function checkTenantAssignment(targets: readonly Node[] | undefined, scope: Scop
     let value = node.ResTarget.val;
     if (value && 'MultiAssignRef' in value) {
       const { source, colno } = value.MultiAssignRef;
-      value = source && 'RowExpr' in source ? source.RowExpr.args?.[(colno ?? 0) - 1] : undefined;
+      // A star in the row (`((s).*, $1)`) expands to columns the guard cannot count.
+      const args = source && 'RowExpr' in source ? source.RowExpr.args ?? [] : undefined;
+      value = args && knownWidth(args) ? args[(colno ?? 0) - 1] : undefined;
     }
     requireTenantValue(scope, value, guarded, 'update', node.ResTarget.location);
   }

@@ -32,7 +32,7 @@ export function equalityPairs(node: Node): Array<readonly [Node, Node]> {
     const left = rowItems(expr.lexpr);
     const right = rowItems(expr.rexpr);
     if (left && right) {
-      if (left.length !== right.length) return [];
+      if (left.length !== right.length || !knownWidth(left) || !knownWidth(right)) return [];
       return left.map((l, i) => [l, right[i]!] as const);
     }
     return [[expr.lexpr, expr.rexpr]];
@@ -53,6 +53,26 @@ function isEqualsOperator(name: Node[] | undefined): boolean {
 
 function rowItems(node: Node): Node[] | undefined {
   return 'RowExpr' in node ? node.RowExpr.args ?? [] : undefined;
+}
+
+/**
+ * Whether an expression is a star that PostgreSQL expands into as many columns as the row has:
+ * `t.*`, `*`, `(expr).*`, `(expr).f.*`. In a select list, VALUES row or row constructor, every
+ * position after it is unknown to the guard.
+ */
+export function isStarExpansion(node: Node | undefined): boolean {
+  if (!node) return false;
+  if ('ColumnRef' in node) {
+    const fields = node.ColumnRef.fields ?? [];
+    return fields.length > 0 && 'A_Star' in fields[fields.length - 1]!;
+  }
+  if ('A_Indirection' in node) return (node.A_Indirection.indirection ?? []).some((i) => 'A_Star' in i);
+  return false;
+}
+
+/** A list of expressions whose width (number of columns) is known: no star expansion in it. */
+export function knownWidth(list: readonly Node[] | undefined): boolean {
+  return !(list ?? []).some((item) => isStarExpansion('ResTarget' in item ? item.ResTarget.val : item));
 }
 
 /** The `sval` of a String node. */

@@ -4,11 +4,12 @@ import { DEFAULT_TENANCY, type TenancyConfig } from '../config.js';
 import { TenantContext } from '../context.js';
 import { tryCanonicalTenantId } from '../tenant-id.js';
 import type { StatementGuard } from '../transaction.js';
-import { Analysis } from './analysis.js';
+import { Analysis, GuardBudgetExceeded } from './analysis.js';
 import { activeBypass } from './bypass.js';
 import { readGuardCatalog, staticGuardCatalog, type CatalogQueryable, type GuardCatalog, type StaticTableInput } from './catalog.js';
 import { TenantGuardError, type GuardViolation } from './errors.js';
 import { guardBlockedChannel, guardBypassChannel, type GuardBypassEvent, type GuardViolationEvent } from './events.js';
+import { PreparedNames } from './prepared-names.js';
 import { analyzeParsed } from './statements.js';
 import { evaluateVerdict, type Verdict } from './verdict.js';
 
@@ -37,10 +38,23 @@ export interface QueryGuardOptions {
   readonly onBypass?: (event: GuardBypassEvent) => void;
   /** Verdicts kept, by exact SQL text (quick-lru; up to twice this many briefly). Default 1000. */
   readonly cacheSize?: number;
+  /**
+   * Longest statement text (in characters) the guard analyses; longer ones are refused
+   * (`LBMT_GUARD_TOO_COMPLEX`) before they are parsed, since parsing cannot be interrupted and
+   * holds the event loop (about 0.2 µs a character). Default 32768.
+   */
+  readonly maxTextLength?: number;
+  /**
+   * Work the analysis of one statement may do (expression nodes walked, conditions resolved, facts
+   * propagated), so that no first verdict holds the event loop for more than a few milliseconds;
+   * beyond it the statement is refused (`LBMT_GUARD_TOO_COMPLEX`). Default 50000 (a 300-table
+   * join chained through tenant equalities takes about a third of it).
+   */
+  readonly maxAnalysisSteps?: number;
 }
 
-/** Texts longer than this are analysed every time instead of cached (they are rarely repeated). */
-const MAX_CACHED_TEXT_LENGTH = 16_384;
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 const SAFE: Verdict = Object.freeze({ violations: Object.freeze([]), requirements: Object.freeze([]) });
 
@@ -78,6 +92,8 @@ export class TenantQueryGuard implements StatementGuard {
   private readonly cache: QuickLRU<string, Verdict>;
   private readonly tenancy: TenancyConfig;
   private readonly setting: string;
+  private readonly maxTextLength: number;
+  private readonly maxAnalysisSteps: number;
 
   /** @internal Use `createQueryGuard`: the parser must be loaded before the first check. */
   constructor(
@@ -89,6 +105,8 @@ export class TenantQueryGuard implements StatementGuard {
     this.strictMode = options.strictMode ?? true;
     const cacheSize = options.cacheSize ?? 1000;
     if (!Number.isSafeInteger(cacheSize) || cacheSize < 1) throw new TypeError('`cacheSize` must be a positive integer');
+    this.maxTextLength = positiveInteger(options.maxTextLength ?? 32_768, 'maxTextLength');
+    this.maxAnalysisSteps = positiveInteger(options.maxAnalysisSteps ?? 50_000, 'maxAnalysisSteps');
     this.cache = new QuickLRU({ maxSize: cacheSize });
     this.catalogState = catalog;
   }
@@ -112,7 +130,11 @@ export class TenantQueryGuard implements StatementGuard {
     const verdict = this.verdict(text);
     if (verdict === SAFE || (verdict.violations.length === 0 && verdict.requirements.length === 0)) return;
     const violations = evaluateVerdict(verdict, values, tenantId, this.tenancy.tenantIdType);
-    if (violations.length === 0) return;
+    if (violations.length > 0) this.refuse(text, tenantId, violations);
+  }
+
+  /** Reports violations and, in strict mode, throws. */
+  private refuse(text: string, tenantId: string | undefined, violations: readonly GuardViolation[]): void {
     const event: GuardViolationEvent = { text, tenantId, violations, blocked: this.strictMode };
     this.options.onViolation?.(event);
     if (guardBlockedChannel.hasSubscribers) guardBlockedChannel.publish(event);
@@ -130,7 +152,9 @@ export class TenantQueryGuard implements StatementGuard {
     const cached = this.cache.get(text);
     if (cached) return cached;
     const verdict = this.analyze(text);
-    if (text.length <= MAX_CACHED_TEXT_LENGTH) this.cache.set(text, verdict);
+    // Texts past maxTextLength are refused at once (no parse); keeping them would let a caller
+    // fill the cache with arbitrarily large strings.
+    if (text.length <= this.maxTextLength) this.cache.set(text, verdict);
     return verdict;
   }
 
@@ -151,12 +175,17 @@ export class TenantQueryGuard implements StatementGuard {
    * await runWithTenantContext(tenantId, () => db.query('SELECT * FROM legacy_notes WHERE tenant_id = $1', [tenantId]));
    */
   wrap(pool: GuardablePool): GuardedPool {
+    const prepared = new PreparedNames();
     const checked = <R>(config: unknown, values: readonly unknown[] | undefined, send: () => Promise<R>): Promise<R> => {
       try {
         const text = typeof config === 'string' ? config : (config as { text?: unknown } | null)?.text;
         if (typeof text !== 'string') throw new TypeError('query must be SQL text or an object with `text`');
         const given = values ?? (config as { values?: readonly unknown[] }).values ?? [];
-        this.check(text, given, this.contextTenant());
+        const tenantId = this.contextTenant();
+        const name = typeof config === 'object' ? (config as { name?: unknown }).name : undefined;
+        const refusal = prepared.refusal(name, text);
+        if (refusal) this.refuse(text, tenantId, [{ reason: refusal, location: 0 }]);
+        this.check(text, given, tenantId);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -181,7 +210,30 @@ export class TenantQueryGuard implements StatementGuard {
 
   private analyze(text: string): Verdict {
     if (text.trim().length === 0) return SAFE;
-    const analysis = new Analysis(this.catalogState, { setting: this.setting, tenantIdType: this.tenancy.tenantIdType }, text);
+    const context = { setting: this.setting, tenantIdType: this.tenancy.tenantIdType };
+    const analysis = new Analysis(this.catalogState, context, text, this.maxAnalysisSteps);
+    if (text.length > this.maxTextLength) {
+      analysis.refuseTooComplex(`the statement is longer than maxTextLength (${this.maxTextLength} characters) and is not analysed; send smaller statements (or raise maxTextLength)`);
+      return analysis.verdict();
+    }
+    if (this.catalogState.lexingMismatch) {
+      analysis.refuse(`${this.catalogState.lexingMismatch}; every statement is refused (fix the setting, then refresh())`, undefined);
+      return analysis.verdict();
+    }
+    const nul = text.indexOf('\0');
+    if (nul >= 0) {
+      // The parser reads up to the NUL and ignores the rest: `SELECT 1\0; DELETE FROM t` would be judged as `SELECT 1`.
+      analysis.refuse('the statement text contains a NUL character: the parser would stop there and not check what follows', Buffer.byteLength(text.slice(0, nul)));
+      return analysis.verdict();
+    }
+    const surrogate = text.search(UNPAIRED_SURROGATE);
+    if (surrogate >= 0) {
+      // The parser's UTF-8 encoder miscounts unpaired surrogates and cuts the end of the text
+      // (`... -- \uD800é...\nOR true` is judged without its last line), while the wire encodes them
+      // as U+FFFD and sends everything: the two would not read the same statement.
+      analysis.refuse('the statement text contains an unpaired UTF-16 surrogate (not valid Unicode): the parser and the server would not read the same text', Buffer.byteLength(text.slice(0, surrogate)));
+      return analysis.verdict();
+    }
     let parsed: ParseResult;
     try {
       parsed = parseSync(text);
@@ -193,9 +245,16 @@ export class TenantQueryGuard implements StatementGuard {
     try {
       analyzeParsed(parsed, analysis);
     } catch (error) {
-      // Fail closed on anything the walk cannot handle (e.g. expressions nested beyond the stack).
-      const fresh = new Analysis(this.catalogState, { setting: this.setting, tenantIdType: this.tenancy.tenantIdType }, text);
-      fresh.refuse(`the statement could not be analysed (${(error as Error).name}): refused`, 0);
+      // Fail closed on anything the walk cannot handle: a statement past the analysis budget, or
+      // expressions nested beyond the stack.
+      const fresh = new Analysis(this.catalogState, context, text);
+      if (error instanceof GuardBudgetExceeded) {
+        fresh.refuseTooComplex(`the statement is too complex to check within maxAnalysisSteps (${this.maxAnalysisSteps}): refused; split it into smaller statements`);
+      } else if (error instanceof RangeError) {
+        fresh.refuseTooComplex('the statement is nested too deeply to check (the analysis ran out of stack): refused; split it into smaller statements');
+      } else {
+        fresh.refuse(`the statement could not be analysed (${(error as Error).name}): refused`, 0);
+      }
       return fresh.verdict();
     }
     return analysis.violations.length === 0 && analysis.requirements.length === 0 ? SAFE : analysis.verdict();
@@ -207,6 +266,11 @@ export class TenantQueryGuard implements StatementGuard {
     this.options.onBypass?.(event);
     if (guardBypassChannel.hasSubscribers) guardBypassChannel.publish(event);
   }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`\`${name}\` must be a positive integer`);
+  return value;
 }
 
 /**

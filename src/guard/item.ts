@@ -51,6 +51,7 @@ export class FactGroup {
     if (this.resolved) return this.resolved;
     // Resolving before the scope has all its items would miss names (and must not be kept).
     const out = [...this.given];
+    this.scope.analysis.spend(this.conditions.length + 1);
     for (const condition of this.conditions) {
       for (const [left, right] of equalityPairs(condition)) {
         const a = this.scope.term(left);
@@ -79,6 +80,8 @@ export interface ItemInit {
   readonly outputs?: () => OutputColumns;
   /** Columns whose values are known whatever the facts (`excluded.tenant_id`, RETURNING of INSERT). */
   readonly intrinsic?: ReadonlyMap<string, readonly Candidate[]>;
+  /** The target of UPDATE / DELETE / MERGE / ON CONFLICT: not visible to LATERAL items of its FROM. */
+  readonly target?: boolean;
   /** The alias of an aliased join (`(a JOIN b ON ...) AS j`): stands for the join's columns. */
   readonly joinAlias?: boolean;
 }
@@ -86,17 +89,24 @@ export interface ItemInit {
 /** A FROM item (table, subquery, CTE reference, function) of a scope. */
 export class Item {
   readonly id: number;
-  readonly groups: FactGroup[] = [];
-  /** Inside an aliased join: qualified references cannot name it. */
-  hidden = false;
+  /** The fact groups that hold for its rows; set when its scope is sealed, shared by the items of one segment (scope.ts). */
+  groups: readonly FactGroup[] = [];
+  /** Set (to the analysis clock) when an aliased join around it hides it from qualified references. */
+  hiddenSince: number | undefined;
   private outputsMemo: OutputColumns | undefined;
-  private pairsMemo: ReadonlyArray<readonly [Term, Term]> | undefined;
 
   constructor(
     readonly scope: Scope,
     readonly init: ItemInit,
+    /** Index in its scope's items. */
+    readonly position: number,
   ) {
     this.id = scope.analysis.newId();
+  }
+
+  /** Inside an aliased join: qualified references from outside it cannot name it. */
+  get hidden(): boolean {
+    return this.hiddenSince !== undefined;
   }
 
   get guarded(): GuardedTable | undefined {
@@ -154,11 +164,7 @@ export class Item {
   }
 
   allPairs(): ReadonlyArray<readonly [Term, Term]> {
-    if (this.pairsMemo) return this.pairsMemo;
-    const out: Array<readonly [Term, Term]> = [];
-    for (const group of this.groups) out.push(...group.pairs());
-    if (this.scope.sealed) this.pairsMemo = out;
-    return out;
+    return this.scope.pairsOf(this.groups);
   }
 
   /** What the item itself says a column holds (subquery outputs, intrinsic columns). */

@@ -1,5 +1,5 @@
 import type { Node } from 'libpg-query';
-import { names } from './expressions.js';
+import { isStarExpansion, knownWidth, names } from './expressions.js';
 import { bothOf, eitherOf, UNKNOWN_OUTPUTS, type Item, type OutputColumn, type OutputColumns } from './item.js';
 import type { Scope } from './scope.js';
 import { candidateKey } from './verdict.js';
@@ -32,6 +32,7 @@ export function combineSetOperation(op: string, left: OutputColumns, right: Outp
 /** A VALUES list as a derived table: a column is known when every row gives the same tenant value. */
 export function valuesOutputs(rows: readonly Node[], scope: Scope): OutputColumns {
   const lists = rows.map((row) => ('List' in row ? row.List.items ?? [] : []));
+  if (!lists.every((list) => knownWidth(list))) return UNKNOWN_OUTPUTS;
   const width = lists[0]?.length ?? 0;
   const columns: OutputColumn[] = [];
   for (let i = 0; i < width; i += 1) {
@@ -64,6 +65,11 @@ export function targetOutputs(targets: readonly Node[], scope: Scope): OutputCol
         exact &&= part.exact;
       }
       if (scope.mergedColumns || expanded.length === 0) exact = false;
+      continue;
+    }
+    if (isStarExpansion(val)) {
+      // `(expr).*`: as many columns as the row has, which the guard does not know.
+      exact = false;
       continue;
     }
     const term = val ? scope.term(val) : undefined;

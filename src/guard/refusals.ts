@@ -1,5 +1,6 @@
 import type { FuncCall, Node, VariableSetStmt } from 'libpg-query';
 import { names } from './expressions.js';
+import { readingFunctionRefusal } from './refused-functions.js';
 
 /**
  * What the guard refuses in tenant scope whatever the tables: statements and calls that change
@@ -12,6 +13,15 @@ import { names } from './expressions.js';
 // the role (RLS is per role), and the search path (what an unqualified table name means).
 const PROTECTED_SETTINGS = new Set(['role', 'session_authorization', 'search_path']);
 
+// Settings that change how the server reads the statement text: the guard parses with
+// standard_conforming_strings on and UTF-8, so after `SET LOCAL standard_conforming_strings = off`
+// (or a client_encoding such as SJIS, whose multi-byte characters can end in a backslash) the
+// server would see quotes where the guard saw a string: `note = 'a\' AND note = ' OR true --'`.
+const LEXING_SETTINGS = new Set(['standard_conforming_strings', 'client_encoding', 'backslash_quote', 'escape_string_warning']);
+
+const lexingReason = (name: string) =>
+  `${name} changes how the server reads statement text (strings, backslashes, multi-byte characters), so the server would no longer read statements as the guard does; it is refused in tenant scope`;
+
 /** Why a `SET`/`RESET` is refused, or undefined when it is allowed (`SET LOCAL` of other settings). */
 export function setRefusal(stmt: VariableSetStmt, setting: string): string | undefined {
   const name = (stmt.name ?? '').toLowerCase();
@@ -20,6 +30,7 @@ export function setRefusal(stmt: VariableSetStmt, setting: string): string | und
   }
   if (name === 'transaction' || name === 'transaction snapshot') return undefined; // this transaction only
   if (name === setting) return `SET of ${setting} would change the tenant inside the tenant transaction`;
+  if (LEXING_SETTINGS.has(name)) return `SET ${name}: ${lexingReason(name)}`;
   if (PROTECTED_SETTINGS.has(name)) {
     return `SET ${name === 'session_authorization' ? 'SESSION AUTHORIZATION' : name.toUpperCase()} changes who the session is or how table names resolve, and is refused in tenant scope`;
   }
@@ -29,29 +40,6 @@ export function setRefusal(stmt: VariableSetStmt, setting: string): string | und
   return undefined;
 }
 
-// Functions that run SQL given as text or dump whole tables: their reads are invisible to the guard.
-const SQL_RUNNING_FUNCTIONS = new Set([
-  'query_to_xml',
-  'query_to_xmlschema',
-  'query_to_xml_and_xmlschema',
-  'cursor_to_xml',
-  'cursor_to_xmlschema',
-  'table_to_xml',
-  'table_to_xmlschema',
-  'table_to_xml_and_xmlschema',
-  'schema_to_xml',
-  'schema_to_xmlschema',
-  'schema_to_xml_and_xmlschema',
-  'database_to_xml',
-  'database_to_xmlschema',
-  'database_to_xml_and_xmlschema',
-  'ts_stat',
-  'dblink',
-  'dblink_exec',
-  'dblink_open',
-  'dblink_send_query',
-]);
-
 const TRUE_TEXT = new Set(['t', 'true', 'on', 'yes', 'y', '1']);
 
 /** Why a function call is refused anywhere in a statement, or undefined. */
@@ -60,8 +48,7 @@ export function functionRefusal(call: FuncCall, setting: string): string | undef
   const name = parts[parts.length - 1];
   if (name === undefined) return undefined;
   if (name === 'set_config') return setConfigRefusal(call.args ?? [], setting);
-  if (SQL_RUNNING_FUNCTIONS.has(name)) return `${name}() runs SQL (or reads a whole table) that the guard cannot check`;
-  return undefined;
+  return readingFunctionRefusal(call);
 }
 
 function setConfigRefusal(args: readonly Node[], setting: string): string | undefined {
@@ -70,6 +57,7 @@ function setConfigRefusal(args: readonly Node[], setting: string): string | unde
   if (target === undefined) return 'set_config() with a computed setting name could change the tenant setting';
   if (target === setting) return `set_config('${setting}', ...) would change the tenant inside the tenant transaction`;
   if (PROTECTED_SETTINGS.has(target)) return `set_config('${target}', ...) changes who the session is or how table names resolve`;
+  if (LEXING_SETTINGS.has(target)) return `set_config('${target}', ...): ${lexingReason(target)}`;
   const local = args[2];
   const isLocal =
     local !== undefined &&
@@ -108,4 +96,32 @@ export function statementRefusal(kind: string): string | undefined {
     default:
       return `${kind.replace(/Stmt$/, '')} statements are not allowed in tenant scope (queries, SET LOCAL, SHOW, cursors, NOTIFY, LOCK of unguarded tables and COPY are); run it outside tenant scope or inside withAdminBypass`;
   }
+}
+
+// Statistics hold values sampled from every tenant's rows (most common values, histogram bounds),
+// and activity views show other sessions' statement texts. pg_stats hides tables under active RLS,
+// not the guarded ones.
+const STATISTICS_RELATIONS = new Map([
+  ['pg_stats', 'pg_stats shows values sampled from every tenant\'s rows (most common values, histogram bounds)'],
+  ['pg_stats_ext', 'pg_stats_ext shows values sampled from every tenant\'s rows'],
+  ['pg_stats_ext_exprs', 'pg_stats_ext_exprs shows values sampled from every tenant\'s rows'],
+  ['pg_statistic', 'pg_statistic holds values sampled from every tenant\'s rows'],
+  ['pg_statistic_ext_data', 'pg_statistic_ext_data holds values sampled from every tenant\'s rows'],
+  ['pg_stat_activity', 'pg_stat_activity shows the statements (and their constants) of sessions serving other tenants'],
+  ['pg_stat_statements', 'pg_stat_statements shows statements of sessions serving other tenants'],
+]);
+
+/** Why writing to a relation is refused whatever its tenant filter: pg_settings' rules call set_config (session-level). */
+export function writeTargetRefusal(schema: string | undefined, relname: string): string | undefined {
+  if ((schema === undefined || schema === 'pg_catalog') && relname === 'pg_settings') {
+    return 'writing to pg_settings runs set_config() at session level (any setting, the lexing ones too); refused in tenant scope';
+  }
+  return undefined;
+}
+
+/** Why naming a relation reads statistics of every tenant, or undefined. */
+export function statisticsRefusal(schema: string | undefined, relname: string): string | undefined {
+  if (schema !== undefined && schema !== 'pg_catalog' && schema !== 'public') return undefined;
+  const reason = STATISTICS_RELATIONS.get(relname);
+  return reason === undefined ? undefined : `${reason}; it is refused in tenant scope`;
 }

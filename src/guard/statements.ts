@@ -2,8 +2,11 @@ import type { Node, ParseResult } from 'libpg-query';
 import type { Analysis } from './analysis.js';
 import { analyzeQuery } from './analyze.js';
 import { lookupGuarded, tableName } from './catalog.js';
-import { setRefusal, statementRefusal } from './refusals.js';
+import { setRefusal, statementRefusal, statisticsRefusal } from './refusals.js';
 import { Scope } from './scope.js';
+
+// parsenodes.h: DeclareCursorStmt.options bit for WITH HOLD.
+const CURSOR_OPT_HOLD = 0x0020;
 
 /** Analyses a parsed SQL text: one statement at most, of a kind allowed in tenant scope. */
 export function analyzeParsed(parsed: ParseResult, analysis: Analysis): void {
@@ -32,6 +35,12 @@ function analyzeTopLevel(node: Node, analysis: Analysis): void {
     // EXPLAIN ANALYZE runs the statement; plain EXPLAIN shows row estimates of what it reads.
     if (node.ExplainStmt.query) analyzeTopLevel(node.ExplainStmt.query, analysis);
   } else if ('DeclareCursorStmt' in node) {
+    // WITH HOLD keeps the cursor (and the rows it reads, as of this tenant's transaction) after
+    // COMMIT: a later transaction of another tenant on the same pooled connection could FETCH it.
+    if (((node.DeclareCursorStmt.options ?? 0) & CURSOR_OPT_HOLD) !== 0) {
+      analysis.refuse('DECLARE ... WITH HOLD keeps the cursor open after the tenant transaction, for whoever uses the connection next; declare it without HOLD', undefined);
+      return;
+    }
     analyzeQuery(node.DeclareCursorStmt.query, root);
   } else if ('CopyStmt' in node) {
     const copy = node.CopyStmt;
@@ -40,6 +49,8 @@ function analyzeTopLevel(node: Node, analysis: Analysis): void {
     if (guarded) {
       analysis.refuse(`COPY ${copy.is_from ? 'FROM into' : 'of'} a guarded table moves rows the guard cannot check; use COPY (SELECT ... WHERE <tenant filter>) TO`, rv.location, tableName(guarded));
     }
+    const statistics = rv && statisticsRefusal(rv.schemaname, rv.relname ?? '');
+    if (statistics) analysis.refuse(statistics, rv.location);
     if (copy.query) analyzeQuery(copy.query, root);
   } else if ('LockStmt' in node) {
     for (const relation of node.LockStmt.relations ?? []) {
