@@ -1,5 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
-import { createQueryGuard, TenantGuardError, withTenantTransaction } from '../src/index.js';
+import { TenantGuardError, withTenantTransaction } from '../src/index.js';
+import { createQueryGuard } from '../src/guard/index.js';
 import { A, createGuardFixture, rowsOfB, type GuardFixture } from './guard-fixture.js';
 
 /**

@@ -1,4 +1,5 @@
-import { createQueryGuard, TenantGuardError, withTenantTransaction, type TenantQueryGuard, type TenantTransaction } from '../src/index.js';
+import { TenantGuardError, withTenantTransaction, type TenantTransaction } from '../src/index.js';
+import { createQueryGuard, type TenantQueryGuard } from '../src/guard/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 /**

@@ -1,5 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
-import { createQueryGuard, withTenantTransaction, type TenantQueryGuard } from '../src/index.js';
+import { withTenantTransaction } from '../src/index.js';
+import { createQueryGuard, type TenantQueryGuard } from '../src/guard/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 /**

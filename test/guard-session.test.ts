@@ -1,6 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
 import type pg from 'pg';
-import { createQueryGuard, runWithTenantContext, TenantGuardError, withTenantTransaction } from '../src/index.js';
+import { runWithTenantContext, TenantGuardError, withTenantTransaction } from '../src/index.js';
+import { createQueryGuard } from '../src/guard/index.js';
 import { A, B, createGuardFixture, rowsOfB, showsB, type GuardFixture } from './guard-fixture.js';
 
 /**
