@@ -1,0 +1,9 @@
+/**
+ * linkbay-multitenant/jobs: background jobs that keep their tenant. pg-boss helpers (pg-boss is
+ * an optional peer: these take any object with its `send` and `work`), over a queue-neutral
+ * envelope that stamps the canonical tenant id in the job's data.
+ */
+export { sendTenantJob, sendSystemJob, workTenantJobs, workSystemJobs, type JobBoss, type BossJob, type TenantJob, type SystemJob, type TenantJobSendOptions, type TenantWorkOptions } from './pg-boss.js';
+export { tenantEnvelope, systemEnvelope, readEnvelope, type JobEnvelope } from './envelope.js';
+export { JobTenantMissingError, JobScopeError } from './errors.js';
+export { JOB_CHANNELS, type SystemJobEvent, type JobRefusedEvent } from './events.js';
