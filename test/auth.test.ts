@@ -4,13 +4,15 @@
  * through), and from hashed API keys looked up by the SECURITY DEFINER function as the app role
  * (unknown and revoked keys are 401).
  */
+import diagnostics from 'node:diagnostics_channel';
 import anyTest, { type TestFn } from 'ava';
 import Koa from 'koa';
 import request from 'supertest';
 import { generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import { checkPosture, createMultitenant, createTenantDb, generateRlsSql, migrateFiles, PgTenantService } from '../src/index.js';
+import { CHANNELS, checkPosture, createMultitenant, createTenantDb, generateRlsSql, migrateFiles, PgTenantService } from '../src/index.js';
 import { apiKeyDigest, apiKeysSql, apiKeyTenant, createApiKey, jwtTenant, revokeApiKey } from '../src/auth/index.js';
 import { multitenant, problemDetails } from '../src/koa/index.js';
+import type { ResolutionEvent } from '../src/events.js';
 import type { StrategySpec } from '../src/resolution.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 
@@ -93,6 +95,7 @@ test('forged, expired, wrong-audience, wrong-issuer, unsigned and tenant-less to
     t.is(response.status, 401, what);
     t.is(response.body.code, 'LBMT_UNAUTHENTICATED', what);
     t.is(response.type, 'application/problem+json', what);
+    t.is(response.headers['www-authenticate'], 'Bearer error="invalid_token"', what);
     t.false(JSON.stringify(response.body).includes(globex) || JSON.stringify(response.body).includes(acme), `${what}: no tenant echoed`);
   }
   // No Authorization header at all: the JWT strategy names no tenant, and the next one may.
@@ -142,7 +145,19 @@ test('unknown, malformed and revoked API keys are 401 and never fall through', a
     const response = await request(server).get('/').set('X-API-Key', value).set('X-Tenant-ID', globex);
     t.is(response.status, 401, what);
     t.is(response.body.code, 'LBMT_UNAUTHENTICATED', what);
+    t.is(response.headers['www-authenticate'], 'ApiKey header="X-API-Key"', what);
   }
+});
+
+test('a refused credential is published as an unauthenticated resolution, not a server error', async (t) => {
+  const events: ResolutionEvent[] = [];
+  const listener = (event: unknown) => events.push(event as ResolutionEvent);
+  diagnostics.subscribe(CHANNELS.resolution, listener);
+  t.teardown(() => diagnostics.unsubscribe(CHANNELS.resolution, listener));
+  const server = app(t, [apiKeyTenant({ pool: t.context.db.appPool })]);
+  await request(server).get('/').set('X-API-Key', 'lbk_short').expect(401);
+  t.true(events.some((e) => e.outcome === 'unauthenticated'));
+  t.false(events.some((e) => e.outcome === 'error'));
 });
 
 test('the app role cannot read the keys table; only digests are stored; the doctor has nothing to say about the function', async (t) => {

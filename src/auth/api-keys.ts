@@ -104,16 +104,18 @@ export function apiKeyTenant(options: ApiKeyTenantOptions): StrategySpec {
   if (!options?.pool || typeof options.pool.query !== 'function') throw new TypeError('`pool` must be a pg.Pool as the app role');
   const header = options.header ?? 'X-API-Key';
   if (!/^[A-Za-z0-9-]+$/.test(header)) throw new TypeError('`header` must be a header name');
+  // No registered scheme exists for API keys; this one names the header to send.
+  const challenge = `ApiKey header="${header}"`;
   return {
     name: options.name ?? 'api-key',
     custom: async (request) => {
       const key = request.header(header);
       if (key === undefined) return undefined;
       // Checked before hashing: a malformed key costs no round trip.
-      if (!KEY.test(key)) throw new TenantUnauthenticatedError('the API key is not valid');
+      if (!KEY.test(key)) throw new TenantUnauthenticatedError('the API key is not valid', challenge);
       const { rows } = await options.pool.query('SELECT linkbay.tenant_for_api_key($1)::text AS tenant_id', [apiKeyDigest(key)]);
       const tenantId = rows[0]?.tenant_id as string | null | undefined;
-      if (!tenantId) throw new TenantUnauthenticatedError('the API key is not valid');
+      if (!tenantId) throw new TenantUnauthenticatedError('the API key is not valid', challenge);
       return { by: 'id', value: tenantId };
     },
   };

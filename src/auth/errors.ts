@@ -6,7 +6,10 @@ import { TenantError, type TenantErrorOptions } from '../errors.js';
  * another strategy. What was wrong is in `cause` (for your logs), not in the message.
  */
 export class TenantUnauthenticatedError extends TenantError {
-  constructor(message = 'the credentials are not valid', options?: TenantErrorOptions) {
+  /** The `WWW-Authenticate` challenge the 401 is sent with (RFC 9110 requires one). */
+  readonly challenge: string;
+  constructor(message = 'the credentials are not valid', challenge = 'Bearer', options?: TenantErrorOptions) {
     super('LBMT_UNAUTHENTICATED', message, 401, true, options);
+    this.challenge = challenge;
   }
 }

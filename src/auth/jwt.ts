@@ -1,9 +1,14 @@
-import type { JWTVerifyGetKey, JWTVerifyOptions, KeyObject } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import type { JWTVerifyOptions } from 'jose';
 import type { StrategySpec } from '../resolution.js';
 import { TenantUnauthenticatedError } from './errors.js';
 
-/** What verifies a token's signature: a secret, a public key, or jose's `createRemoteJWKSet(url)`. */
-export type JwtKey = Uint8Array | KeyObject | CryptoKey | JWTVerifyGetKey;
+/**
+ * What verifies a token's signature: a secret, a public key, or a key resolver such as jose's
+ * `createRemoteJWKSet(url)`. Typed without jose's types, so this subpath's declarations need jose
+ * only when JWTs are used.
+ */
+export type JwtKey = Uint8Array | KeyObject | CryptoKey | ((protectedHeader: any, token: any) => Promise<unknown>);
 
 export interface JwtTenantOptions {
   /** The verification key (or key set). */
@@ -29,6 +34,8 @@ export interface JwtTenantOptions {
 // RFC 6750 b64token: a JWS compact serialisation is three base64url parts.
 const BEARER = /^Bearer +(\S+)$/i;
 const MAX_TOKEN_LENGTH = 8192;
+/** RFC 6750 section 3: the challenge of a request whose token was refused. */
+const INVALID_TOKEN = 'Bearer error="invalid_token"';
 
 let jose: Promise<typeof import('jose')> | undefined;
 
@@ -73,7 +80,7 @@ export function jwtTenant(options: JwtTenantOptions): StrategySpec {
       const header = request.header('authorization');
       if (header === undefined || !/^Bearer(\s|$)/i.test(header)) return undefined; // no token: not this strategy's request
       const token = BEARER.exec(header)?.[1];
-      if (!token || token.length > MAX_TOKEN_LENGTH) throw new TenantUnauthenticatedError('send Authorization: Bearer <token>');
+      if (!token || token.length > MAX_TOKEN_LENGTH) throw new TenantUnauthenticatedError('send Authorization: Bearer <token>', INVALID_TOKEN);
       jose ??= import('jose');
       const { jwtVerify } = await jose;
       let payload: Record<string, unknown>;
@@ -81,11 +88,11 @@ export function jwtTenant(options: JwtTenantOptions): StrategySpec {
         // Overloads differ for a key and a key set; both are accepted here.
         ({ payload } = await jwtVerify(token, options.key as Uint8Array, verifyOptions));
       } catch (error) {
-        throw new TenantUnauthenticatedError('the bearer token is not valid', { cause: error });
+        throw new TenantUnauthenticatedError('the bearer token is not valid', INVALID_TOKEN, { cause: error });
       }
       const value = payload[claim];
       if (!(typeof value === 'string' && value.length > 0) && !(typeof value === 'number' && Number.isSafeInteger(value))) {
-        throw new TenantUnauthenticatedError('the bearer token names no tenant');
+        throw new TenantUnauthenticatedError('the bearer token names no tenant', INVALID_TOKEN);
       }
       return { by, value: String(value) };
     },
