@@ -173,6 +173,11 @@ test('the app role cannot read the keys table; only digests are stored; the doct
   t.is(direct.rows[0].tenant, acme);
   const grants = await db.superQuery(`SELECT has_function_privilege('public', 'linkbay.tenant_for_api_key(bytea)', 'EXECUTE') AS public_can`);
   t.false(grants.rows[0].public_can);
+  // Keys go with their tenant.
+  const doomed = (await db.adminPool.query(`INSERT INTO linkbay.tenants (slug, name) VALUES ('doomed', 'Doomed') RETURNING id`)).rows[0].id as string;
+  const doomedKey = await createApiKey(db.adminPool, doomed);
+  await db.superQuery('DELETE FROM linkbay.tenants WHERE id = $1', [doomed]);
+  t.is((await db.adminPool.query('SELECT count(*)::int AS n FROM linkbay.api_keys WHERE id = $1', [doomedKey.id])).rows[0].n, 0);
   const report = await checkPosture(db.adminPool, db.config);
   t.deepEqual(report.findings.filter((f) => f.object.includes('tenant_for_api_key') || f.object.includes('api_keys')), []);
 });
