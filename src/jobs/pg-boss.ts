@@ -1,9 +1,7 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from '../config.js';
 import { TenantContext } from '../context.js';
-import { TenantError } from '../errors.js';
-import { readEnvelope, systemEnvelope, tenantEnvelope } from './envelope.js';
-import { JobScopeError } from './errors.js';
-import { jobRefusedChannel, systemJobChannel, type JobRefusedEvent, type SystemJobEvent } from './events.js';
+import { systemEnvelope, tenantEnvelope } from './envelope.js';
+import { publishSystem, systemScopeOf, tenantScopeOf } from './scope.js';
 
 /** A job as pg-boss hands it to a worker. */
 export interface BossJob {
@@ -93,11 +91,7 @@ export function workTenantJobs<T, R = unknown>(boss: JobBoss, name: string, opti
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   return boss.work(name, workOptions(options), async (jobs: BossJob[]) => {
     const job = single(jobs);
-    const scope = refusing(job, () => {
-      const read = readEnvelope(job.data, tenancy);
-      if ('system' in read) throw new JobScopeError('a system job reached a tenant worker: run it with workSystemJobs');
-      return read;
-    });
+    const scope = tenantScopeOf({ id: job.id, queue: job.name, data: job.data }, tenancy);
     return TenantContext.run(scope.tenantId, () => handler({ id: job.id, name: job.name, tenantId: scope.tenantId, data: scope.data as T }), tenancy);
   });
 }
@@ -109,12 +103,7 @@ export function workTenantJobs<T, R = unknown>(boss: JobBoss, name: string, opti
 export function workSystemJobs<T, R = unknown>(boss: JobBoss, name: string, options: Omit<TenantWorkOptions, 'tenancy'>, handler: (job: SystemJob<T>) => Promise<R> | R): Promise<string> {
   return boss.work(name, workOptions(options), async (jobs: BossJob[]) => {
     const job = single(jobs);
-    const scope = refusing(job, () => {
-      const read = readEnvelope(job.data, DEFAULT_TENANCY);
-      if (!('system' in read)) throw new JobScopeError('a tenant job reached a system worker: run it with workTenantJobs');
-      return read;
-    });
-    publishSystem({ phase: 'started', queue: name, jobId: job.id, reason: scope.system });
+    const scope = systemScopeOf({ id: job.id, queue: job.name, data: job.data });
     return TenantContext.exit(() => handler({ id: job.id, name: job.name, reason: scope.system, data: scope.data as T }));
   });
 }
@@ -127,20 +116,4 @@ function workOptions(options: { work?: object }): object {
 function single(jobs: BossJob[]): BossJob {
   if (!Array.isArray(jobs) || jobs.length !== 1) throw new TypeError('expected one job per fetch (batchSize 1)');
   return jobs[0]!;
-}
-
-/** Reads the job's scope; a refusal is published, then fails the job (pg-boss records the error). */
-function refusing<S>(job: BossJob, read: () => S): S {
-  try {
-    return read();
-  } catch (error) {
-    if (jobRefusedChannel.hasSubscribers) {
-      jobRefusedChannel.publish({ queue: job.name, jobId: job.id, code: error instanceof TenantError ? error.code : 'unknown' } satisfies JobRefusedEvent);
-    }
-    throw error;
-  }
-}
-
-function publishSystem(event: SystemJobEvent): void {
-  if (systemJobChannel.hasSubscribers) systemJobChannel.publish(event);
 }
