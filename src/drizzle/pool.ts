@@ -1,6 +1,7 @@
 import type { QueryResult } from 'pg';
 import type { TenantDb } from '../tenant-db.js';
-import type { IsolationLevel, QueryInput, TenantTransaction } from '../transaction.js';
+import { holdTenantTransaction, type HeldTransaction } from '../held-transaction.js';
+import type { IsolationLevel, QueryInput } from '../transaction.js';
 
 /**
  * What Drizzle's node-postgres session is given as its client. Outside a transaction each query is
@@ -28,12 +29,9 @@ export class TenantDrizzlePool {
 /** Drizzle's begin, as its PgTransaction writes it (getTransactionConfigSQL). */
 const BEGIN = /^begin(?: isolation level (read uncommitted|read committed|repeatable read|serializable))?(?: (read only|read write))?(?: (deferrable|not deferrable))?$/;
 
-/** Rejects the transaction callback on Drizzle's rollback; never escapes this module. */
-const ROLLBACK = Symbol('drizzle rollback');
-
 /** One Drizzle transaction, held open as one tenant transaction between Drizzle's begin and commit. */
 export class TenantDrizzleTransactionClient {
-  private open: { tx: TenantTransaction; finish(reason?: typeof ROLLBACK): void; done: Promise<void> } | undefined;
+  private open: HeldTransaction | undefined;
   private ended = false;
 
   constructor(
@@ -55,10 +53,7 @@ export class TenantDrizzleTransactionClient {
       const open = this.open;
       this.open = undefined;
       this.ended = true;
-      open.finish(text === 'rollback' ? ROLLBACK : undefined);
-      await open.done.catch((error: unknown) => {
-        if (error !== ROLLBACK) throw error;
-      });
+      await (text === 'rollback' ? open.rollback() : open.commit());
       return { command: text.toUpperCase(), rows: [] };
     }
     return this.open.tx.query(query, values);
@@ -69,24 +64,13 @@ export class TenantDrizzleTransactionClient {
     if (!this.open) return;
     const open = this.open;
     this.open = undefined;
-    open.finish(ROLLBACK);
-    open.done.catch(() => undefined);
+    open.rollback().catch(() => undefined);
   }
 
   private async begin(isolationLevel: IsolationLevel | 'read uncommitted' | undefined, accessMode: string | undefined, deferrable: string | undefined): Promise<void> {
     if (isolationLevel === 'read uncommitted') throw new TypeError('isolation level "read uncommitted" is not supported (PostgreSQL runs it as read committed)');
     if (deferrable) throw new TypeError('`deferrable` is not supported by tenant transactions');
     const options = { ...(isolationLevel ? { isolationLevel } : {}), ...(accessMode === 'read only' ? { readOnly: true } : {}) };
-    let ready!: (tx: TenantTransaction) => void;
-    const opened = new Promise<TenantTransaction>((resolve) => (ready = resolve));
-    let finish!: (reason?: typeof ROLLBACK) => void;
-    const ended = new Promise<void>((resolve, reject) => (finish = (reason) => (reason ? reject(reason) : resolve())));
-    const done = this.db.withTenantTransaction(this.tenantId, (tx) => {
-      ready(tx);
-      return ended;
-    }, options);
-    // withTenantTransaction can fail before it calls back (pool exhausted, connection refused).
-    const tx = await Promise.race([opened, done.then(() => Promise.reject(new Error('the tenant transaction ended before it began')))]);
-    this.open = { tx, finish, done };
+    this.open = await holdTenantTransaction(this.db, this.tenantId, options);
   }
 }

@@ -1,19 +1,7 @@
 import type { CompiledQuery, DatabaseConnection, QueryResult as KyselyResult, TransactionSettings } from 'kysely';
 import type { QueryResult } from 'pg';
 import type { TenantDb } from '../tenant-db.js';
-import type { TenantTransaction } from '../transaction.js';
-
-/** Rejects the transaction callback on Kysely's rollback; never escapes this module. */
-const ROLLBACK = Symbol('kysely rollback');
-
-/** A tenant transaction opened by Kysely's beginTransaction, held open until commit or rollback. */
-interface OpenTransaction {
-  readonly tx: TenantTransaction;
-  /** Settles the callback: undefined commits, ROLLBACK rolls back. */
-  finish(reason?: typeof ROLLBACK): void;
-  /** The withTenantTransaction call: settles once COMMIT or ROLLBACK has been answered. */
-  readonly done: Promise<void>;
-}
+import { holdTenantTransaction, type HeldTransaction } from '../held-transaction.js';
 
 /**
  * One Kysely "connection" for one tenant. It holds no pg client of its own: outside a transaction
@@ -22,7 +10,7 @@ interface OpenTransaction {
  * callback stays open until Kysely ends the transaction.
  */
 export class TenantConnection implements DatabaseConnection {
-  private open: OpenTransaction | undefined;
+  private open: HeldTransaction | undefined;
 
   constructor(
     private readonly db: TenantDb,
@@ -36,40 +24,21 @@ export class TenantConnection implements DatabaseConnection {
     return toKyselyResult<R>(result);
   }
 
-  // eslint-disable-next-line require-yield
   async *streamQuery<R>(): AsyncIterableIterator<KyselyResult<R>> {
     throw new TypeError('streaming is not supported through the tenant dialect: page with limit/offset or keyset instead');
   }
 
   async begin(settings: TransactionSettings): Promise<void> {
     if (this.open) throw new TypeError('a tenant transaction is already open on this Kysely connection');
-    const options = transactionOptions(settings);
-    let ready!: (open: OpenTransaction) => void;
-    const opened = new Promise<OpenTransaction>((resolve) => (ready = resolve));
-    let finish!: (reason?: typeof ROLLBACK) => void;
-    const ended = new Promise<void>((resolve, reject) => (finish = (reason) => (reason ? reject(reason) : resolve())));
-    const done = this.db.withTenantTransaction(this.tenantId, (tx) => {
-      ready({ tx, finish, done });
-      return ended;
-    }, options);
-    // withTenantTransaction can fail before it calls back (pool exhausted, connection refused).
-    this.open = await Promise.race([opened, done.then(() => Promise.reject(new Error('the tenant transaction ended before it began')))]);
+    this.open = await holdTenantTransaction(this.db, this.tenantId, transactionOptions(settings));
   }
 
   async commit(): Promise<void> {
-    const open = this.take();
-    open.finish();
-    await open.done; // COMMIT, or TransactionAbortedError when a statement failed and was caught
+    await this.take().commit(); // COMMIT, or TransactionAbortedError when a statement failed and was caught
   }
 
   async rollback(): Promise<void> {
-    const open = this.take();
-    open.finish(ROLLBACK);
-    try {
-      await open.done;
-    } catch (error) {
-      if (error !== ROLLBACK) throw error;
-    }
+    await this.take().rollback();
   }
 
   /** SAVEPOINT / ROLLBACK TO / RELEASE, compiled by Kysely, inside the open transaction. */
@@ -83,7 +52,7 @@ export class TenantConnection implements DatabaseConnection {
     return this.open !== undefined;
   }
 
-  private take(): OpenTransaction {
+  private take(): HeldTransaction {
     const open = this.open;
     if (!open) throw new TypeError('no tenant transaction is open on this Kysely connection');
     this.open = undefined;
