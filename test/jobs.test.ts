@@ -5,7 +5,10 @@
 import diagnostics from 'node:diagnostics_channel';
 import test from 'ava';
 import PgBoss from 'pg-boss';
-import { createTenantDb, TenantContext, TenantRequiredError, type TenantDb } from '../src/index.js';
+import Koa from 'koa';
+import request from 'supertest';
+import { createMultitenant, createTenantDb, PgTenantService, TenantContext, TenantRequiredError, type TenantDb } from '../src/index.js';
+import { multitenant, problemDetails } from '../src/koa/index.js';
 import { JOB_CHANNELS, sendSystemJob, sendTenantJob, workSystemJobs, workTenantJobs, type JobRefusedEvent, type SystemJobEvent } from '../src/jobs/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 import { until } from './helpers/until.js';
@@ -56,6 +59,22 @@ test('a job sent in a tenant context runs as that tenant and its queries see onl
   t.is(job.state, 'completed');
   t.deepEqual(job.output, { tenant: a, seen: [`${a}:from-request`] });
   t.deepEqual(ran, [id]);
+});
+
+test('a job sent by a request handled by multitenant() runs as the request’s tenant', async (t) => {
+  const { test, boss, db } = await setup(t);
+  const { rows } = await test.adminPool.query(`INSERT INTO linkbay.tenants (slug, name) VALUES ('acme', 'Acme') RETURNING id`);
+  const acme = rows[0].id as string;
+  await ordersWorker(boss, db, test, []);
+  const core = createMultitenant({ tenantService: new PgTenantService(test.appPool, { tenancy: test.config }), tenancy: test.config });
+  const app = new Koa();
+  app.use(problemDetails());
+  app.use(multitenant({ core }));
+  app.use(async (ctx) => {
+    ctx.body = { jobId: await sendTenantJob(boss, QUEUE, { item: 'ordered over HTTP' }) }; // no tenant passed
+  });
+  const response = await request(app.callback()).post('/').set('X-Tenant-ID', acme.toUpperCase()).expect(200);
+  t.like(await finished(boss, response.body.jobId), { state: 'completed', output: { tenant: acme, seen: [`${acme}:ordered over HTTP`] } });
 });
 
 test('the tenant is stamped canonical; an explicit tenantId works outside any context', async (t) => {
