@@ -11,6 +11,7 @@ import type { ModeMeasure, PlanCacheRow } from './plancache.js';
 import { pairRatio, type LatencySummary, type ThroughputSummary } from './stats.js';
 import { httpTargets, renderHttp, type HttpResult } from './http.js';
 import type { GuardBench } from './guard.js';
+import type { KyselyBench } from './kysely.js';
 import type { BenchEnv } from './setup.js';
 
 export interface RunInfo {
@@ -123,6 +124,8 @@ export interface Extras {
   readonly guard?: GuardBench;
   /** Further sections, rendered as given (markdown), e.g. bench/fleet.ts. */
   readonly sections?: readonly string[];
+  /** Kysely through the tenant dialect (bench/kysely.ts). */
+  readonly kysely?: KyselyBench;
 }
 
 export function renderResults(
@@ -181,7 +184,7 @@ export function renderResults(
     '',
     '| target | measured | |',
     '|---|---|---|',
-    ...targets(latency, throughput, skew, extras.http, extras.guard).map((t) => `| ${t.target} | ${t.measured} | ${met(t)} |`),
+    ...[...targets(latency, throughput, skew, extras.http, extras.guard), ...(extras.kysely ? [extras.kysely.target] : [])].map((t) => `| ${t.target} | ${t.measured} | ${met(t)} |`),
     '',
     '## One-row lookup by primary key, one caller',
     '',
@@ -208,6 +211,7 @@ export function renderResults(
     ...(extras.http ? [renderHttp(extras.http)] : []),
     ...(extras.guard ? [extras.guard.markdown.trimEnd(), ''] : []),
     ...(extras.sections ?? []).flatMap((section) => [section.trimEnd(), '']),
+    ...(extras.kysely ? [extras.kysely.markdown.trimEnd(), ''] : []),
     ...renderSkew(skew),
     ...renderPlanCache(planCache),
     ...renderExplains(skew),

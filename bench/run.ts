@@ -18,6 +18,7 @@ import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
 import { benchFleet } from './fleet.js';
 import { renderCitus, runCitusBench } from './citus.js';
+import { runKysely } from './kysely.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 
@@ -37,6 +38,8 @@ try {
   const planCache = await runPlanCache(env, quick ? 3 : 7);
   log('latency');
   const latency = await runLatency(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
+  log('kysely: tenant dialect vs bare pool');
+  const kysely = await runKysely(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
   log('throughput');
   const throughput = await runThroughput(
     env,
@@ -58,7 +61,7 @@ try {
     throughput,
     skew,
     planCache,
-    { http, guard, sections: [fleet.markdown] },
+    { http, guard, kysely, sections: [fleet.markdown] },
   );
   writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown + renderCitus(citus));
   if (typeof citus === 'string') log(`citus: not measured (${citus})`);
@@ -66,6 +69,7 @@ try {
   for (const t of targets(latency, throughput, skew, http, guard)) {
     log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
   }
+  log(`${kysely.target.ok ? 'met    ' : 'NOT MET'} ${kysely.target.target}: ${kysely.target.measured}`);
   log('wrote bench/RESULTS.md');
 } finally {
   await env.close();

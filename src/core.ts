@@ -3,6 +3,7 @@ import { TenantCache, TenantCacheService, type TenantCacheOptions } from './cach
 import {
   InvalidTenantIdError,
   TenantConflictError,
+  TenantError,
   TenantNotFoundError,
   TenantRequiredError,
   TenantSuspendedError,
@@ -156,6 +157,8 @@ export class MultitenantCore {
 
   private publish(report: Report, error?: unknown): void {
     if (error instanceof InvalidTenantIdError) report.outcome = 'invalid';
+    // A credentials strategy (linkbay-multitenant/auth) that could not verify the request's token or key.
+    else if (error instanceof TenantError && error.status === 401) report.outcome = 'unauthenticated';
     if (resolutionChannel.hasSubscribers) {
       const { outcome, strategy, tenantId, started } = report;
       resolutionChannel.publish({ outcome, strategy, tenantId, durationMs: performance.now() - started } satisfies ResolutionEvent);

@@ -16,8 +16,8 @@ export const CHANNELS = {
 } as const;
 
 export interface ResolutionEvent {
-  /** `resolved`, or why not: `missing` (400), `invalid` (400), `conflict` (400), `unknown` (404), `inactive` (403), `error`. */
-  readonly outcome: 'resolved' | 'missing' | 'invalid' | 'conflict' | 'unknown' | 'inactive' | 'error';
+  /** `resolved`, or why not: `missing` (400), `invalid` (400), `conflict` (400), `unauthenticated` (401, credentials not verified), `unknown` (404), `inactive` (403), `error`. */
+  readonly outcome: 'resolved' | 'missing' | 'invalid' | 'conflict' | 'unauthenticated' | 'unknown' | 'inactive' | 'error';
   /** Strategy that named the tenant (the first, when several agreed). */
   readonly strategy?: string;
   readonly tenantId?: string;

@@ -39,6 +39,7 @@ export {
   type PolicyForm,
 } from './config.js';
 export { TenantContext, runWithTenantContext, type TenantScope } from './context.js';
+export { tenantLogMixin } from './log-mixin.js';
 export { createTenantDb, type TenantDb, type TenantDbOptions } from './tenant-db.js';
 export {
   withTenantTransaction,

@@ -58,6 +58,8 @@ function proceed(core: MultitenantCore, ctx: Context, next: Next, resolution: Re
 
 function refuse(ctx: Context, error: unknown): void {
   if (!(error instanceof TenantError)) throw error;
+  const challenge = (error as { challenge?: unknown }).challenge;
+  if (error.status === 401 && typeof challenge === 'string') ctx.set('WWW-Authenticate', challenge);
   sendProblem(ctx, error.status, error.expose ? error.message : undefined, error.code);
 }
 

@@ -36,12 +36,16 @@ export function sendProblem(ctx: Context, status: number, detail?: string, code?
 
 /**
  * Maps an error to a problem: a TenantError keeps its status and code, and its message only when
- * it is safe to show (`expose`); a Koa HttpError (`ctx.throw(422, ...)`) keeps status and its
+ * it is safe to show (`expose`), also when it is the `cause` of another error (a query builder's wrapper); a Koa HttpError (`ctx.throw(422, ...)`) keeps status and its
  * exposed message; everything else is a 500 that says nothing about internals. The server's own
  * error text (which can carry other tenants' values in a DETAIL) never reaches the response.
  */
 export function problemFor(error: unknown): { status: number; detail?: string; code?: string } {
   if (error instanceof TenantError) return { status: error.status, detail: error.expose ? error.message : undefined, code: error.code };
+  // A query builder's wrapper of the library's error (Drizzle's DrizzleQueryError, whose message
+  // quotes the parameters) answers as the library's error.
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  if (cause instanceof TenantError) return problemFor(cause);
   const e = error as { status?: unknown; expose?: unknown; message?: unknown; code?: unknown; severity?: unknown };
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 600) {
     return { status: e.status, detail: e.expose === true && typeof e.message === 'string' ? e.message : undefined };

@@ -64,7 +64,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
   const requests = new Counter({
     name: `${prefix}http_requests_total`,
-    help: 'HTTP requests by how tenant resolution ended (resolved, missing, invalid, conflict, unknown, inactive, error; none when it did not run) and status class',
+    help: 'HTTP requests by how tenant resolution ended (resolved, missing, invalid, conflict, unauthenticated, unknown, inactive, error; none when it did not run) and status class',
     labelNames: ['outcome', 'status_class'] as const,
     registers,
   });

@@ -20,11 +20,17 @@ import {
   TenantError,
   withTenantTransaction,
   checkPosture,
+  createTenantDb,
+  tenantLogMixin,
   type Tenant,
 } from 'linkbay-multitenant';
 import { createTenantRouter, multitenant, problemDetails } from 'linkbay-multitenant/koa';
 import { createMetrics, MetricsCollector } from 'linkbay-multitenant/metrics';
 import { assertTenantIsolation } from 'linkbay-multitenant/testing';
+import { tenantKysely } from 'linkbay-multitenant/kysely';
+import { instrumentTenancy } from 'linkbay-multitenant/otel';
+import { apiKeysSql } from 'linkbay-multitenant/auth';
+import { tenantEnvelope, type TenantJob } from 'linkbay-multitenant/jobs';
 
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`consumer check failed: ${what}`);
@@ -92,6 +98,19 @@ try {
   check(report.tables.length === 1, 'assertTenantIsolation checked the tenant table');
   const posture = await checkPosture(adminPool, tenancy);
   check(posture.findings.every((f) => f.severity !== 'error'), 'checkPosture finds nothing that breaks isolation');
+
+  // The integration subpaths, with their optional peers installed (jose, pg-boss, bullmq are not
+  // needed by their declarations and are not installed here). Not /drizzle: drizzle-orm's own
+  // declarations do not compile under exactOptionalPropertyTypes without skipLibCheck.
+  const tracing = instrumentTenancy(); // no provider registered: a no-op tracer
+  const handle = createTenantDb(app, { tenancy });
+  const kysely = tenantKysely<{ notes: { tenant_id: string; id: string; body: string } }>(handle, { tenantId: a.id });
+  const viaKysely = await kysely.selectFrom('notes').select('body').execute();
+  check(viaKysely.length === 1 && viaKysely[0]!.body === 'acme note', 'linkbay-multitenant/kysely sees its tenant’s row only');
+  tracing.close();
+  const envelope = tenantEnvelope({ note: 1 }, a.id, tenancy);
+  const job: TenantJob<{ note: number }> = { id: '1', name: 'notes', tenantId: a.id, data: envelope.data };
+  check(job.data.note === 1 && apiKeysSql(tenancy).sql.includes('tenant_for_api_key') && Object.keys(tenantLogMixin()).length === 0, 'the jobs, auth and log helpers load');
 
   const registry = new Registry();
   const core = createMultitenant({ tenantService: new PgTenantService(app, { tenancy }), tenancy });
