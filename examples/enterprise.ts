@@ -14,7 +14,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { defineTenancy, migrate } from '../src/index.js';
-import { assertPosture } from '../src/posture.js';
+import { assertPosture } from '../src/posture/index.js';
 import { startEmbeddedPostgres } from '../test/helpers/embedded.js';
 import { createExampleApp, hardenServer } from './app.js';
 

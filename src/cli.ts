@@ -17,8 +17,8 @@ import { migrate } from './migrations.js';
 import { migrateAllTenants, type FleetProgress } from './fleet-migrations.js';
 import { fleetReporter } from './cli-progress.js';
 import { generateRlsSql } from './policies.js';
-import { checkPosture, formatPostureReport } from './posture.js';
-import { formatPostureJunit } from './posture-junit.js';
+import { checkPosture, formatPostureReport } from './posture/index.js';
+import { formatPostureJunit } from './posture/junit.js';
 import { printableJson } from './printable.js';
 
 const USAGE = `Usage:

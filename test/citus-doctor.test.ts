@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli.js';
-import { assertTenantIsolation, checkTenantIsolation } from '../src/testing.js';
+import { assertTenantIsolation, checkTenantIsolation } from '../src/testing/index.js';
 import { checkPosture, defineTenancy, formatPostureReport, tenantQuery, type Finding, type TenancyConfig } from '../src/index.js';
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster, type CitusTestDatabase } from './helpers/citus-db.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { PostureError, checkPosture, formatPostureReport, tenantQuery, TenantIsolationError } from '../src/index.js';
 import { isolateTenant, moveTenant, tenantPlacement } from '../src/citus/index.js';
-import { assertTenantIsolation } from '../src/testing.js';
+import { assertTenantIsolation } from '../src/testing/index.js';
 import { createCitusTestDatabase, CITUS_SCHEMA, CITUS_TABLES, useCitusCluster } from './helpers/citus-db.js';
 import { newTenantId } from './helpers/db.js';
 

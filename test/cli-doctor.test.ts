@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli.js';
-import type { PostureReport } from '../src/posture.js';
+import type { PostureReport } from '../src/posture/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 
 async function doctor(args: string[]): Promise<{ code: number; out: string; err: string }> {

@@ -32,7 +32,7 @@ function inFreshProcess(imports: readonly string[], after = ''): { wasm: number;
 }
 
 test('importing linkbay-multitenant and its koa, metrics and testing subpaths loads no WebAssembly and not libpg-query', (t) => {
-  const seen = inFreshProcess([src('index.ts'), src('koa/index.ts'), src('metrics/index.ts'), src('testing.ts')]);
+  const seen = inFreshProcess([src('index.ts'), src('koa/index.ts'), src('metrics/index.ts'), src('testing/index.ts')]);
   t.is(seen.wasm, 0, 'no WebAssembly compiled');
   t.deepEqual(seen.loaded, [], 'libpg-query not loaded');
 });

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { checkPosture } from '../src/index.js';
-import { probeTenantIsolation } from '../src/testing.js';
+import { probeTenantIsolation } from '../src/testing/index.js';
 import { createTestDatabase, newTenantId, type TestDatabase } from './helpers/db.js';
 
 const SCHEMA = `

@@ -4,8 +4,8 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { PostureError, TenantIsolationError, tenantQuery } from '../src/index.js';
-import { assertPosture, checkPosture, formatPostureReport, type PostureReport, type Severity } from '../src/posture.js';
-import type { Queryable } from '../src/posture-queries.js';
+import { assertPosture, checkPosture, formatPostureReport, type PostureReport, type Severity } from '../src/posture/index.js';
+import type { Queryable } from '../src/posture/queries.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 
 // Each test database holds a few connections; PostgreSQL's default max_connections is 100, and

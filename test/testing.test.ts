@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { IsolationBreachError } from '../src/errors.js';
-import { assertTenantIsolation, checkTenantIsolation, type IsolationReport, type TableIsolationResult } from '../src/testing.js';
+import { assertTenantIsolation, checkTenantIsolation, type IsolationReport, type TableIsolationResult } from '../src/testing/index.js';
 import { createTestDatabase, newTenantId, type TestDatabase } from './helpers/db.js';
 
 // Four shapes a user schema has: composite key with identity, identity key, composite natural key

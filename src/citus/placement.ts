@@ -15,8 +15,8 @@
  */
 import { qualifiedName, quoteIdent, type TenancyConfig } from '../config.js';
 import { CitusPlacementError, PostureError } from '../errors.js';
-import type { Finding } from '../posture.js';
-import type { Queryable } from '../posture-queries.js';
+import type { Finding } from '../posture/index.js';
+import type { Queryable } from '../posture/queries.js';
 import { canonicalTenantId } from '../tenant-id.js';
 import { shardFindings } from './posture.js';
 import { requireCitus } from './batch.js';

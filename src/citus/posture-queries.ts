@@ -4,7 +4,7 @@
  * (one command per shard, run by Citus on the node holding it).
  */
 import { quoteLiteral } from '../config.js';
-import type { Queryable } from '../posture-queries.js';
+import type { Queryable } from '../posture/queries.js';
 
 export interface CitusServerRow {
   /** Version of the citus extension in this database, null without it. */

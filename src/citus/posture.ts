@@ -1,6 +1,6 @@
 /**
  * doctor on Citus: what breaks tenant isolation on a distributed cluster, read on the shards.
- * checkPosture (src/posture.ts) calls `citusPosture` on every database; without Citus and with
+ * checkPosture (src/posture/index.ts) calls `citusPosture` on every database; without Citus and with
  * `engine: 'postgres'` it adds nothing.
  *
  * | code                                      | severity        | what                                                              |
@@ -23,9 +23,9 @@
  */
 import { qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from '../config.js';
 import { ISOLATION_POLICY } from '../policies.js';
-import { isTenantCheck } from '../posture-findings.js';
-import type { Finding, Severity } from '../posture.js';
-import type { Queryable } from '../posture-queries.js';
+import { isTenantCheck } from '../posture/findings.js';
+import type { Finding, Severity } from '../posture/index.js';
+import type { Queryable } from '../posture/queries.js';
 import * as q from './posture-queries.js';
 
 export interface CitusPosture {

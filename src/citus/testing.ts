@@ -1,5 +1,5 @@
 /**
- * The Citus parts of assertTenantIsolation (src/testing.ts, src/testing-probes.ts):
+ * The Citus parts of assertTenantIsolation (src/testing/index.ts, src/testing/probes.ts):
  * - Citus refuses some of the probes' statements outright on tables under RLS, with SQLSTATE 0A000:
  *   INSERT ... SELECT ("COPY FROM not supported with row-level security"), an UPDATE of the
  *   distribution column ("modifying the partition value of rows is not allowed"), and cursors with

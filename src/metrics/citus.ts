@@ -7,7 +7,7 @@
  */
 import { Gauge, type Registry } from 'prom-client';
 import { tenantStatistics, type TenantStatistic } from '../citus/placement.js';
-import type { Queryable } from '../posture-queries.js';
+import type { Queryable } from '../posture/queries.js';
 import { OTHER_TENANTS } from './collector.js';
 
 export interface CitusTenantMetricsOptions {

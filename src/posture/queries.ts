@@ -3,10 +3,10 @@
  * pg_catalog only, readable by any role: the application role checking itself at start-up as well
  * as a superuser running the CLI. Rows come back as read; judging them is posture.ts's job.
  */
-import type { TenantTable } from './config.js';
+import type { TenantTable } from '../config.js';
 
-import type { Queryable } from './pool.js';
-export type { Queryable } from './pool.js';
+import type { Queryable } from '../pool.js';
+export type { Queryable } from '../pool.js';
 
 export interface ServerRow {
   version: string;

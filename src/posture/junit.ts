@@ -1,4 +1,4 @@
-import type { PostureReport } from './posture.js';
+import type { PostureReport } from './index.js';
 
 /**
  * `doctor --format junit`: the report as JUnit XML, which CI systems (GitHub Actions reporters,

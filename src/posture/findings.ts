@@ -6,10 +6,10 @@
  * Policies are recognised by their text (pg_get_expr): the tenant column and
  * `current_setting('<setting>'` must both appear, and no OR (which could widen the match).
  */
-import { qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from './config.js';
-import { ACCESS_POLICY, ISOLATION_POLICY, currentTenantExpression } from './policies.js';
-import type { Finding, Severity } from './posture.js';
-import type * as q from './posture-queries.js';
+import { qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from '../config.js';
+import { ACCESS_POLICY, ISOLATION_POLICY, currentTenantExpression } from '../policies.js';
+import type { Finding, Severity } from './index.js';
+import type * as q from './queries.js';
 
 export function roleFindings(role: q.RoleRow, name: string): Finding[] {
   const object = `role ${name}`;

@@ -2,7 +2,7 @@
  * What the doctor knows about PostgreSQL releases: which minor releases fixed the row-security
  * CVEs of PITFALLS 20, and when each major went out of support.
  */
-import type { Finding } from './posture.js';
+import type { Finding } from './index.js';
 
 /**
  * Row-security CVEs and the first minor release of each affected major that fixes them. Majors

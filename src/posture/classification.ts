@@ -13,9 +13,9 @@
  * inheritance children follow their parent; tables of extensions and @databases/pg-migrations'
  * bookkeeping tables are exempt by themselves.
  */
-import { quoteIdent, type TenancyConfig } from './config.js';
-import type { Finding } from './posture.js';
-import type { Queryable } from './pool.js';
+import { quoteIdent, type TenancyConfig } from '../config.js';
+import type { Finding } from './index.js';
+import type { Queryable } from '../pool.js';
 
 const BOOKKEEPING = new Set(['public.atdatabases_migrations_applied', 'public.atdatabases_migrations_version']);
 

@@ -39,14 +39,14 @@
  * Codes are stable: never renamed or reused once retired.
  * A FOR ALL policy without WITH CHECK applies its USING expression to new rows too (CREATE POLICY
  * docs; test/posture.test.ts proves the write is refused), hence a warning and not an error.
- * Classification of every table of the application's schemas: posture-classification.ts.
- * With `performance: true` (doctor --perf), the findings of posture-performance.ts too.
- * The catalog queries are in posture-queries.ts, the findings per object in posture-findings.ts
+ * Classification of every table of the application's schemas: classification.ts.
+ * With `performance: true` (doctor --perf), the findings of performance.ts too.
+ * The catalog queries are in queries.ts, the findings per object in findings.ts
  * (how policies are recognised is explained there), those about the server release in
- * posture-server.ts.
+ * server.ts.
  */
-import { quoteIdent, type TenancyConfig } from './config.js';
-import { PostureError } from './errors.js';
+import { quoteIdent, type TenancyConfig } from '../config.js';
+import { PostureError } from '../errors.js';
 import {
   definerFindings,
   dependentFindings,
@@ -55,15 +55,15 @@ import {
   roleFindings,
   tableFindings,
   uniqueFindings,
-} from './posture-findings.js';
-import * as q from './posture-queries.js';
-import { printable } from './printable.js';
-import { serverFindings } from './posture-server.js';
-import { checkPolicyPerformance } from './posture-performance.js';
-import { classificationFindings } from './posture-classification.js';
-import { probeTenantIsolation } from './testing-live-probes.js';
-import type { TenantPool } from './pool.js';
-import { citusPosture } from './citus/posture.js';
+} from './findings.js';
+import * as q from './queries.js';
+import { printable } from '../printable.js';
+import { serverFindings } from './server.js';
+import { checkPolicyPerformance } from './performance.js';
+import { classificationFindings } from './classification.js';
+import { probeTenantIsolation } from '../testing/live-probes.js';
+import type { TenantPool } from '../pool.js';
+import { citusPosture } from '../citus/posture.js';
 
 export type Severity = 'error' | 'warning' | 'info';
 
@@ -91,12 +91,12 @@ export interface PostureOptions {
   runtimeRole?: string;
   /**
    * Also EXPLAIN a tenant-scoped query per tenant table as the runtime role and read the policies'
-   * functions (posture-performance.ts: `doctor --perf`). Needs a pool (it uses one connection, in
+   * functions (performance.ts: `doctor --perf`). Needs a pool (it uses one connection, in
    * transactions that are rolled back). Default false.
    */
   performance?: boolean;
   /**
-   * Also run the live isolation probes (testing-live-probes.ts: `doctor --probe`): two synthetic
+   * Also run the live isolation probes (src/testing/live-probes.ts: `doctor --probe`): two synthetic
    * tenants per table, every way of reaching the other's rows, all rolled back. Needs a pool of a
    * superuser. Default false.
    */

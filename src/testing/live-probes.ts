@@ -10,10 +10,10 @@
  * as a superuser: what doctor runs as). A table without any row to copy is skipped, with a note.
  */
 import { randomUUID } from 'node:crypto';
-import { quoteIdent, quoteLiteral, type TenancyConfig } from './config.js';
-import type { Queryable, TenantPool } from './pool.js';
-import { insertCopy, readShape, type TableShape } from './testing-shape.js';
-import { describe, probe, refused, type Outcome } from './testing-probes.js';
+import { quoteIdent, quoteLiteral, type TenancyConfig } from '../config.js';
+import type { Queryable, TenantPool } from '../pool.js';
+import { insertCopy, readShape, type TableShape } from './shape.js';
+import { describe, probe, refused, type Outcome } from './probes.js';
 
 export interface LiveProbeOptions {
   /** A pool whose role may SET ROLE to the runtime role and sees every row (superuser). */

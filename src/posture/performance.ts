@@ -15,9 +15,9 @@
  * A missing index leading with the tenant column is LBMT_TENANT_INDEX_MISSING of the catalog
  * checks (posture.ts). Codes are stable.
  */
-import { qualifiedName, quoteIdent, quoteLiteral, type TenancyConfig, type TenantTable } from './config.js';
-import type { Finding } from './posture.js';
-import type { TenantClient, TenantPool } from './pool.js';
+import { qualifiedName, quoteIdent, quoteLiteral, type TenancyConfig, type TenantTable } from '../config.js';
+import type { Finding } from './index.js';
+import type { TenantClient, TenantPool } from '../pool.js';
 
 /** A syntactically valid id of each type, for EXPLAIN (no row needs to exist). */
 const SAMPLE_ID: Record<TenancyConfig['tenantIdType'], string> = { uuid: '00000000-0000-4000-8000-000000000000', text: 'lbmt-doctor', bigint: '1' };

@@ -9,10 +9,10 @@
  * outside the database) happen. Call it outside any tenant transaction: inside one it would join
  * it (its savepoints still undo every probe) and fail with TenantMismatchError for the other tenant.
  */
-import { quoteLiteral, type TenancyConfig, type TenantTable } from './config.js';
-import { IsolationBreachError } from './errors.js';
-import { canonicalTenantId } from './tenant-id.js';
-import { withTenantTransaction, type TenantPool } from './transaction.js';
+import { quoteLiteral, type TenancyConfig, type TenantTable } from '../config.js';
+import { IsolationBreachError } from '../errors.js';
+import { canonicalTenantId } from '../tenant-id.js';
+import { withTenantTransaction, type TenantPool } from '../transaction.js';
 import {
   examples,
   FINGERPRINT,
@@ -23,12 +23,12 @@ import {
   type AdminQueryable,
   type TableShape,
   type Truth,
-} from './testing-shape.js';
-import { tenantSettingStatement } from './citus/testing.js';
-import { describe, probe, refused, writeProbes, type Findings, type Probing, type Queryable } from './testing-probes.js';
+} from './shape.js';
+import { tenantSettingStatement } from '../citus/testing.js';
+import { describe, probe, refused, writeProbes, type Findings, type Probing, type Queryable } from './probes.js';
 
-export { probeTenantIsolation, type LiveProbeOptions, type LiveProbeReport } from './testing-live-probes.js';
-export type { AdminQueryable } from './testing-shape.js';
+export { probeTenantIsolation, type LiveProbeOptions, type LiveProbeReport } from './live-probes.js';
+export type { AdminQueryable } from './shape.js';
 
 export interface IsolationCheckOptions {
   /** The runtime role's pool (no BYPASSRLS, owns no tenant table): the one your application uses. */

@@ -3,8 +3,8 @@
  * columns) read from pg_catalog, the truth the admin role sees of a tenant, and the SQL built from
  * them. Row values are never printed beyond identity columns.
  */
-import { qualifiedName, quoteIdent, type TenantTable } from './config.js';
-import type { Queryable } from './pool.js';
+import { qualifiedName, quoteIdent, type TenantTable } from '../config.js';
+import type { Queryable } from '../pool.js';
 
 /** What the check needs of the admin pool; a `pg.Pool` fits. */
 export type AdminQueryable = Queryable;

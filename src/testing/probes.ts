@@ -3,14 +3,14 @@
  * outcome is the result or the SQLSTATE it failed with; server messages that may quote row values
  * are withheld from reports. `writeProbes` are those a tenant runs against the other tenant's rows.
  */
-import { insertCopy, keyMatch, type TableShape, type Truth } from './testing-shape.js';
-import { citusRefused } from './citus/testing.js';
+import { insertCopy, keyMatch, type TableShape, type Truth } from './shape.js';
+import { citusRefused } from '../citus/testing.js';
 
 /** A probe's outcome: its result, or the SQLSTATE and message it failed with. */
 export type Outcome = { readonly rowCount: number; readonly rows: any[] } | { readonly sqlState: string; readonly message: string };
 
-import type { Queryable, QueryOutput } from './pool.js';
-export type { Queryable, QueryOutput } from './pool.js';
+import type { Queryable, QueryOutput } from '../pool.js';
+export type { Queryable, QueryOutput } from '../pool.js';
 
 /** Where a check writes what it found. */
 export interface Findings {
