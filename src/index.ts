@@ -20,6 +20,7 @@ export {
   TransactionClosedError,
   TransactionAbortedError,
   TransactionEndedError,
+  PipelineBrokenError,
   TenancyConfigError,
   PostureError,
   IsolationBreachError,
@@ -39,6 +40,7 @@ export {
 } from './config.js';
 export { TenantContext, runWithTenantContext, type TenantScope } from './context.js';
 export { createTenantDb, type TenantDb, type TenantDbOptions } from './tenant-db.js';
+export type { PipelineOptions } from './tenant-pipeline.js';
 export {
   withTenantTransaction,
   tenantQuery,

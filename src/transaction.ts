@@ -317,6 +317,12 @@ export function openTransactionPool(tenantId: string): TenantPool | undefined {
   return active && !active.closed && active.tenantId === tenantId ? active.pool : undefined;
 }
 
+/** Whether a tenant transaction is open in this async scope (a pipelined tenantQuery then joins it). */
+export function inTenantTransaction(): boolean {
+  const active = activeTransactions.getStore();
+  return !!active && !active.closed;
+}
+
 function joinable(pool: TenantPool, tenantId: string, options: TenantTransactionOptions): ActiveTransaction | undefined {
   const active = activeTransactions.getStore();
   if (!active || active.closed) return undefined;
