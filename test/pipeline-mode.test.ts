@@ -6,20 +6,10 @@
 import anyTest, { type TestFn } from 'ava';
 import { createTenantDb, PipelineBrokenError, type TenantDb } from '../src/index.js';
 import { createTestDatabase, newTenantId, type TestDatabase } from './helpers/db.js';
-import { blockedPipeline, pipelineWorkload, storedRows } from './helpers/pipeline-workload.js';
+import { blockedPipeline, pipelineWorkload, storedRows, UNIQUE_ORDERS_SCHEMA } from './helpers/pipeline-workload.js';
 import type { OrderRow } from './helpers/interleave.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase }>;
-
-/** Items are unique per tenant, so a repeated item is a unique violation of that batch alone. */
-export const UNIQUE_ORDERS_SCHEMA = `
-  CREATE TABLE orders (
-    tenant_id uuid NOT NULL,
-    id bigint GENERATED ALWAYS AS IDENTITY,
-    item text NOT NULL,
-    PRIMARY KEY (tenant_id, id),
-    UNIQUE (tenant_id, item)
-  );`;
 
 test.before(async (t) => {
   t.context.db = await createTestDatabase({ schema: UNIQUE_ORDERS_SCHEMA, tenancy: { tables: ['orders'] }, appPoolMax: 6 });
@@ -69,6 +59,19 @@ test.serial('an error in one batch fails that call alone: the batches behind it 
   t.deepEqual(rows(3), [[b, 'b-after-division']]);
   t.deepEqual(rows(5), [[a, 'taken']], 'a session-level setting does not outlast its batch\'s own set_config');
   t.deepEqual(await storedRows(db, [a, b]), [[a, 'taken'], [b, 'b-after-division']].sort());
+});
+
+test.serial('a statement that fails to parse fails the same way in every batch in flight (none relies on a Parse not yet answered)', async (t) => {
+  const { db } = t.context;
+  const handle = createTenantDb(db.appPool, { pipeline: { connections: 1, depth: 16 } });
+  const [a, b] = [newTenantId(), newTenantId()];
+  const { results } = await blockedPipeline(db, handle, [
+    [a, 'SELECT * FROM no_such_table', []],
+    [b, 'SELECT * FROM no_such_table', []],
+    [a, 'SELECT count(*)::int AS n FROM orders', []],
+  ]);
+  t.deepEqual(results.slice(0, 2).map((r) => ((r as PromiseRejectedResult).reason as { code?: string }).code), ['42P01', '42P01']);
+  t.is(results[2]!.status, 'fulfilled');
 });
 
 test.serial('a backend killed mid-pipeline fails every batch in flight, and its connection is never used again', async (t) => {

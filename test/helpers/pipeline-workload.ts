@@ -3,6 +3,16 @@ import type { TenantDb } from '../../src/index.js';
 import { newTenantId, type TestDatabase } from './db.js';
 import type { OrderRow } from './interleave.js';
 
+/** Items are unique per tenant, so a repeated item is a unique violation of that batch alone. */
+export const UNIQUE_ORDERS_SCHEMA = `
+  CREATE TABLE orders (
+    tenant_id uuid NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    item text NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, item)
+  );`;
+
 /** Waits for `condition` until `ms` have passed; returns whether it held. */
 export async function waitFor(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
   const deadline = Date.now() + ms;
