@@ -53,7 +53,7 @@ export interface PeersResults {
 type CountOp = () => Promise<[tenant: string, n: number]>;
 
 /** The own-policy table (a copy of orders_plain) and a role of its own that may read only it. */
-async function ownPolicy(env: BenchEnv): Promise<{ url: string; drop(): Promise<void> }> {
+export async function ownPolicy(env: BenchEnv): Promise<{ url: string; drop(): Promise<void> }> {
   const role = `${env.db.name}_own`;
   await env.db.superQuery(`
     CREATE TABLE orders_own (LIKE orders_plain INCLUDING ALL) WITH (autovacuum_enabled = off);
@@ -62,7 +62,14 @@ async function ownPolicy(env: BenchEnv): Promise<{ url: string; drop(): Promise<
     CREATE POLICY tenant_isolation ON orders_own USING (tenant_id = current_setting('app.tenant_id')::uuid);
     CREATE ROLE ${role} LOGIN PASSWORD 'lbmt-bench' NOSUPERUSER NOBYPASSRLS;
     GRANT SELECT ON orders_own TO ${role};`);
-  await env.db.superQuery('VACUUM (ANALYZE) orders_own');
+  // As bench/setup.ts does: VACUUM until every page is all-visible, or index-only scans read the heap.
+  for (let attempt = 1; ; attempt += 1) {
+    await env.db.superQuery('VACUUM (ANALYZE) orders_own');
+    const { rows } = await env.db.superQuery<{ ok: boolean }>(`SELECT relallvisible >= relpages AS ok FROM pg_class WHERE oid = 'orders_own'::regclass`);
+    if (rows[0]!.ok) break;
+    if (attempt === 5) throw new Error('VACUUM could not make orders_own all-visible');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
   return {
     url: withUrl(env.db.superUrl, { user: role, password: 'lbmt-bench' }),
     drop: async () => {

@@ -20,7 +20,7 @@ import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
 import { runPeers, type PeersResults } from './peers.js';
 import { peersTargets, renderPeers, writePeersSection } from './peers-report.js';
-import { FLOOR_PROFILE_NOTES } from './floor-profile.js';
+import { FLOOR_PROFILE_NOTES } from './floor-notes.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 

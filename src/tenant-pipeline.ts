@@ -157,7 +157,8 @@ export async function pipelinedTenantQuery<R extends QueryResultRow = any>(
   options.guard?.check(statement.text, statement.values, id);
 
   const started = performance.now();
-  const batch = await batchOptions(pipeline.pool, id, prepare);
+  const known = batchOptions(pipeline.pool, id, prepare);
+  const batch = 'then' in known ? await known : known;
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
   let outcome: TransactionEvent['outcome'] = 'rollback';
   try {

@@ -242,7 +242,9 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   options.guard?.check(statement.text, statement.values ?? [], id);
 
   const started = performance.now();
-  const batch = await batchOptions(pool, id, prepare);
+  const known = batchOptions(pool, id, prepare);
+  // Not awaited when known (the common case): an await costs a turn of the microtask queue.
+  const batch = 'then' in known ? await known : known;
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
   return withLease(pool, id, true, started, async (lease) => {
     try {
