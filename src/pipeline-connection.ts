@@ -94,6 +94,8 @@ export class PipelineConnection {
       // One behind it is written now, and handed to pg when the one before it is answered.
       if (this.inFlight.length === 1) {
         this.client.query(batch);
+        // pg wrote it only if it was idle; a batch it queued instead would be overtaken by the next.
+        if (!batch.written) this.break(new Error('linkbay-multitenant: the pipelined connection was not idle'));
       } else {
         const error = batch.write(this.client.connection as never);
         if (error) this.break(error);

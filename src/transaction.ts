@@ -12,7 +12,8 @@ import {
 } from './errors.js';
 import { withLease, type Lease } from './lease.js';
 import { canonicalTenantId } from './tenant-id.js';
-import { send, type BatchOptions, type PrepareMode, type PreludeStatement } from './pipeline.js';
+import type { BatchOptions, PrepareMode, PreludeStatement } from './pipeline.js';
+import { send } from './send.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import type { StatementConfig } from './pipeline.js';
 

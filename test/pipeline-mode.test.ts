@@ -139,6 +139,7 @@ test.serial('pipelined batches interleaving 50 tenants, with statement errors an
   t.log(`${out.ok} succeeded, ${out.failed} failed, ${out.kills} backends killed, ${out.maxInFlight} in flight at most:`, Object.fromEntries(out.errors));
   t.deepEqual(out.failures, [], 'every answer was checked');
   t.true(out.kills >= 5, `${out.kills} backends were killed`);
+  t.true((out.errors.get('LBMT_PIPELINE_BROKEN') ?? 0) > 0, 'kills hit batches in flight');
   t.true(out.maxInFlight > 3, 'several batches were in flight per connection');
   t.true((out.errors.get('22012') ?? 0) > 0 && (out.errors.get('23505') ?? 0) > 0, 'injected errors happened');
   t.deepEqual([...out.errors.keys()].filter((k) => !['22012', '23505', 'LBMT_PIPELINE_BROKEN'].includes(k)), [], 'no other failure (no RLS refusal, no mis-routed statement)');

@@ -107,7 +107,7 @@ export async function pipelineWorkload(db: TestDatabase, handle: TenantDb, plan:
     done += 1;
     if (plan.killEvery && done % plan.killEvery === 0) {
       const { rows } = await db.superQuery(
-        `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = $1 AND usename = $2 AND state <> 'idle' ORDER BY random() LIMIT 1`,
+        `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = $1 AND usename = $2 ORDER BY random() LIMIT 1`,
         [db.name, db.config.roles.app],
       );
       if (rows[0]?.killed) out.kills += 1;
