@@ -2,6 +2,7 @@
  * Where the floor goes, on ONE connection, one caller, `SELECT 1` (nothing to plan or read):
  *
  *   named      pg's named `SELECT 1` through the pool (the bare reference)
+ *   heldNamed  the same on a held client: what the pool's connect/release cost
  *   batch0     the library's batch (src/pipeline.ts) with no prelude, on a held client: the Submittable alone
  *   batch      the batch with the tenant's set_config, on a held client: + one more statement in the round trip
  *   tenant     tenantQuery through the pool: + resolve, lease, release, event
@@ -44,6 +45,9 @@ try {
     named: async (n) => {
       for (let i = 0; i < n; i += 1) await pool.query({ name: 'floor_one', text: 'SELECT 1' });
     },
+    heldNamed: (n) => held(async (c) => {
+      for (let i = 0; i < n; i += 1) await c.query({ name: 'floor_one', text: 'SELECT 1' });
+    }),
     batch0: (n) => held(async (c) => {
       for (let i = 0; i < n; i += 1) await PipelinedBatch.run(c, [], one, { ...batch, prepare: 'all' });
     }),
@@ -63,7 +67,7 @@ try {
       perRound.get(mode)!.push(((performance.now() - started) * 1000) / OPERATIONS);
     }
   }
-  for (const [mode, us] of perRound) console.log(`${mode.padEnd(7)} ${median(us).toFixed(1).padStart(6)} µs/op (rounds ${Math.min(...us).toFixed(1)} – ${Math.max(...us).toFixed(1)})`);
+  for (const [mode, us] of perRound) console.log(`${mode.padEnd(9)} ${median(us).toFixed(1).padStart(6)} µs/op (rounds ${Math.min(...us).toFixed(1)} – ${Math.max(...us).toFixed(1)})`);
   const file = process.argv[2];
   if (file) {
     const session = new Session();

@@ -62,7 +62,15 @@ export function renderPeers(env: BenchEnv, r: PeersResults, notes: readonly stri
     '| variant | p50 µs | p95 µs | ratio |',
     '|---|---:|---:|---:|',
   );
-  const pairs: Array<[string, string]> = [[FLOOR.named, FLOOR.named], [FLOOR.ours, FLOOR.named], [FLOOR.namedOne, FLOOR.namedOne], [FLOOR.oursOne, FLOOR.namedOne]];
+  const pairs: Array<[string, string]> = [
+    [FLOOR.named, FLOOR.named],
+    [FLOOR.ours, FLOOR.named],
+    [FLOOR.namedOne, FLOOR.namedOne],
+    [FLOOR.oursOne, FLOOR.namedOne],
+    [FLOOR.heldOne, FLOOR.namedOne],
+    [FLOOR.batch0, FLOOR.namedOne],
+    [FLOOR.batch, FLOOR.namedOne],
+  ];
   for (const [name, base] of pairs) {
     const v = r.floor.get(name)!;
     lines.push(`| ${name} | ${f(v.p50 * 1000, 0)} | ${f(v.p95 * 1000, 0)} | ${x(pairRatio(v, r.floor.get(base)!))} |`);

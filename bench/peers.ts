@@ -12,6 +12,9 @@
 import { sql as dsql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
+import { DEFAULT_TENANCY } from '../src/config.js';
+import { PipelinedBatch } from '../src/pipeline.js';
+import { batchOptions, tenantStatement } from '../src/prelude.js';
 import { createTenantDb } from '../src/tenant-db.js';
 import { tenantQuery } from '../src/transaction.js';
 import { withUrl } from '../test/helpers/db.js';
@@ -36,6 +39,9 @@ export const FLOOR = {
   ours: '`tenantQuery` key lookup under RLS',
   namedOne: 'pg named `SELECT 1`',
   oursOne: "`tenantQuery('SELECT 1')`",
+  heldOne: 'decomposition: pg named `SELECT 1` on a held client (no pool)',
+  batch0: 'decomposition: the library\'s batch, no prelude, held client',
+  batch: 'decomposition: the batch with the tenant\'s set_config, held client',
 } as const;
 
 const COUNT = {
@@ -88,6 +94,8 @@ export async function runPeers(env: BenchEnv, plans: PeersResults['plans']): Pro
   const own = await ownPolicy(env);
   const ownPool = new pg.Pool({ connectionString: own.url, max: 8 });
   const floorPool = new pg.Pool({ connectionString: env.db.appUrl, max: 1 });
+  const held = new pg.Client({ connectionString: env.db.appUrl });
+  await held.connect();
   try {
     const { appPool: pool, sql } = env;
     const drizzleDb = drizzle(pool);
@@ -126,7 +134,7 @@ export async function runPeers(env: BenchEnv, plans: PeersResults['plans']): Pro
     add(PEERS.pipelinedWide, async (t) => n((await pipelinedWide.tenantQuery(t, COUNT.rls)).rows));
     await verifyCounts(env, variants);
 
-    const floorVariants = floorOps(env, floorPool);
+    const floorVariants = [...floorOps(env, floorPool), ...(await decomposition(env, held))];
     for (const [name, op] of floorVariants) {
       for (let i = 0; i < 20; i += 1) if ((await op()) !== 1) throw new Error(`bench variant "${name}" did not find its row`);
     }
@@ -138,6 +146,7 @@ export async function runPeers(env: BenchEnv, plans: PeersResults['plans']): Pro
       plans,
     };
   } finally {
+    await held.end();
     await ownPool.end();
     await floorPool.end();
     await own.drop();
@@ -171,5 +180,22 @@ function floorOps(env: BenchEnv, pool: pg.Pool): Array<[string, () => Promise<nu
     }],
     [FLOOR.namedOne, async () => (await pool.query({ name: 'bench_floor_one', text: 'SELECT 1' })).rowCount ?? 0],
     [FLOOR.oursOne, async () => (await tenantQuery(pool, pick().tenant, 'SELECT 1')).rowCount ?? 0],
+  ];
+}
+
+/**
+ * tenantQuery('SELECT 1') taken apart, each on a client held for the whole run (one connection):
+ * pg's named statement, the library's batch alone, the batch with the tenant's set_config.
+ */
+async function decomposition(env: BenchEnv, client: pg.Client): Promise<Array<[string, () => Promise<number>]>> {
+  const tenant = env.lookups[0]!.tenant;
+  const known = batchOptions({ connect: () => Promise.reject(new Error('no plan classes here')) }, tenant, 'all');
+  const batch = 'then' in known ? await known : known;
+  const prelude = [tenantStatement(DEFAULT_TENANCY, tenant, undefined, false, false)];
+  const one = { text: 'SELECT 1', values: [] };
+  return [
+    [FLOOR.heldOne, async () => (await client.query({ name: 'bench_floor_one', text: 'SELECT 1' })).rowCount ?? 0],
+    [FLOOR.batch0, async () => (await PipelinedBatch.run(client, [], one, batch)).rowCount ?? 0],
+    [FLOOR.batch, async () => (await PipelinedBatch.run(client, prelude, one, batch)).rowCount ?? 0],
   ];
 }
