@@ -31,7 +31,7 @@ export const PEERS = {
   postgresJsBegin: 'postgres.js `sql.begin` + set_config',
   drizzle: 'Drizzle transaction + set_config',
   pipelined: '`tenantQuery` pipelined (`pipeline: { connections: 4, depth: 8 }`), generated schema',
-  pipelinedWide: '`tenantQuery` pipelined (`pipeline: { connections: 8, depth: 4 }`), generated schema',
+  pipelinedWide: '`tenantQuery` pipelined (`pipeline: { connections: 2, depth: 16 }`), generated schema',
 } as const;
 
 export const FLOOR = {
@@ -102,7 +102,7 @@ export async function runPeers(env: BenchEnv, plans: PeersResults['plans']): Pro
     const handle = createTenantDb(pool);
     const ownHandle = createTenantDb(ownPool);
     const pipelined = createTenantDb(pool, { pipeline: { connections: 4, depth: 8 } });
-    const pipelinedWide = createTenantDb(pool, { pipeline: { connections: 8, depth: 4 } });
+    const pipelinedWide = createTenantDb(pool, { pipeline: { connections: 2, depth: 16 } });
     const next = () => tenants(env);
     const n = (rows: ReadonlyArray<{ n: number }>) => rows[0]!.n;
     const variants: Array<[string, CountOp]> = [];

@@ -285,7 +285,10 @@ export class PipelinedBatch {
     if (this.options.pipelined) {
       // The server now waits for COPY data and ignores Syncs: the batches written behind this one
       // would be consumed by it. Nothing can be saved on this connection.
-      (connection as WireConnection).stream.destroy?.(new Error('COPY FROM STDIN cannot run in a pipelined tenantQuery'));
+      // FATAL for the connection: the pipeline breaks it at once, before reading further replies.
+      const error = Object.assign(new Error('COPY FROM STDIN cannot run in a pipelined tenantQuery'), { severity: 'FATAL' });
+      this.final.handleError(error, connection);
+      (connection as WireConnection).stream.destroy?.(error);
       return;
     }
     this.final.handleCopyInResponse(connection);

@@ -116,6 +116,23 @@ test.serial('BEGIN through a pipelined tenantQuery fails, with every batch behin
   t.is((await handle.tenantQuery(b, 'SELECT count(*)::int AS n FROM orders')).rows[0].n, 0);
 });
 
+test.serial('COPY FROM STDIN cannot be pipelined: it fails with the batches behind it, and the connection is destroyed', async (t) => {
+  const { db } = t.context;
+  // Not under RLS (RLS refuses COPY FROM before copy-in mode): the server would wait for COPY data.
+  await db.superQuery(`CREATE TABLE IF NOT EXISTS copy_target (x int); GRANT INSERT ON copy_target TO ${db.config.roles.app}`);
+  const handle = createTenantDb(db.appPool, { pipeline: { connections: 1, depth: 16 } });
+  const [a, b] = [newTenantId(), newTenantId()];
+  const { results } = await blockedPipeline(db, handle, [
+    [a, 'COPY copy_target FROM STDIN', []],
+    [b, 'INSERT INTO orders (tenant_id, item) VALUES ($1, $2)', [b, 'behind-the-copy']],
+  ]);
+  for (const result of results) t.true((result as PromiseRejectedResult).reason instanceof PipelineBrokenError);
+  t.regex(String(((results[0] as PromiseRejectedResult).reason as Error).cause), /COPY FROM STDIN/);
+  t.deepEqual(await storedRows(db, [b]), []);
+  t.is(handle.pipeline?.stats().connections, 0);
+  t.is((await handle.tenantQuery(b, 'SELECT count(*)::int AS n FROM orders')).rows[0].n, 0, 'the next call gets a working connection');
+});
+
 test.serial('inside withTenantTransaction a pipelined tenantQuery joins the transaction instead', async (t) => {
   const { db } = t.context;
   const handle = createTenantDb(db.appPool, { pipeline: { connections: 1, depth: 16 } });
