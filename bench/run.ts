@@ -34,7 +34,7 @@ if (only !== undefined && only !== 'peers') throw new Error('BENCH_ONLY may only
 const results = new URL('./RESULTS.md', import.meta.url);
 const peersPlans: PeersResults['plans'] = {
   latency: { rounds: 9, perRound: 200, warmup: 200 },
-  throughput: { rounds: 8, callers: 32, durationMs: 1_000, warmupMs: 500 },
+  throughput: { rounds: 10, callers: 32, durationMs: 1_000, warmupMs: 500 },
   floor: { rounds: 9, perRound: 400, warmup: 300 },
 };
 async function peers(env: Awaited<ReturnType<typeof setupBench>>): Promise<string> {
