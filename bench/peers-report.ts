@@ -42,6 +42,8 @@ export function renderPeers(env: BenchEnv, r: PeersResults, notes: readonly stri
     `rows (cycling over 100 of them). ${env.serverVersion.split(' on ')[0]}. Latency: one caller, ${lp.rounds} rounds of ${lp.perRound} per variant (warm-up`,
     `${lp.warmup}). Throughput: ${tp.callers} callers on 8 connections (pg.Pool max 8, postgres.js max 8), ${tp.rounds} rounds of ${tp.durationMs} ms per`,
     'variant. Variants rotate each round; a ratio is the median over rounds of the ratio to the baseline of the same round.',
+    `Load average (1 min) ${f(r.load[0], 1)} at the start, ${f(r.load[1], 1)} at the end, on 2 cores shared with other work: the`,
+    'per-round ranges below show how much that moved the figures.',
     '',
     '| target | measured | |',
     '|---|---|---|',

@@ -11,6 +11,7 @@
  */
 import { sql as dsql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
+import os from 'node:os';
 import pg from 'pg';
 import { DEFAULT_TENANCY } from '../src/config.js';
 import { PipelinedBatch } from '../src/pipeline.js';
@@ -55,6 +56,8 @@ export interface PeersResults {
   readonly throughput: Map<string, ThroughputSummary>;
   readonly floor: Map<string, LatencySummary>;
   readonly plans: { latency: LatencyPlan; throughput: ThroughputPlan; floor: LatencyPlan };
+  /** 1-minute load average at the start and at the end: how much else ran on the 2 cores. */
+  readonly load: readonly [number, number];
 }
 
 type CountOp = () => Promise<[tenant: string, n: number]>;
@@ -91,6 +94,7 @@ function tenants(env: BenchEnv): () => string {
 }
 
 export async function runPeers(env: BenchEnv, plans: PeersResults['plans']): Promise<PeersResults> {
+  const loadStart = os.loadavg()[0]!;
   const own = await ownPolicy(env);
   const ownPool = new pg.Pool({ connectionString: own.url, max: 8 });
   const floorPool = new pg.Pool({ connectionString: env.db.appUrl, max: 1 });
@@ -139,12 +143,10 @@ export async function runPeers(env: BenchEnv, plans: PeersResults['plans']): Pro
       for (let i = 0; i < 20; i += 1) if ((await op()) !== 1) throw new Error(`bench variant "${name}" did not find its row`);
     }
     const ops = variants.map(([name, op]) => [name, op] as [string, Op]);
-    return {
-      latency: await measureLatency(ops, plans.latency),
-      throughput: await measureThroughput(ops, plans.throughput),
-      floor: await measureLatency(floorVariants as Array<[string, Op]>, plans.floor),
-      plans,
-    };
+    const latency = await measureLatency(ops, plans.latency);
+    const throughput = await measureThroughput(ops, plans.throughput);
+    const floor = await measureLatency(floorVariants as Array<[string, Op]>, plans.floor);
+    return { latency, throughput, floor, plans, load: [loadStart, os.loadavg()[0]!] };
   } finally {
     await held.end();
     await ownPool.end();
