@@ -3,6 +3,15 @@
  * (the figures are of the run named here, not of the run above): update them together.
  */
 export const FLOOR_PROFILE_NOTES: readonly string[] = [
+  '### Run to run',
+  '',
+  'Five `BENCH_ONLY=peers` runs on 2026-12-03 between 08:05 and 08:36 UTC, load average 4.5 to 15 (other work on',
+  'the machine), gave (pipelined 4 × 8 vs pg / vs postgres.js; tenantQuery throughput; own-policy latency; floor',
+  'lookup): 1.35 / 1.01, 0.80, 1.80, 1.38 · 1.54 / 0.95, 0.97, 1.34, 1.39 · 1.53 / 1.26, 0.89, -, - ·',
+  '1.40 / 1.30, 0.99, 2.64, 1.16 · 1.54 / 1.35, 1.05, 1.52, 1.41 (the run above, the least loaded). The pipelined',
+  'mode passed pg by ≥ 1.35× in every run and postgres.js in four of five; tenantQuery\'s throughput against pg',
+  'moved between 0.80× and 1.05× with the load; the own-policy and floor targets were missed in every run.',
+  '',
   '### Where the floor goes',
   '',
   '`bench/floor-profile.ts` (PostgreSQL 15, one connection, one caller, `SELECT 1`, 7 rounds of 3,000, medians; run',
