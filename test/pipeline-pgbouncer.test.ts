@@ -12,6 +12,8 @@ import { MAX_PREPARED_STATEMENTS, pgBouncersUnderTest, startPgBouncer, type PgBo
 import { pipelineWorkload, storedRows, UNIQUE_ORDERS_SCHEMA } from './helpers/pipeline-workload.js';
 
 const PASSWORD = 'lbmt-test';
+/** Errors of a mis-routed named statement: 42P05 duplicate_prepared_statement, 26000 invalid_sql_statement_name. */
+const MISROUTED = ['42P05', '26000'];
 
 let db: TestDatabase;
 test.before(async () => {
@@ -54,4 +56,15 @@ for (const binary of pgBouncersUnderTest(test, 'test/pipeline-pgbouncer.test.ts'
       t.deepEqual(stored.filter(([tenant, item]) => !out.attempted.get(tenant)?.has(item)), [], 'every stored row was written by its own tenant');
     });
   }
+  if (binary.routesPreparedStatements) continue;
+  test.serial(`PgBouncer ${binary.version}, which cannot route named statements: the default prepare mode, pipelined, fails loudly (26000/42P05) and never returns another tenant's rows`, async (t) => {
+    const out = await throughBouncer(binary, undefined, (pool) =>
+      pipelineWorkload(db, createTenantDb(pool, { pipeline: { connections: 3, depth: 8 } }), { tenants: 50, rounds: 8, tolerate: [...MISROUTED] }),
+    );
+    t.log(`${out.ok} succeeded, ${out.failed} failed:`, Object.fromEntries(out.errors));
+    t.deepEqual(out.failures, [], 'no foreign row, no committed row missing, no other error');
+    t.true([...MISROUTED].some((code) => (out.errors.get(code) ?? 0) > 0), 'the incompatibility is loud');
+    const stored = await storedRows(db, [...out.attempted.keys()]);
+    t.deepEqual(stored.filter(([tenant, item]) => !out.attempted.get(tenant)?.has(item)), [], 'every stored row was written by its own tenant');
+  });
 }

@@ -86,7 +86,11 @@ export interface WorkloadOutcome {
  * zero; then a SELECT of all the tenant's rows, checked against what it committed. With `killEvery`,
  * one backend of the app role is terminated after every `killEvery` completed calls.
  */
-export async function pipelineWorkload(db: TestDatabase, handle: TenantDb, plan: { tenants: number; rounds: number; killEvery?: number }): Promise<WorkloadOutcome> {
+export async function pipelineWorkload(
+  db: TestDatabase,
+  handle: TenantDb,
+  plan: { tenants: number; rounds: number; killEvery?: number; /** Error codes that may fail any call. */ tolerate?: readonly string[] },
+): Promise<WorkloadOutcome> {
   const out: WorkloadOutcome = { ok: 0, failed: 0, errors: new Map(), failures: [], kills: 0, maxInFlight: 0, committed: new Map(), attempted: new Map() };
   let done = 0;
   const fail = (what: string) => out.failures.length < 20 && out.failures.push(what);
@@ -102,7 +106,7 @@ export async function pipelineWorkload(db: TestDatabase, handle: TenantDb, plan:
       const code = String((error as { code?: string }).code);
       out.errors.set(code, (out.errors.get(code) ?? 0) + 1);
       out.failed += 1;
-      if (code !== expectError && code !== 'LBMT_PIPELINE_BROKEN') fail(`unexpected ${code}: ${(error as Error).message}`);
+      if (code !== expectError && code !== 'LBMT_PIPELINE_BROKEN' && !plan.tolerate?.includes(code)) fail(`unexpected ${code}: ${(error as Error).message}`);
     }
     done += 1;
     if (plan.killEvery && done % plan.killEvery === 0) {
