@@ -2,6 +2,8 @@
  * `npm run bench`: every measurement in one run, against DATABASE_URL (a superuser URL) when set,
  * else an embedded PostgreSQL started for the run; writes bench/RESULTS.md.
  * `BENCH_QUICK=1 npm run bench` shrinks the data set and the rounds (for iterating, ~1 minute).
+ * `BENCH_ONLY=peers` runs only the peers section (bench/peers.ts: the issue-10 table, on 200k rows and
+ * 200 tenants) and rewrites that section of RESULTS.md, a few minutes.
  *
  * Order matters: the skew and plan-cache measurements run first, before the 3-statement
  * transactions UPDATE rows (which would clear visibility-map bits and leave dead tuples).
@@ -16,6 +18,9 @@ import { runSkew } from './skew.js';
 import { runThroughput } from './throughput.js';
 import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
+import { runPeers, type PeersResults } from './peers.js';
+import { peersTargets, renderPeers, writePeersSection } from './peers-report.js';
+import { FLOOR_PROFILE_NOTES } from './floor-notes.js';
 import { benchFleet } from './fleet.js';
 import { renderCitus, runCitusBench } from './citus.js';
 import { runKysely } from './kysely.js';
@@ -27,10 +32,34 @@ const loadStart = os.loadavg()[0]!;
 const t0 = performance.now();
 const log = (line: string) => console.log(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${line}`);
 
+const only = process.env.BENCH_ONLY;
+if (only !== undefined && only !== 'peers') throw new Error('BENCH_ONLY may only be "peers"');
+const results = new URL('./RESULTS.md', import.meta.url);
+const peersPlans: PeersResults['plans'] = {
+  latency: { rounds: 9, perRound: 200, warmup: 200 },
+  throughput: { rounds: 10, callers: 32, durationMs: 1_000, warmupMs: 500 },
+  floor: { rounds: 9, perRound: 400, warmup: 300 },
+};
+async function peers(env: Awaited<ReturnType<typeof setupBench>>): Promise<string> {
+  log('peers: count(*) against the bare drivers, the floor, pipelined');
+  const measured = await runPeers(env, peersPlans);
+  for (const t of peersTargets(measured)) log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
+  return renderPeers(env, measured, FLOOR_PROFILE_NOTES);
+}
+
 const env = await setupBench(
-  quick ? { rows: 200_000, tenants: 200, bigShare: 0.3 } : { rows: 1_000_000, tenants: 1_000, bigShare: 0.3 },
+  quick || only === 'peers' ? { rows: 200_000, tenants: 200, bigShare: 0.3 } : { rows: 1_000_000, tenants: 1_000, bigShare: 0.3 },
   log,
 );
+if (only === 'peers') {
+  try {
+    writePeersSection(results, await peers(env));
+    log('wrote the peers section of bench/RESULTS.md');
+  } finally {
+    await env.close();
+  }
+  process.exit(0);
+}
 try {
   log('skew: RLS bare / initplan vs explicit WHERE');
   const skew = await runSkew(env, quick ? { rounds: 3, budgetMs: 60 } : { rounds: 7, budgetMs: 300 });
@@ -49,6 +78,7 @@ try {
   const http = await runHttp(env, quick ? { rounds: 2, durationSeconds: 2, connections: 32 } : { rounds: 5, durationSeconds: 4, connections: 32 });
   log('sql guard');
   const guard = await benchGuard({ quick });
+  const peersSection = await peers(env);
   log('fleet migrations');
   const fleet = await benchFleet({ databases: quick ? 40 : 200, log });
   // Citus (bench/citus.ts): its own coordinator + 2 workers, when Citus is installed.
@@ -63,7 +93,7 @@ try {
     planCache,
     { http, guard, kysely, sections: [fleet.markdown] },
   );
-  writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown + renderCitus(citus));
+  writeFileSync(results, `${markdown.trimEnd()}\n\n${peersSection}${renderCitus(citus)}`);
   if (typeof citus === 'string') log(`citus: not measured (${citus})`);
   else log(`citus: tenantQuery ${citus.vsRouter.toFixed(2)}x the router query (target <= 1.2x); naive ${citus.vsNaive.toFixed(2)}x tenantQuery (target >= 1.6x)`);
   for (const t of targets(latency, throughput, skew, http, guard)) {

@@ -134,6 +134,30 @@ export class TransactionEndedError extends TenantError {
   }
 }
 
+/**
+ * A pipelined tenantQuery (`createTenantDb(pool, { pipeline })`) that cannot be answered: its
+ * connection failed with it in flight (`connection-lost`: a killed backend, a reset socket; the
+ * statement may or may not have committed, as with any statement whose connection dies before the
+ * reply), or a statement left a transaction open (`transaction-left-open`: BEGIN sent through
+ * tenantQuery; rolled back, with every batch written behind it). The connection is destroyed.
+ */
+export class PipelineBrokenError extends TenantError {
+  readonly reason: 'connection-lost' | 'transaction-left-open';
+
+  constructor(reason: PipelineBrokenError['reason'], options?: TenantErrorOptions) {
+    super(
+      'LBMT_PIPELINE_BROKEN',
+      reason === 'connection-lost'
+        ? 'the pipelined connection failed with this statement in flight; it may or may not have been committed'
+        : 'a statement left a transaction open on a pipelined connection (transaction control belongs to withTenantTransaction); it and the statements behind it were rolled back',
+      500,
+      false,
+      options,
+    );
+    this.reason = reason;
+  }
+}
+
 /** The configuration is invalid; the message names the option. */
 export class TenancyConfigError extends TenantError {
   constructor(message: string, options?: TenantErrorOptions) {

@@ -20,6 +20,7 @@ export {
   TransactionClosedError,
   TransactionAbortedError,
   TransactionEndedError,
+  PipelineBrokenError,
   TenancyConfigError,
   PostureError,
   IsolationBreachError,
@@ -41,6 +42,7 @@ export {
 export { TenantContext, runWithTenantContext, type TenantScope } from './context.js';
 export { tenantLogMixin } from './log-mixin.js';
 export { createTenantDb, type TenantDb, type TenantDbOptions } from './tenant-db.js';
+export type { PipelineOptions } from './tenant-pipeline.js';
 export {
   withTenantTransaction,
   tenantQuery,

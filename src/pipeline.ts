@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { QueryResult } from 'pg';
-import type { TenantClient } from './pool.js';
+import { namesTenant, preparedStatementName } from './statement-names.js';
+
+export { preparedStatementName } from './statement-names.js';
 
 /**
  * One extended-protocol batch: Parse/Bind/Execute for each prelude statement (BEGIN, set_config),
@@ -58,11 +58,16 @@ export interface BatchOptions {
   readonly planClass?: string | undefined;
   /** The transaction's tenant (canonical): a statement with it among its values is not named per class. */
   readonly tenantId?: string;
+  /**
+   * Written ahead of the batches before it on the same connection (src/pipeline-connection.ts).
+   * A COPY FROM STDIN then destroys the connection: the server would swallow the next batches.
+   */
+  readonly pipelined?: boolean;
 }
 
 /** The connection interface of node-postgres we write to (pg/lib/connection.js). */
 export interface WireConnection {
-  stream: { cork?: () => void; uncork?: () => void };
+  stream: { cork?: () => void; uncork?: () => void; destroy?: (error?: Error) => void };
   parse(msg: { text: string; name: string; types: unknown[] }): void;
   bind(msg: { portal: string; statement: string; values: readonly unknown[]; valueMapper?: (v: unknown) => unknown }): void;
   describe(msg: { type: 'P' | 'S'; name: string }): void;
@@ -100,6 +105,11 @@ export class PipelinedBatch {
   /** Index of the statement the server is working on: prelude first, then the statement. */
   private step = 0;
   private finished = false;
+  /** The messages are on the wire (by `submit`, or ahead of time by `write`). */
+  written = false;
+  /** Named statements this batch sends the Parse of, unconfirmed until its ReadyForQuery. */
+  private parsing: string[] = [];
+  private wire: WireConnection | undefined;
   /** Statement names sent, in batch order ('' for unnamed): what to forget after an error. */
   private readonly names: string[] = [];
   private readonly final: PgQuery;
@@ -137,10 +147,21 @@ export class PipelinedBatch {
     return { step: this.step, preludeLength: this.prelude.length };
   }
 
+  /** Called by pg when the batch becomes the active query: writes it unless it was written ahead. */
   submit(connection: WireConnection): Error | null {
+    return this.written ? null : this.write(connection);
+  }
+
+  /**
+   * Writes the batch now. pg calls it through `submit`; a pipeline calls it ahead of time, for a
+   * batch queued behind others on the same client, which pg then makes active in order.
+   */
+  write(connection: WireConnection): Error | null {
     if (this.statement.values !== undefined && !Array.isArray(this.statement.values)) {
       return new Error('Query values must be an array');
     }
+    this.written = true;
+    this.wire = connection;
     connection.stream.cork?.();
     try {
       for (const statement of this.prelude) {
@@ -185,6 +206,15 @@ export class PipelinedBatch {
       return '';
     }
     const name = preparedStatementName(text, planClass);
+    let parsing = parsingByConnection.get(connection);
+    if (!parsing) parsingByConnection.set(connection, (parsing = new Set()));
+    if (parsing.has(name)) {
+      // An earlier batch still in flight on this connection sends its Parse: if that batch fails
+      // before it, the name will not exist. Parse unnamed for this once (pipelined batches only).
+      connection.parse({ text, name: '', types: [] });
+      this.names.push('');
+      return '';
+    }
     this.names.push(name);
     let prepared = preparedByConnection.get(connection);
     if (!prepared) preparedByConnection.set(connection, (prepared = new Map()));
@@ -203,7 +233,17 @@ export class PipelinedBatch {
     if (forgotten.has(connection) && forgotten.get(connection)!.delete(name)) connection.close({ type: 'S', name });
     connection.parse({ text, name, types: [] });
     prepared.set(name, true);
+    parsing.add(name);
+    this.parsing.push(name);
     return name;
+  }
+
+  /** The batch is answered (or its connection is gone): its Parses are no longer in flight. */
+  private confirmParses(): void {
+    if (this.parsing.length === 0 || !this.wire) return;
+    const parsing = parsingByConnection.get(this.wire);
+    for (const name of this.parsing) parsing?.delete(name);
+    this.parsing = [];
   }
 
   /** After an error, statements from the failed step on may not have been parsed: forget them. */
@@ -242,6 +282,15 @@ export class PipelinedBatch {
   }
 
   handleCopyInResponse(connection: unknown): void {
+    if (this.options.pipelined) {
+      // The server now waits for COPY data and ignores Syncs: the batches written behind this one
+      // would be consumed by it. Nothing can be saved on this connection.
+      // FATAL for the connection: the pipeline breaks it at once, before reading further replies.
+      const error = Object.assign(new Error('COPY FROM STDIN cannot run in a pipelined tenantQuery'), { severity: 'FATAL' });
+      this.final.handleError(error, connection);
+      (connection as WireConnection).stream.destroy?.(error);
+      return;
+    }
     this.final.handleCopyInResponse(connection);
   }
 
@@ -250,11 +299,15 @@ export class PipelinedBatch {
   }
 
   handleReadyForQuery(connection: unknown): void {
+    this.confirmParses();
     this.final.handleReadyForQuery(connection);
   }
 
   handleError(error: Error, connection: unknown): void {
     if (connection && typeof connection === 'object' && 'parse' in connection) this.forgetUnconfirmed(connection as WireConnection);
+    // The server skips the rest of the batch: what was parsed is known now (pg passes the
+    // ReadyForQuery after an error to no query).
+    this.confirmParses();
     if (this.step < this.prelude.length && error && typeof error === 'object') {
       (error as Error & { batchStep?: string }).batchStep = 'prelude';
     }
@@ -262,75 +315,7 @@ export class PipelinedBatch {
   }
 }
 
-/** Whether one of `values` is `tenantId`, in any spelling node-postgres would send for it. */
-function namesTenant(values: readonly unknown[], tenantId: string | undefined): boolean {
-  if (tenantId === undefined) return false;
-  // On every statement: compare lengths first, convert only a value that could be the id.
-  for (const value of values) {
-    if (value === tenantId) return true;
-    if (typeof value === 'string') {
-      if (value.length === tenantId.length && value.toLowerCase() === tenantId) return true;
-    } else if ((typeof value === 'number' || typeof value === 'bigint') && String(value) === tenantId) {
-      return true;
-    }
-  }
-  return false;
-}
-
 // Names whose Parse may or may not have reached the server before an error, per connection.
 const forgotten = new WeakMap<object, Set<string>>();
-
-const nameCache = new Map<string, string>();
-
-/** A stable name for a statement text: `lbmt_` + 20 hex digits of its SHA-1. */
-export function preparedStatementName(text: string, planClass?: string): string {
-  let name = nameCache.get(text);
-  if (name === undefined) {
-    name = 'lbmt_' + createHash('sha1').update(text).digest('hex').slice(0, 20);
-    if (nameCache.size > 10_000) nameCache.clear();
-    nameCache.set(text, name);
-  }
-  // At most 5 + 20 + 1 + 6 + 1 + 8 = 41 characters: under the server's 63.
-  return planClass === undefined ? name : `${name}_${planClass}`;
-}
-
-export function send(
-  client: TenantClient,
-  prelude: readonly PreludeStatement[],
-  statement: StatementConfig,
-  options: BatchOptions,
-  implicitTransaction = false,
-): Promise<QueryResult> {
-  const internal = client as unknown as { connection?: { stream?: unknown }; pipeline?: boolean };
-  if (internal.connection?.stream && !internal.pipeline) {
-    return PipelinedBatch.run(client, prelude, statement, options);
-  }
-  return sendQueued(client, prelude, statement, implicitTransaction);
-}
-
-/**
- * For clients we cannot write one batch to (pg in `pipeline` mode, other pool implementations):
- * queue everything without awaiting, so a pipelining client still sends it in one go. Each queued
- * query ends with its own Sync, so a single statement gets an explicit BEGIN/COMMIT around it:
- * otherwise the setting would end with its own implicit transaction.
- */
-async function sendQueued(
-  client: TenantClient,
-  prelude: readonly PreludeStatement[],
-  statement: StatementConfig,
-  implicitTransaction: boolean,
-): Promise<QueryResult> {
-  const queue: Array<Promise<unknown>> = [];
-  if (implicitTransaction) queue.push(client.query('BEGIN'));
-  for (const p of prelude) queue.push(client.query(p.text, [...p.values]));
-  const result = client.query({ text: statement.text, values: statement.values, rowMode: statement.rowMode, types: statement.types });
-  queue.push(result);
-  if (implicitTransaction) queue.push(client.query('COMMIT'));
-  const settledAll = await Promise.allSettled(queue);
-  const failed = settledAll.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (failed) {
-    if (implicitTransaction && client.getTransactionStatus?.() !== 'I') await client.query('ROLLBACK').catch(() => undefined);
-    throw failed.reason;
-  }
-  return (await result) as QueryResult;
-}
+// Names whose Parse is on the wire in a batch not answered yet, per connection.
+const parsingByConnection = new WeakMap<object, Set<string>>();

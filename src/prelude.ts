@@ -52,24 +52,36 @@ export function tenantStatement(
 ): PreludeStatement {
   // Citus: SET LOCAL through linkbay.set_tenant, the form Citus propagates to the workers.
   if (tenancy.engine === 'citus') return citusTenantStatement(tenantId, statementTimeoutMs, customPlans);
-  let text = `SELECT set_config(${quoteLiteral(tenancy.setting)}, $1, true)`;
   const values = [tenantId];
   if (statementTimeoutMs !== undefined) {
     checkStatementTimeout(statementTimeoutMs);
-    text += `, set_config('statement_timeout', $2, true)`;
     values.push(`${statementTimeoutMs}ms`);
   }
+  return { text: tenantStatementText(tenancy.setting, statementTimeoutMs !== undefined, readOnly, customPlans), values };
+}
+
+// The texts, built once per (setting, variant): on every statement's path.
+const texts = new Map<string, string[]>();
+
+function tenantStatementText(setting: string, timeout: boolean, readOnly: boolean, customPlans: boolean): string {
+  let variants = texts.get(setting);
+  if (!variants) {
+    if (texts.size > 100) texts.clear();
+    texts.set(setting, (variants = []));
+  }
+  const key = (timeout ? 1 : 0) | (readOnly ? 2 : 0) | (customPlans ? 4 : 0);
+  let text = variants[key];
+  if (text !== undefined) return text;
+  text = `SELECT set_config(${quoteLiteral(setting)}, $1, true)`;
+  if (timeout) text += `, set_config('statement_timeout', $2, true)`;
   // Without an explicit BEGIN (tenantQuery) READ ONLY is set for the implicit transaction this way;
   // lowering to read-only is allowed at any point of a transaction.
-  if (readOnly) {
-    text += `, set_config('transaction_read_only', 'on', true)`;
-  }
+  if (readOnly) text += `, set_config('transaction_read_only', 'on', true)`;
   // Named statements with parameters are then planned at each execution, with this tenant's
   // setting and values, instead of reusing a generic plan made for another tenant (prepare 'tenant').
-  if (customPlans) {
-    text += `, set_config('plan_cache_mode', 'force_custom_plan', true)`;
-  }
-  return { text, values };
+  if (customPlans) text += `, set_config('plan_cache_mode', 'force_custom_plan', true)`;
+  variants[key] = text;
+  return text;
 }
 
 /** The prepare mode with the tenant's plan class (src/plan-classes.ts) when it is 'tenant'. */

@@ -13,6 +13,7 @@ import {
   type TenantTransactionOptions,
 } from './transaction.js';
 import type { PrepareMode } from './pipeline.js';
+import { pipelinedTenantQuery, TenantPipeline, type PipelineOptions } from './tenant-pipeline.js';
 
 /** What a handle is configured with once: every call through it uses these. */
 export interface TenantDbOptions {
@@ -24,6 +25,12 @@ export interface TenantDbOptions {
   readonly guard?: StatementGuard;
   /** `SET LOCAL statement_timeout` of every call, in milliseconds. Default: the server's. */
   readonly statementTimeoutMs?: number;
+  /**
+   * Pipelined tenant statements (src/tenant-pipeline.ts): `tenantQuery` shares up to `connections`
+   * of the pool's connections between all callers, `depth` batches in flight on each, each batch
+   * its own implicit transaction. withTenantTransaction is not pipelined. Default: off.
+   */
+  readonly pipeline?: PipelineOptions;
 }
 
 /** Whether `value` is a handle made by createTenantDb (rather than a bare pool). */
@@ -51,6 +58,8 @@ export interface TenantDb {
     values?: readonly unknown[],
     options?: Omit<TenantQueryOptions, 'tenancy'>,
   ): Promise<QueryResult<R>>;
+  /** With the `pipeline` option: its connections, batches in flight and calls waiting now. */
+  readonly pipeline?: Pick<TenantPipeline, 'stats' | 'connections' | 'depth'>;
   /** The canonical id of `tenantId` (or of TenantContext's tenant) under this handle's tenancy. */
   tenantIdOf(tenantId?: string | number | bigint): string;
 }
@@ -70,12 +79,16 @@ export function createTenantDb(pool: TenantPool, options: TenantDbOptions = {}):
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const defaults = Object.freeze({ ...options, tenancy });
   const merged = (call: object | undefined): TenantTransactionOptions => (call ? { ...defaults, ...call, tenancy } : defaults);
+  const pipeline = options.pipeline ? new TenantPipeline(pool, options.pipeline) : undefined;
   return Object.freeze({
     pool,
     tenancy,
     options: defaults,
+    ...(pipeline ? { pipeline } : {}),
     withTenantTransaction: (tenantId, fn, call) => withTenantTransaction(pool, tenantId, fn, merged(call)),
-    tenantQuery: (tenantId, query, values, call) => tenantQuery(pool, tenantId, query, values, merged(call)),
+    tenantQuery: pipeline
+      ? (tenantId, query, values, call) => pipelinedTenantQuery(pipeline, tenantId, query, values, merged(call))
+      : (tenantId, query, values, call) => tenantQuery(pool, tenantId, query, values, merged(call)),
     tenantIdOf: (tenantId) => resolveTenant(tenantId, tenancy).id,
   } satisfies TenantDb);
 }

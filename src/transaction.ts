@@ -12,7 +12,8 @@ import {
 } from './errors.js';
 import { withLease, type Lease } from './lease.js';
 import { canonicalTenantId } from './tenant-id.js';
-import { send, type BatchOptions, type PrepareMode, type PreludeStatement } from './pipeline.js';
+import type { BatchOptions, PrepareMode, PreludeStatement } from './pipeline.js';
+import { send } from './send.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import type { StatementConfig } from './pipeline.js';
 import { runCitusTenantQuery } from './citus/batch.js';
@@ -245,7 +246,9 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   if (tenancy.engine === 'citus') return runCitusTenantQuery<R>(pool, tenancy, id, statement, options);
 
   const started = performance.now();
-  const batch = await batchOptions(pool, id, prepare);
+  const known = batchOptions(pool, id, prepare);
+  // Not awaited when known (the common case): an await costs a turn of the microtask queue.
+  const batch = 'then' in known ? await known : known;
   const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
   return withLease(pool, id, true, started, async (lease) => {
     try {
@@ -318,6 +321,12 @@ function guardedHandle(tx: ActiveTransaction, guard: StatementGuard): TenantTran
 export function openTransactionPool(tenantId: string): TenantPool | undefined {
   const active = activeTransactions.getStore();
   return active && !active.closed && active.tenantId === tenantId ? active.pool : undefined;
+}
+
+/** Whether a tenant transaction is open in this async scope (a pipelined tenantQuery then joins it). */
+export function inTenantTransaction(): boolean {
+  const active = activeTransactions.getStore();
+  return !!active && !active.closed;
 }
 
 function joinable(pool: TenantPool, tenantId: string, options: TenantTransactionOptions): ActiveTransaction | undefined {
