@@ -6,6 +6,8 @@ import { TenantRequiredError } from './errors.js';
 export interface TenantScope {
   readonly tenantId: string;
   readonly tenancy?: TenancyConfig | undefined;
+  /** The tenant's plan (the registry's `plan`), for per-plan limits (src/limits.ts). */
+  readonly plan?: string | undefined;
 }
 
 const storage = new AsyncLocalStorage<TenantScope>();
@@ -21,11 +23,11 @@ export const TenantContext = {
    * first. With `tenancy` (the config it was canonicalised under), tenant calls that pass
    * `undefined` and no tenancy of their own use it: set it whenever the tenancy is not the default.
    */
-  run<T>(tenantId: string, fn: () => T, tenancy?: TenancyConfig): T {
+  run<T>(tenantId: string, fn: () => T, tenancy?: TenancyConfig, plan?: string): T {
     if (typeof tenantId !== 'string' || tenantId.length === 0) {
       throw new TenantRequiredError('TenantContext.run needs a non-empty tenant id');
     }
-    return storage.run({ tenantId, tenancy }, fn);
+    return storage.run({ tenantId, tenancy, plan }, fn);
   },
   /** The current tenant and its tenancy, or undefined outside any tenant scope. */
   getScope(): TenantScope | undefined {

@@ -158,6 +158,25 @@ export class PipelineBrokenError extends TenantError {
   }
 }
 
+/**
+ * A per-tenant limit (src/limits.ts) stopped the statement: its statement timeout (57014) or lock
+ * timeout (55P03). Nothing of the transaction was committed. 503: the tenant may retry later, the
+ * service is not broken.
+ */
+export class TenantLimitError extends TenantError {
+  /** Seconds a client should wait before retrying (sent as `Retry-After` by the Koa problem handler). */
+  readonly retryAfterSeconds = 1;
+  constructor(readonly limit: 'statement_timeout' | 'lock_timeout', options?: TenantErrorOptions) {
+    super(
+      limit === 'statement_timeout' ? 'LBMT_STATEMENT_TIMEOUT' : 'LBMT_LOCK_TIMEOUT',
+      limit === 'statement_timeout' ? "the statement ran past the tenant's statement timeout and was cancelled" : "the statement waited past the tenant's lock timeout",
+      503,
+      true,
+      options,
+    );
+  }
+}
+
 /** The configuration is invalid; the message names the option. */
 export class TenancyConfigError extends TenantError {
   constructor(message: string, options?: TenantErrorOptions) {
@@ -226,5 +245,8 @@ export function mapDatabaseError(error: unknown): unknown {
   if (code === INSUFFICIENT_PRIVILEGE && typeof message === 'string' && message.includes('row-level security')) {
     return new TenantIsolationError(message, { cause: error });
   }
+  // Only the timeouts: a cancel by a person (pg_cancel_backend) or a shutdown says otherwise.
+  if (code === '57014' && typeof message === 'string' && message.includes('statement timeout')) return new TenantLimitError('statement_timeout', { cause: error });
+  if (code === '55P03' && typeof message === 'string' && message.includes('lock timeout')) return new TenantLimitError('lock_timeout', { cause: error });
   return error;
 }

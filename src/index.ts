@@ -25,6 +25,7 @@ export {
   PostureError,
   IsolationBreachError,
   CitusTenantNotSetError,
+  TenantLimitError,
   type TenantErrorOptions,
 } from './errors.js';
 export { TenantGuardError, type GuardViolation } from './guard/errors.js';
@@ -41,7 +42,8 @@ export {
 } from './config.js';
 export { TenantContext, runWithTenantContext, type TenantScope } from './context.js';
 export { tenantLogMixin } from './log-mixin.js';
-export { createTenantDb, type TenantDb, type TenantDbOptions } from './tenant-db.js';
+export { createTenantDb, type TenantDb, type TenantDbOptions, type TenantCallOptions } from './tenant-db.js';
+export type { TenantLimits, PlanLimits } from './limits.js';
 export type { PipelineOptions } from './tenant-pipeline.js';
 export {
   withTenantTransaction,

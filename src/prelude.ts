@@ -3,6 +3,7 @@ import type { BatchOptions, PrepareMode, PreludeStatement, StatementConfig } fro
 import type { TenantPool } from './pool.js';
 import { classOf } from './plan-classes.js';
 import { citusTenantStatement } from './citus/batch.js';
+import { checkLimits, limitValue, LIMIT_SETTINGS, type TenantLimits } from './limits.js';
 
 /**
  * What a tenant transaction sends before the caller's first statement: BEGIN with its options, and
@@ -37,43 +38,62 @@ export function beginStatement(options: { isolationLevel?: IsolationLevel; readO
   return { text, values: [] };
 }
 
+/** The limits of a call: its `limits`, with `statementTimeoutMs` (the older option) on top. */
+export function limitsOf(options: { readonly limits?: TenantLimits | undefined; readonly statementTimeoutMs?: number | undefined }): TenantLimits | undefined {
+  if (options.statementTimeoutMs === undefined) return options.limits;
+  return { ...options.limits, statementTimeoutMs: options.statementTimeoutMs };
+}
+
 /** Refuses a bad `statementTimeoutMs` before anything is sent (also for a nested call, which sends no prelude). */
 export function checkStatementTimeout(ms: number | undefined): void {
   if (ms !== undefined && (!Number.isSafeInteger(ms) || ms < 1)) throw new TypeError('`statementTimeoutMs` must be a positive integer');
 }
 
-/** `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the local statement timeout. */
+/**
+ * `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the transaction-local limits
+ * (src/limits.ts: statement_timeout, lock_timeout, idle_in_transaction_session_timeout, work_mem),
+ * all in the one statement that already rides with the caller's first statement.
+ */
 export function tenantStatement(
   tenancy: TenancyConfig,
   tenantId: string,
-  statementTimeoutMs: number | undefined,
+  limits: TenantLimits | undefined,
   readOnly: boolean,
   customPlans = false,
 ): PreludeStatement {
   // Citus: SET LOCAL through linkbay.set_tenant, the form Citus propagates to the workers.
-  if (tenancy.engine === 'citus') return citusTenantStatement(tenantId, statementTimeoutMs, customPlans);
+  if (tenancy.engine === 'citus') return citusTenantStatement(tenantId, limits?.statementTimeoutMs, customPlans);
   const values = [tenantId];
-  if (statementTimeoutMs !== undefined) {
-    checkStatementTimeout(statementTimeoutMs);
-    values.push(`${statementTimeoutMs}ms`);
+  let present = 0;
+  if (limits) {
+    checkLimits(limits);
+    LIMIT_SETTINGS.forEach(({ key }, i) => {
+      const value = limits[key];
+      if (value === undefined) return;
+      present |= 1 << i;
+      values.push(limitValue(key, value));
+    });
   }
-  return { text: tenantStatementText(tenancy.setting, statementTimeoutMs !== undefined, readOnly, customPlans), values };
+  return { text: tenantStatementText(tenancy.setting, present, readOnly, customPlans), values };
 }
 
 // The texts, built once per (setting, variant): on every statement's path.
 const texts = new Map<string, string[]>();
 
-function tenantStatementText(setting: string, timeout: boolean, readOnly: boolean, customPlans: boolean): string {
+function tenantStatementText(setting: string, limits: number, readOnly: boolean, customPlans: boolean): string {
   let variants = texts.get(setting);
   if (!variants) {
     if (texts.size > 100) texts.clear();
     texts.set(setting, (variants = []));
   }
-  const key = (timeout ? 1 : 0) | (readOnly ? 2 : 0) | (customPlans ? 4 : 0);
+  const key = limits | (readOnly ? 1 << LIMIT_SETTINGS.length : 0) | (customPlans ? 2 << LIMIT_SETTINGS.length : 0);
   let text = variants[key];
   if (text !== undefined) return text;
   text = `SELECT set_config(${quoteLiteral(setting)}, $1, true)`;
-  if (timeout) text += `, set_config('statement_timeout', $2, true)`;
+  let parameter = 2;
+  LIMIT_SETTINGS.forEach(({ setting: name }, i) => {
+    if (limits & (1 << i)) text += `, set_config('${name}', $${parameter++}, true)`;
+  });
   // Without an explicit BEGIN (tenantQuery) READ ONLY is set for the implicit transaction this way;
   // lowering to read-only is allowed at any point of a transaction.
   if (readOnly) text += `, set_config('transaction_read_only', 'on', true)`;

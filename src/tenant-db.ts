@@ -1,7 +1,9 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import type { TenantPool } from './pool.js';
-import { checkStatementTimeout, prepareMode } from './prelude.js';
+import { checkStatementTimeout, limitsOf, prepareMode } from './prelude.js';
+import { checkLimits, checkPlanLimits, limitsFor, type PlanLimits, type TenantLimits } from './limits.js';
+import { TenantContext } from './context.js';
 import {
   resolveTenant,
   tenantQuery,
@@ -25,6 +27,13 @@ export interface TenantDbOptions {
   readonly guard?: StatementGuard;
   /** `SET LOCAL statement_timeout` of every call, in milliseconds. Default: the server's. */
   readonly statementTimeoutMs?: number;
+  /** Transaction-local limits of every call (src/limits.ts), on top of `planLimits`. */
+  readonly limits?: TenantLimits;
+  /**
+   * Limits by the tenant's plan: the plan of TenantContext's tenant (the Koa middleware puts the
+   * registry's `plan` there), or a call's `plan` option. Sent in the prelude: no extra round trip.
+   */
+  readonly planLimits?: PlanLimits;
   /**
    * Pipelined tenant statements (src/tenant-pipeline.ts): `tenantQuery` shares up to `connections`
    * of the pool's connections between all callers, `depth` batches in flight on each, each batch
@@ -40,7 +49,10 @@ export function isTenantDb(value: unknown): value is TenantDb {
 }
 
 /** Per-call options through a handle: what may differ from one call to the next. */
-export type TenantCallOptions = Omit<TenantTransactionOptions, 'tenancy'>;
+export type TenantCallOptions = Omit<TenantTransactionOptions, 'tenancy'> & {
+  /** The tenant's plan for `planLimits`, when the tenant is not TenantContext's (whose plan is known). */
+  readonly plan?: string;
+};
 
 /**
  * A pool bound to a tenancy and its options, configured (and validated) once: the way the library
@@ -56,7 +68,7 @@ export interface TenantDb {
     tenantId: string | number | bigint | undefined,
     query: QueryInput,
     values?: readonly unknown[],
-    options?: Omit<TenantQueryOptions, 'tenancy'>,
+    options?: Omit<TenantQueryOptions, 'tenancy'> & { readonly plan?: string },
   ): Promise<QueryResult<R>>;
   /** With the `pipeline` option: its connections, batches in flight and calls waiting now. */
   readonly pipeline?: Pick<TenantPipeline, 'stats' | 'connections' | 'depth'>;
@@ -76,19 +88,38 @@ export function createTenantDb(pool: TenantPool, options: TenantDbOptions = {}):
   if (!pool || typeof pool.connect !== 'function') throw new TypeError('`pool` must be a pg.Pool (anything with connect())');
   prepareMode(options.prepare); // throws naming the option
   checkStatementTimeout(options.statementTimeoutMs);
+  checkLimits(options.limits);
+  checkPlanLimits(options.planLimits);
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
-  const defaults = Object.freeze({ ...options, tenancy });
-  const merged = (call: object | undefined): TenantTransactionOptions => (call ? { ...defaults, ...call, tenancy } : defaults);
+  const { planLimits, ...rest } = options;
+  const defaults = Object.freeze({ ...rest, tenancy });
+  /** The plan whose limits apply: the call's, else TenantContext's when the call is for its tenant. */
+  const planOf = (tenantId: string | number | bigint | undefined, call: { plan?: string } | undefined): string | undefined => {
+    if (call?.plan !== undefined) return call.plan;
+    const scope = TenantContext.getScope();
+    if (!scope) return undefined;
+    if (tenantId === undefined || tenantId === null) return scope.plan;
+    try {
+      return resolveTenant(tenantId, tenancy).id === scope.tenantId ? scope.plan : undefined;
+    } catch {
+      return undefined; // a bad id is refused by the call itself
+    }
+  };
+  const merged = (tenantId: string | number | bigint | undefined, call: (object & { plan?: string }) | undefined): TenantTransactionOptions => {
+    const options: TenantTransactionOptions = call ? { ...defaults, ...call, tenancy } : defaults;
+    if (!planLimits) return options;
+    return { ...options, statementTimeoutMs: undefined, limits: limitsFor(planLimits, planOf(tenantId, call), limitsOf(options)) };
+  };
   const pipeline = options.pipeline ? new TenantPipeline(pool, options.pipeline) : undefined;
   return Object.freeze({
     pool,
     tenancy,
     options: defaults,
     ...(pipeline ? { pipeline } : {}),
-    withTenantTransaction: (tenantId, fn, call) => withTenantTransaction(pool, tenantId, fn, merged(call)),
+    withTenantTransaction: (tenantId, fn, call) => withTenantTransaction(pool, tenantId, fn, merged(tenantId, call)),
     tenantQuery: pipeline
-      ? (tenantId, query, values, call) => pipelinedTenantQuery(pipeline, tenantId, query, values, merged(call))
-      : (tenantId, query, values, call) => tenantQuery(pool, tenantId, query, values, merged(call)),
+      ? (tenantId, query, values, call) => pipelinedTenantQuery(pipeline, tenantId, query, values, merged(tenantId, call))
+      : (tenantId, query, values, call) => tenantQuery(pool, tenantId, query, values, merged(tenantId, call)),
     tenantIdOf: (tenantId) => resolveTenant(tenantId, tenancy).id,
   } satisfies TenantDb);
 }

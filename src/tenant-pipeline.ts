@@ -4,7 +4,7 @@ import { transactionChannel, type TransactionEvent } from './events.js';
 import { PipelineConnection } from './pipeline-connection.js';
 import type { BatchOptions, PreludeStatement, StatementConfig } from './pipeline.js';
 import type { TenantPool } from './pool.js';
-import { batchOptions, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type QueryInput } from './prelude.js';
+import { batchOptions, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type QueryInput } from './prelude.js';
 import { inTenantTransaction, resolveTenant, tenantQuery, type TenantQueryOptions } from './transaction.js';
 
 /**
@@ -159,7 +159,7 @@ export async function pipelinedTenantQuery<R extends QueryResultRow = any>(
   const started = performance.now();
   const known = batchOptions(pipeline.pool, id, prepare);
   const batch = 'then' in known ? await known : known;
-  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
+  const prelude = [tenantStatement(tenancy, id, limitsOf(options), options.readOnly ?? false, forceCustomPlans(batch))];
   let outcome: TransactionEvent['outcome'] = 'rollback';
   try {
     const result = await pipeline.send(prelude, statement, batch);

@@ -14,7 +14,8 @@ import { withLease, type Lease } from './lease.js';
 import { canonicalTenantId } from './tenant-id.js';
 import type { BatchOptions, PrepareMode, PreludeStatement } from './pipeline.js';
 import { send } from './send.js';
-import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
+import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
+import { checkLimits, type TenantLimits } from './limits.js';
 import type { StatementConfig } from './pipeline.js';
 import { runCitusTenantQuery } from './citus/batch.js';
 
@@ -37,6 +38,11 @@ export interface TenantQueryOptions {
   readonly prepare?: PrepareMode | boolean;
   /** `SET LOCAL statement_timeout` for this transaction, in milliseconds. */
   readonly statementTimeoutMs?: number;
+  /**
+   * Transaction-local limits (src/limits.ts: statement, lock and idle timeouts, work_mem), sent in
+   * the tenant's prelude: no extra round trip. `statementTimeoutMs` wins over `limits.statementTimeoutMs`.
+   */
+  readonly limits?: TenantLimits;
   /** Run as a READ ONLY transaction. */
   readonly readOnly?: boolean;
   /**
@@ -183,12 +189,13 @@ export async function withTenantTransaction<T>(
   const prepare = prepareMode(options.prepare);
   const begin = beginStatement(options);
   checkStatementTimeout(options.statementTimeoutMs); // an error even when nested
+  checkLimits(options.limits);
   const joined = joinable(pool, id, options);
   if (joined) return fn(options.guard ? guardedHandle(joined, options.guard) : joined);
 
   const started = performance.now();
   const batch = await batchOptions(pool, id, prepare);
-  const prelude = [begin, tenantStatement(tenancy, id, options.statementTimeoutMs, false, forceCustomPlans(batch))];
+  const prelude = [begin, tenantStatement(tenancy, id, limitsOf(options), false, forceCustomPlans(batch))];
   return withLease(pool, id, false, started, async (lease) => {
     const tx = new ActiveTransaction(pool, id, lease.client, prelude, batch, options.guard);
     try {
@@ -238,6 +245,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const { id, tenancy } = resolveTenant(tenantId, options.tenancy);
   const prepare = prepareMode(options.prepare);
   checkStatementTimeout(options.statementTimeoutMs); // an error even when nested
+  checkLimits(options.limits);
   const joined = joinable(pool, id, options);
   if (joined) return (options.guard ? guardedHandle(joined, options.guard) : joined).query<R>(query, values);
   const statement = toStatement(query, values);
@@ -249,7 +257,7 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   const known = batchOptions(pool, id, prepare);
   // Not awaited when known (the common case): an await costs a turn of the microtask queue.
   const batch = 'then' in known ? await known : known;
-  const prelude = [tenantStatement(tenancy, id, options.statementTimeoutMs, options.readOnly ?? false, forceCustomPlans(batch))];
+  const prelude = [tenantStatement(tenancy, id, limitsOf(options), options.readOnly ?? false, forceCustomPlans(batch))];
   return withLease(pool, id, true, started, async (lease) => {
     try {
       const result = await send(lease.client, prelude, statement, batch, true);
@@ -336,7 +344,7 @@ function joinable(pool: TenantPool, tenantId: string, options: TenantTransaction
     throw new TenantMismatchError('a tenant transaction for another tenant is already open in this scope; cross-tenant work must not nest');
   }
   if (active.pool !== pool) return undefined;
-  const changing = (['isolationLevel', 'readOnly', 'statementTimeoutMs'] as const).filter((key) => options[key] !== undefined);
+  const changing = (['isolationLevel', 'readOnly', 'statementTimeoutMs', 'limits'] as const).filter((key) => options[key] !== undefined);
   if (changing.length > 0) {
     throw new TypeError(`a nested tenant call joins the open transaction and cannot set ${changing.join(', ')}; pass them to the outer withTenantTransaction`);
   }

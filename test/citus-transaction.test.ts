@@ -21,10 +21,10 @@ citusTest('statementTimeoutMs cancels a distributed statement; readOnly refuses 
   const { db, tenant, options } = await database();
   t.teardown(() => db.drop());
   const slow = `SELECT pg_sleep(2) FROM orders WHERE tenant_id = $1`;
-  await t.throwsAsync(tenantQuery(db.appPool, tenant, slow, [tenant], { ...options, statementTimeoutMs: 100 }), { code: '57014' });
+  await t.throwsAsync(tenantQuery(db.appPool, tenant, slow, [tenant], { ...options, statementTimeoutMs: 100 }), { code: 'LBMT_STATEMENT_TIMEOUT' });
   await t.throwsAsync(
     withTenantTransaction(db.appPool, tenant, (tx) => tx.query(slow, [tenant]), { ...options, statementTimeoutMs: 100 }),
-    { code: '57014' },
+    { code: 'LBMT_STATEMENT_TIMEOUT' },
   );
   const write = `INSERT INTO orders (tenant_id, id, item) VALUES ($1, 2, 'y')`;
   await t.throwsAsync(tenantQuery(db.appPool, tenant, write, [tenant], { ...options, readOnly: true }), { code: '25006' });

@@ -10,8 +10,7 @@ import {
   TransactionClosedError,
   tenantQuery,
   withTenantTransaction,
-  type TenantTransaction,
-} from '../src/index.js';
+  type TenantTransaction, TenantLimitError } from '../src/index.js';
 import { MAX_PREPARED_PER_CONNECTION } from '../src/pipeline.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
 import { observePool } from './helpers/observe.js';
@@ -238,10 +237,11 @@ test('isolationLevel sets the transaction isolation', async (t) => {
 
 test('statementTimeoutMs cancels a slow statement and does not outlive the transaction', async (t) => {
   const { db, a } = t.context;
-  const error = await t.throwsAsync<pg.DatabaseError>(
-    withTenantTransaction(db.appPool, a, (tx) => tx.query('SELECT pg_sleep(2)'), { statementTimeoutMs: 50 }),
-  );
-  t.is(error?.code, '57014');
+  const error = await t.throwsAsync(withTenantTransaction(db.appPool, a, (tx) => tx.query('SELECT pg_sleep(2)'), { statementTimeoutMs: 50 }), {
+    instanceOf: TenantLimitError,
+  });
+  t.is(error?.code, 'LBMT_STATEMENT_TIMEOUT');
+  t.is((error?.cause as pg.DatabaseError).code, '57014', 'the server error is kept as the cause');
   const timeout = await tenantQuery(db.appPool, a, 'SHOW statement_timeout', [], { statementTimeoutMs: 1234 });
   t.is(timeout.rows[0].statement_timeout, '1234ms');
   const after = await withClientOf(db.appPool, (c) => c.query('SHOW statement_timeout'));

@@ -53,7 +53,7 @@ function proceed(core: MultitenantCore, ctx: Context, next: Next, resolution: Re
   ctx.state.tenant = resolution.tenant;
   const stripped = core.stripPath(ctx.path);
   if (stripped !== ctx.path) ctx.path = stripped;
-  return TenantContext.run(resolution.tenant.id, next, core.tenancy);
+  return TenantContext.run(resolution.tenant.id, next, core.tenancy, resolution.tenant.plan);
 }
 
 function refuse(ctx: Context, error: unknown): void {

@@ -69,6 +69,8 @@ export function problemDetails(): Middleware {
       await next();
     } catch (error) {
       const problem = problemFor(error);
+      const retryAfter = (error as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
+      if (error instanceof TenantError && typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.ceil(retryAfter)));
       sendProblem(ctx, problem.status, problem.detail, problem.code);
       if (problem.status >= 500) ctx.app.emit('error', error, ctx);
     }
