@@ -6,7 +6,7 @@
  * 2 bad usage (unknown command or option, missing or invalid config).
  */
 import { realpathSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -76,7 +76,12 @@ async function generate(args: string[], out: (s: string) => void): Promise<numbe
   if (values.only !== undefined && values.only !== 'setup' && values.only !== 'tables') {
     throw new UsageError('--only must be "setup" or "tables"');
   }
-  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'], only: values.only });
+  // Files already in --out keep their numbers; new ones (a table added, a library upgrade) follow them.
+  const existing = await readdir(values.out).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'], only: values.only, existing });
   await mkdir(values.out, { recursive: true });
   for (const file of files) {
     await writeFile(join(values.out, file.name), file.sql);
