@@ -93,7 +93,14 @@ export async function seedTenant(f: PortabilityFixture, accounts: number): Promi
 }
 
 /** A digest of the tenant's rows computed by the server itself (superuser), independent of the export's. */
-export async function serverDigest(db: TestDatabase, tenantId: string): Promise<Record<string, string>> {
+export interface ServerDigest {
+  accounts: string | null;
+  account_rows: number;
+  memberships: string | null;
+  membership_rows: number;
+}
+
+export async function serverDigest(db: TestDatabase, tenantId: string): Promise<ServerDigest> {
   const { rows } = await db.superQuery(
     `SELECT (SELECT md5(string_agg(a::text, E'\\n' ORDER BY a.id)) FROM accounts a WHERE tenant_id = $1) AS accounts,
             (SELECT count(*) FROM accounts WHERE tenant_id = $1)::int AS account_rows,
@@ -101,7 +108,7 @@ export async function serverDigest(db: TestDatabase, tenantId: string): Promise<
             (SELECT count(*) FROM memberships WHERE tenant_id = $1)::int AS membership_rows`,
     [tenantId],
   );
-  return rows[0];
+  return rows[0] as ServerDigest;
 }
 
 /** Reads a stream to the end as text. */
