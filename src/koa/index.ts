@@ -10,3 +10,4 @@ export { createAdminRouter, type AdminRouterOptions } from './admin-router.js';
 export { readJsonObject, MAX_JSON_BYTES } from './body.js';
 export { createMigrationRouter, type MigrationRouterOptions } from './migration-router.js';
 export { refuseWritesWhileMoving, type RefuseWritesWhileMovingOptions } from './moving.js';
+export { createPortabilityRouter, MAX_IMPORT_BYTES, type PortabilityRouterOptions } from './portability-router.js';
