@@ -44,7 +44,7 @@ test.serial('GET export streams NDJSON; an unknown tenant is a 404 problem; no t
     res.on('end', () => done(null, text));
   });
   t.is(response.status, 200);
-  t.regex(response.headers['content-type'], /^application\/x-ndjson/);
+  t.regex(String(response.headers['content-type']), /^application\/x-ndjson/);
   const lines = (response.body as string).trim().split('\n');
   t.like(JSON.parse(lines[0]!), { format: 'linkbay-tenant-export', version: 1, tenant: tenant.id });
   t.like(JSON.parse(lines.at(-1)!), { end: true });
@@ -122,7 +122,7 @@ test.serial('POST move answers 202 with the job; GET /jobs/:id reports it to the
   t.is((await http(t).post(`/admin/tenants/${tenant.id}/move`).set(AUTH).send({ target: 'nowhere' })).status, 422);
   let job = accepted.body;
   const deadline = Date.now() + 20_000;
-  while (job.state === 'running' && Date.now() < deadline) job = (await http(t).get(accepted.headers.location).set(AUTH)).body;
+  while (job.state === 'running' && Date.now() < deadline) job = (await http(t).get(String(accepted.headers.location)).set(AUTH)).body;
   t.like(job, { state: 'succeeded', step: 'cleaned' });
   t.deepEqual(await serverDigest(t.context.target, tenant.id), original);
   t.is((await http(t).get(`/admin/jobs/${crypto.randomUUID()}`).set(AUTH)).status, 404);
