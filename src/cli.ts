@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * linkbay-multitenant generate | migrate | doctor
+ * linkbay-multitenant generate | migrate | doctor | export | import | move
  *
  * Exit codes: 0 success (doctor: nothing breaks isolation), 1 failure (doctor: something does),
  * 2 bad usage (unknown command or option, missing or invalid config).
@@ -17,11 +17,17 @@ import { migrate, migrateAllTenants } from './migrations.js';
 import { generateRlsSql } from './policies.js';
 import { checkPosture, formatPostureReport } from './posture.js';
 import { printableJson } from './printable.js';
+import { CliUsageError, exportCommand, importCommand, moveCommand, type CliIo } from './cli-portability.js';
+import { Progress } from './progress.js';
 
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json]
+  linkbay-multitenant export   --database-url <app-role url> --config <file> --tenant <id> [--out <file.ndjson>]
+  linkbay-multitenant import   --database-url <target owner-role url> --config <file> --tenant <id> [--in <file.ndjson>] [--mode insert|upsert] [--dry-run]
+  linkbay-multitenant move     --database-url <admin-role url> --app-url <app-role url> --config <file> --tenant <id>
+                               --target-url <target app-role url|shared> --target-owner-url <target owner-role url> [--copy] [--target-name <name>] [--resume]
 
 DATABASE_URL is used when --database-url is not given.
 Exit codes: 0 ok, 1 failure (doctor: a finding breaks isolation), 2 bad usage.`;
@@ -38,6 +44,12 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
         return await runMigrate(rest, out);
       case 'doctor':
         return await doctor(rest, out);
+      case 'export':
+        return await exportCommand(rest, cliIo(out, err));
+      case 'import':
+        return await importCommand(rest, cliIo(out, err));
+      case 'move':
+        return await moveCommand(rest, cliIo(out, err));
       case undefined:
       case '-h':
       case '--help':
@@ -48,7 +60,7 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (error) {
-    if (error instanceof UsageError || error instanceof TenancyConfigError || isParseArgsError(error)) {
+    if (error instanceof UsageError || error instanceof CliUsageError || error instanceof TenancyConfigError || isParseArgsError(error)) {
       err(`linkbay-multitenant: ${(error as Error).message}\n\n${USAGE}`);
       return 2;
     }
@@ -137,6 +149,12 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
   } finally {
     await pool.end();
   }
+}
+
+/** Streams and progress of the data commands: progress and step lines go to `err` (stderr), data to stdout. */
+function cliIo(out: (s: string) => void, err: (s: string) => void): CliIo {
+  const toStderr = err === console.error ? (text: string) => void process.stderr.write(text) : (text: string) => err(text.replace(/\n$/, ''));
+  return { out, progress: new Progress(toStderr, err === console.error && process.stderr.isTTY === true), stdout: process.stdout, stdin: process.stdin, loadConfig };
 }
 
 /** Reads a JSON config, or a .js/.mjs/.ts module whose default export is the config object. */

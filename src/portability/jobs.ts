@@ -102,7 +102,8 @@ export class TenantMoveJobs {
       if (!rows[0].got) return this.get(id);
       try {
         let job = await this.store.get(id);
-        if (job.state !== 'running') return publicJob(job);
+        // A job for a target this instance does not know is left to an instance that does.
+        if (job.state !== 'running' || !Object.hasOwn(this.options.targets, job.target)) return publicJob(job);
         job = await this.store.claimed(id, this.runner);
         // Still ours? The lock lives as long as this session: a dead session means another instance may run it.
         const lost = async () => lockError ?? (await lock.query('SELECT 1').then(() => undefined, (error: Error) => (lockError = error)));
@@ -125,7 +126,7 @@ export class TenantMoveJobs {
 
   private async steps(start: MoveJobRecord, lost: () => Promise<Error | undefined>): Promise<MoveJobRecord> {
     let job = start;
-    const target = this.options.targets[job.target];
+    const target = this.options.targets[job.target]!;
     const { admin, pools } = this.options.portability.options;
     const tenancy = this.options.portability.tenancy;
     const source = { ...(await admin.getTenant(job.tenantId)), databaseUrl: job.sourceDatabaseUrl };
@@ -137,7 +138,6 @@ export class TenantMoveJobs {
     };
     const at = (step: MoveStep) => MOVE_STEPS.indexOf(job.step) < MOVE_STEPS.indexOf(step);
     try {
-      if (!target) throw new TenantInputError(`the target \`${job.target}\` is not configured on this instance`);
       let copies = 0;
       while (at('verified')) {
         if (at('frozen')) await record('frozen');
@@ -163,7 +163,7 @@ export class TenantMoveJobs {
     } catch (error) {
       if (await lost()) throw error;
       // Before the switch: the source still serves; undo the copy so that the move can be tried again.
-      if (target) await deleteRows(target.targetPool, job.tenantId, tenancy).catch(() => undefined);
+      await deleteRows(target.targetPool, job.tenantId, tenancy).catch(() => undefined);
       const failure = error instanceof TenantError ? error : undefined;
       return this.store.fail(job.id, failure?.code ?? 'LBMT_MOVE_FAILED', failure?.expose ? failure.message : 'the move failed before the switch; the source is unchanged');
     }
