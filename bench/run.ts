@@ -16,6 +16,7 @@ import { runSkew } from './skew.js';
 import { runThroughput } from './throughput.js';
 import { runHttp } from './http.js';
 import { benchGuard } from './guard.js';
+import { portabilityTargets, renderPortability, runPortability } from './portability.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 
@@ -44,6 +45,8 @@ try {
   const http = await runHttp(env, quick ? { rounds: 2, durationSeconds: 2, connections: 32 } : { rounds: 5, durationSeconds: 4, connections: 32 });
   log('sql guard');
   const guard = await benchGuard({ quick });
+  log('tenant export and import (portability)');
+  const portability = await runPortability(quick ? [10_000, 100_000] : [100_000, 1_000_000], log);
   const markdown = renderResults(
     env,
     { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 },
@@ -52,9 +55,9 @@ try {
     skew,
     planCache,
     { http, guard },
-  );
+  ) + '\n' + renderPortability(portability);
   writeFileSync(new URL('./RESULTS.md', import.meta.url), markdown);
-  for (const t of targets(latency, throughput, skew, http, guard)) {
+  for (const t of [...targets(latency, throughput, skew, http, guard), ...portabilityTargets(portability).map((x) => ({ ...x, info: false }))]) {
     log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
   }
   log('wrote bench/RESULTS.md');

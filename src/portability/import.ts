@@ -13,6 +13,8 @@ import { withCopySession } from './session.js';
 import { tableShape, type TableShape } from './schema.js';
 
 const CHUNK_BYTES = 64 * 1024;
+/** Row text staged per batch (COPY into the temporary table, then INSERT ... SELECT): under the default temp_buffers (8 MB). */
+const STAGE_BYTES = 4 * 1024 * 1024;
 
 export interface ImportStreamOptions {
   readonly tenancy: TenancyConfig;
@@ -35,8 +37,8 @@ export interface ImportStreamResult {
 /**
  * Imports a tenant export (src/portability/format.ts) from a stream, in ONE transaction as the
  * tenant on `pool` (a role under RLS on the target that owns the tables' sequences: the owner role).
- * Each table's rows go with `COPY ... FROM STDIN` into a temporary table, then with one
- * `INSERT ... SELECT` (`ON CONFLICT (key) DO UPDATE` for upsert) into the table, where RLS WITH
+ * Each table's rows go with `COPY ... FROM STDIN` into a temporary table, then with
+ * `INSERT ... SELECT` (in batches of a few MB) (`ON CONFLICT (key) DO UPDATE` for upsert) into the table, where RLS WITH
  * CHECK applies (COPY FROM into a table under RLS is refused by PostgreSQL). Before COMMIT: the
  * header (format, version, tenant, tables and columns), every row's tenant, each table's count and
  * checksum against the trailer; a truncated file has no trailer. Any refusal rolls back: nothing
@@ -108,8 +110,19 @@ async function importTable(
   const digest = new RowDigest(name);
   const width = table.exported.columns.length;
   const prefix = `[${index},`;
-  async function* rows(): AsyncGenerator<string> {
+  const overriding = table.exported.columns.some((c) => shape.identityAlways.includes(c.name)) ? ' OVERRIDING SYSTEM VALUE' : '';
+  let conflict = '';
+  if (mode === 'upsert') {
+    const updated = table.exported.columns.filter((c) => !shape.key.includes(c.name));
+    conflict = ` ON CONFLICT (${shape.key.map(quoteIdent).join(', ')}) ` +
+      (updated.length ? `DO UPDATE SET ${updated.map((c) => `${quoteIdent(c.name)} = EXCLUDED.${quoteIdent(c.name)}`).join(', ')}` : 'DO NOTHING');
+  }
+  let ended = false;
+  let batchRows = 0;
+  // One batch of the table's rows, up to STAGE_BYTES: the stage stays within temp_buffers (no spill).
+  async function* batch(): AsyncGenerator<string> {
     let pending = '';
+    let bytes = 0;
     for (let line = await lines.next(); line !== undefined; line = await lines.next()) {
       if (!line.startsWith(prefix)) {
         lines.unshift(line);
@@ -126,26 +139,31 @@ async function importTable(
       if (row.includes('\n') || copyFieldCount(row) !== width) throw new ExportFormatError(`${name}: a row does not have the header's ${width} columns`);
       if (copyField(row, table.tenantField) !== tenantId) throw new TenantIsolationError(`${name}: the export holds a row of another tenant`);
       digest.add(row);
+      batchRows += 1;
       pending += row + '\n';
+      bytes += row.length + 1;
       if (pending.length >= CHUNK_BYTES) {
         yield pending;
         pending = '';
       }
+      if (bytes >= STAGE_BYTES) {
+        if (pending) yield pending;
+        return;
+      }
     }
+    ended = true;
     if (pending) yield pending;
   }
-  const copy = client.query(copyFrom(`COPY ${stage} (${columns}) FROM STDIN`)) as NodeJS.WritableStream & { rowCount: number };
-  await pipeline(Readable.from(rows(), { objectMode: false }), copy);
-  if (copy.rowCount !== digest.rows) throw new Error(`${name}: COPY read ${copy.rowCount} of ${digest.rows} rows`);
-  const overriding = table.exported.columns.some((c) => shape.identityAlways.includes(c.name)) ? ' OVERRIDING SYSTEM VALUE' : '';
-  let conflict = '';
-  if (mode === 'upsert') {
-    const updated = table.exported.columns.filter((c) => !shape.key.includes(c.name));
-    conflict = ` ON CONFLICT (${shape.key.map(quoteIdent).join(', ')}) ` +
-      (updated.length ? `DO UPDATE SET ${updated.map((c) => `${quoteIdent(c.name)} = EXCLUDED.${quoteIdent(c.name)}`).join(', ')}` : 'DO NOTHING');
+  while (!ended) {
+    batchRows = 0;
+    const copy = client.query(copyFrom(`COPY ${stage} (${columns}) FROM STDIN`)) as NodeJS.WritableStream & { rowCount: number };
+    await pipeline(Readable.from(batch(), { objectMode: false }), copy);
+    if (copy.rowCount !== batchRows) throw new Error(`${name}: COPY read ${copy.rowCount} of ${batchRows} rows`);
+    if (batchRows === 0) continue;
+    const result = (await client.query(`INSERT INTO ${qualifiedName(table.config)} (${columns})${overriding} SELECT ${columns} FROM ${stage}${conflict}`)) as { rowCount: number };
+    if (mode === 'insert' && result.rowCount !== batchRows) throw new Error(`${name}: wrote ${result.rowCount} of ${batchRows} rows`);
+    await client.query(`TRUNCATE ${stage}`);
   }
-  const result = (await client.query(`INSERT INTO ${qualifiedName(table.config)} (${columns})${overriding} SELECT ${columns} FROM ${stage}${conflict}`)) as { rowCount: number };
-  if (mode === 'insert' && result.rowCount !== digest.rows) throw new Error(`${name}: wrote ${result.rowCount} of ${digest.rows} rows`);
   await client.query(`DROP TABLE ${stage}`);
   return digest.finish();
 }
