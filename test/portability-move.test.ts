@@ -188,3 +188,36 @@ test.serial('a move under concurrent write attempts loses no acknowledged write'
   t.is(present.size, 40 + acknowledged.length, 'and nothing else');
   t.log(`${acknowledged.length} writes acknowledged, ${refused} refused with 503 during the move`);
 });
+
+test.serial('the import backend killed mid-move: the job fails, the target is emptied, the source serves and takes writes; a new move succeeds', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 10);
+  const original = await serverDigest(f.source, tenant.id);
+  const a = instance(f);
+  t.teardown(() => a.close());
+  // Hold the second table on the target: the import blocks there, inside its transaction, and is killed.
+  const blocker = await f.target.pool(f.target.superUrl, { max: 1 }).connect();
+  await blocker.query('BEGIN; LOCK TABLE memberships IN EXCLUSIVE MODE');
+  const job = await a.jobs.start(tenant.id, { target: 'eu' });
+  const running = a.jobs.run(job.id);
+  const deadline = Date.now() + 20_000;
+  let killed = false;
+  while (!killed && Date.now() < deadline) {
+    const { rows } = await f.target.superQuery(
+      `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND usename = $1`,
+      [f.target.config.roles.owner],
+    );
+    killed = rows.some((r) => r.killed);
+  }
+  await blocker.query('ROLLBACK');
+  blocker.release();
+  t.true(killed, 'the import backend was found waiting and killed');
+  t.like(await running, { state: 'failed', step: 'frozen', error: { code: 'LBMT_MOVE_FAILED' } });
+  t.deepEqual(await serverDigest(f.source, tenant.id), original, 'the source is as it was');
+  t.is((await serverDigest(f.target, tenant.id)).account_rows, 0, 'nothing of the tenant on the target');
+  t.is((await placement(f, tenant.id)).database_url, null);
+  t.is((await a.http().post('/?name=still-here').set('x-tenant-id', tenant.id)).status, 201, 'writes allowed again');
+  const again = await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id);
+  t.like(again, { state: 'succeeded' });
+  t.is((await serverDigest(f.target, tenant.id)).account_rows, 11);
+});

@@ -122,7 +122,16 @@ async function importTable(
   // One batch of the table's rows, up to STAGE_BYTES: the stage stays within temp_buffers (no spill).
   async function* batch(): AsyncGenerator<string> {
     let pending = '';
+    let pendingRows = 0;
     let bytes = 0;
+    // The rows as sent to COPY are what the checksum covers: hashed a chunk at a time.
+    const flush = () => {
+      const text = pending;
+      digest.addMany(text, pendingRows);
+      pending = '';
+      pendingRows = 0;
+      return text;
+    };
     for (let line = await lines.next(); line !== undefined; line = await lines.next()) {
       if (!line.startsWith(prefix)) {
         lines.unshift(line);
@@ -138,21 +147,18 @@ async function importTable(
       if (!Array.isArray(parsed) || parsed.length !== 2 || typeof row !== 'string') throw new ExportFormatError(`${name}: a row is not [table, text]`);
       if (row.includes('\n') || copyFieldCount(row) !== width) throw new ExportFormatError(`${name}: a row does not have the header's ${width} columns`);
       if (copyField(row, table.tenantField) !== tenantId) throw new TenantIsolationError(`${name}: the export holds a row of another tenant`);
-      digest.add(row);
       batchRows += 1;
+      pendingRows += 1;
       pending += row + '\n';
       bytes += row.length + 1;
-      if (pending.length >= CHUNK_BYTES) {
-        yield pending;
-        pending = '';
-      }
+      if (pending.length >= CHUNK_BYTES) yield flush();
       if (bytes >= STAGE_BYTES) {
-        if (pending) yield pending;
+        if (pending) yield flush();
         return;
       }
     }
     ended = true;
-    if (pending) yield pending;
+    if (pending) yield flush();
   }
   while (!ended) {
     batchRows = 0;
