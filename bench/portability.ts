@@ -34,6 +34,11 @@ export interface PortabilityRun {
   readonly rawExportRowsPerSecond: number;
   readonly importRowsPerSecond: number;
   readonly rawImportRowsPerSecond: number;
+  /** Median over rounds of (raw time / library time) in the same round. */
+  readonly exportRatio: number;
+  readonly importRatio: number;
+  readonly rounds: number;
+  /** Largest over rounds. */
   readonly exportRssGrowthMb: number;
   readonly importRssGrowthMb: number;
 }
@@ -56,7 +61,7 @@ async function copyOut(client: pg.PoolClient, text: string, file: string): Promi
   await pipeline(client.query(copyTo(text)), createWriteStream(file));
 }
 
-export async function runPortability(sizes: readonly number[], log: (line: string) => void): Promise<PortabilityRun[]> {
+export async function runPortability(sizes: readonly number[], log: (line: string) => void, rounds = 3): Promise<PortabilityRun[]> {
   const dir = await mkdtemp(join(tmpdir(), 'lbmt-bench-port-'));
   const source: TestDatabase = await createTestDatabase({ schema: SCHEMA('items'), tenancy: { tables: ['items'] } });
   const target: TestDatabase = await createTestDatabase({ schema: SCHEMA('items') + SCHEMA('items_plain'), tenancy: { tables: ['items'] } });
@@ -75,42 +80,67 @@ export async function runPortability(sizes: readonly number[], log: (line: strin
       const tenancy = source.config;
       const file = join(dir, `export-${rows}.ndjson`);
       const rawFile = join(dir, `raw-${rows}.copy`);
-      // Raw COPY out as the app role, the same rows in the same order (one snapshot, like the export).
-      const client = await source.appPool.connect();
-      const raw = await measured(async () => {
-        await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT set_config('app.tenant_id', '${tenant}', true)`);
-        await copyOut(client, `COPY (SELECT * FROM items WHERE tenant_id = '${tenant}' ORDER BY tenant_id, id) TO STDOUT`, rawFile);
-        await client.query('COMMIT');
-      });
-      client.release();
-      const ours = await measured(() => pipeline(exportTenantStream(source.appPool, tenant, { tenancy }), createWriteStream(file)));
-      // Raw COPY in, as the owner into the same table without RLS; ours as the owner into the RLS table.
       const owner = target.pool(target.ownerUrl, { max: 1 });
       await target.superQuery(`GRANT INSERT, SELECT ON items_plain TO ${target.config.roles.owner}`);
-      const ownerClient = await owner.connect();
-      const rawIn = await measured(async () => {
-        await ownerClient.query('BEGIN');
-        await pipeline(createReadStream(rawFile), ownerClient.query(copyFrom('COPY items_plain FROM STDIN')));
-        await ownerClient.query('COMMIT');
-      });
-      ownerClient.release();
-      const oursIn = await measured(() => importTenantStream(owner, tenant, createReadStream(file), { tenancy: target.config }));
-      const { rows: counted } = await target.superQuery(`SELECT (SELECT count(*) FROM items)::int AS a, (SELECT count(*) FROM items_plain)::int AS b`);
-      if (counted[0].a !== rows || counted[0].b !== rows) throw new Error(`imported ${counted[0].a} and ${counted[0].b} of ${rows} rows`);
-      await target.superQuery('TRUNCATE items, items_plain');
+      // Rounds alternate raw and library, in a rotated order; figures are medians over rounds.
+      const samples: Array<{ raw: number; ours: number; rawIn: number; oursIn: number; rss: number; rssIn: number }> = [];
+      for (let round = 0; round < rounds; round += 1) {
+        const rawOut = async () => {
+          // Raw COPY out as the app role, the same rows in the same order (one snapshot, like the export).
+          const client = await source.appPool.connect();
+          try {
+            await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT set_config('app.tenant_id', '${tenant}', true)`);
+            await copyOut(client, `COPY (SELECT * FROM items WHERE tenant_id = '${tenant}' ORDER BY tenant_id, id) TO STDOUT`, rawFile);
+            await client.query('COMMIT');
+          } finally {
+            client.release();
+          }
+        };
+        const oursOut = () => pipeline(exportTenantStream(source.appPool, tenant, { tenancy }), createWriteStream(file));
+        const [first, second] = round % 2 ? [oursOut, rawOut] : [rawOut, oursOut];
+        const a = await measured(first);
+        const b = await measured(second);
+        const [raw, ours] = round % 2 ? [b, a] : [a, b];
+        // Raw COPY in, as the owner into the same table without RLS; ours as the owner into the RLS table.
+        const rawInto = async () => {
+          const ownerClient = await owner.connect();
+          try {
+            await ownerClient.query('BEGIN');
+            await pipeline(createReadStream(rawFile), ownerClient.query(copyFrom('COPY items_plain FROM STDIN')));
+            await ownerClient.query('COMMIT');
+          } finally {
+            ownerClient.release();
+          }
+        };
+        const oursInto = async () => {
+          await importTenantStream(owner, tenant, createReadStream(file), { tenancy: target.config });
+        };
+        const [firstIn, secondIn] = round % 2 ? [oursInto, rawInto] : [rawInto, oursInto];
+        const c = await measured(firstIn);
+        const d = await measured(secondIn);
+        const [rawIn, oursIn] = round % 2 ? [d, c] : [c, d];
+        const { rows: counted } = await target.superQuery(`SELECT (SELECT count(*) FROM items)::int AS a, (SELECT count(*) FROM items_plain)::int AS b`);
+        if (counted[0].a !== rows || counted[0].b !== rows) throw new Error(`imported ${counted[0].a} and ${counted[0].b} of ${rows} rows`);
+        await target.superQuery('TRUNCATE items, items_plain');
+        samples.push({ raw: raw.ms, ours: ours.ms, rawIn: rawIn.ms, oursIn: oursIn.ms, rss: ours.rssGrowthMb, rssIn: oursIn.rssGrowthMb });
+      }
+      const median = (values: number[]) => values.sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
       const bytes = (await stat(file)).size;
       const run: PortabilityRun = {
         rows,
         bytes,
-        exportRowsPerSecond: rows / (ours.ms / 1000),
-        rawExportRowsPerSecond: rows / (raw.ms / 1000),
-        importRowsPerSecond: rows / (oursIn.ms / 1000),
-        rawImportRowsPerSecond: rows / (rawIn.ms / 1000),
-        exportRssGrowthMb: ours.rssGrowthMb,
-        importRssGrowthMb: oursIn.rssGrowthMb,
+        rounds,
+        exportRowsPerSecond: rows / (median(samples.map((x) => x.ours)) / 1000),
+        rawExportRowsPerSecond: rows / (median(samples.map((x) => x.raw)) / 1000),
+        importRowsPerSecond: rows / (median(samples.map((x) => x.oursIn)) / 1000),
+        rawImportRowsPerSecond: rows / (median(samples.map((x) => x.rawIn)) / 1000),
+        exportRatio: median(samples.map((x) => x.raw / x.ours)),
+        importRatio: median(samples.map((x) => x.rawIn / x.oursIn)),
+        exportRssGrowthMb: Math.max(...samples.map((x) => x.rss)),
+        importRssGrowthMb: Math.max(...samples.map((x) => x.rssIn)),
       };
       runs.push(run);
-      log(`portability ${rows}: export ${fmt(run.exportRowsPerSecond)} rows/s (raw COPY ${fmt(run.rawExportRowsPerSecond)}), import ${fmt(run.importRowsPerSecond)} rows/s (raw COPY ${fmt(run.rawImportRowsPerSecond)}), RSS +${run.exportRssGrowthMb.toFixed(1)} / +${run.importRssGrowthMb.toFixed(1)} MB`);
+      log(`portability ${rows}: export ${fmt(run.exportRowsPerSecond)} rows/s (raw COPY ${fmt(run.rawExportRowsPerSecond)}, ratio ${run.exportRatio.toFixed(2)}), import ${fmt(run.importRowsPerSecond)} rows/s (raw COPY ${fmt(run.rawImportRowsPerSecond)}, ratio ${run.importRatio.toFixed(2)}), RSS +${run.exportRssGrowthMb.toFixed(1)} / +${run.importRssGrowthMb.toFixed(1)} MB`);
       await rm(file);
       await rm(rawFile);
       await source.superQuery('DELETE FROM items');
@@ -126,8 +156,7 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
 export function portabilityTargets(runs: readonly PortabilityRun[]) {
   const big = runs.at(-1)!;
-  const exportRatio = big.exportRowsPerSecond / big.rawExportRowsPerSecond;
-  const importRatio = big.importRowsPerSecond / big.rawImportRowsPerSecond;
+  const { exportRatio, importRatio } = big;
   const rss = Math.max(...runs.map((r) => Math.max(r.exportRssGrowthMb, r.importRssGrowthMb)));
   return [
     { target: `export ≥ 0.5× raw COPY TO (${fmt(big.rows)} rows)`, ok: exportRatio >= 0.5, measured: `${exportRatio.toFixed(2)}×` },
@@ -145,13 +174,14 @@ export function renderPortability(runs: readonly PortabilityRun[]): string {
     'REPEATABLE READ snapshot). Import: the library\'s import of that file (COPY FROM STDIN into a temporary table, then',
     'INSERT ... SELECT under RLS WITH CHECK, checksums verified) as the owner role, against `COPY ... FROM STDIN` of the raw',
     'file into the same table without RLS. RSS growth: peak resident memory of the node process during the run minus',
-    'just before (sampled every 20 ms).',
+    'just before (sampled every 20 ms), the largest over rounds. Each size runs in rounds alternating which of the two goes',
+    'first; rows/s are medians over rounds, a ratio the median of the per-round ratios (raw time / library time).',
     '',
     '| rows | file | export rows/s | raw COPY TO rows/s | ratio | import rows/s | raw COPY FROM rows/s | ratio | RSS growth export / import |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...runs.map(
       (r) =>
-        `| ${fmt(r.rows)} | ${(r.bytes / 1e6).toFixed(0)} MB | ${fmt(r.exportRowsPerSecond)} | ${fmt(r.rawExportRowsPerSecond)} | ${(r.exportRowsPerSecond / r.rawExportRowsPerSecond).toFixed(2)}× | ${fmt(r.importRowsPerSecond)} | ${fmt(r.rawImportRowsPerSecond)} | ${(r.importRowsPerSecond / r.rawImportRowsPerSecond).toFixed(2)}× | ${r.exportRssGrowthMb.toFixed(1)} / ${r.importRssGrowthMb.toFixed(1)} MB |`,
+        `| ${fmt(r.rows)} | ${(r.bytes / 1e6).toFixed(0)} MB | ${fmt(r.exportRowsPerSecond)} | ${fmt(r.rawExportRowsPerSecond)} | ${r.exportRatio.toFixed(2)}× | ${fmt(r.importRowsPerSecond)} | ${fmt(r.rawImportRowsPerSecond)} | ${r.importRatio.toFixed(2)}× | ${r.exportRssGrowthMb.toFixed(1)} / ${r.importRssGrowthMb.toFixed(1)} MB |`,
     ),
     '',
     ...portabilityTargets(runs).map((t) => `- ${t.ok ? 'met' : '**NOT MET**'}: ${t.target}: ${t.measured}`),
@@ -170,7 +200,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     stop = server.stop;
   }
   try {
-    const sizes = process.env.BENCH_QUICK === '1' ? [10_000, 100_000] : [100_000, 1_000_000];
+    const sizes = process.env.PORTABILITY_ROWS ? process.env.PORTABILITY_ROWS.split(',').map(Number) : process.env.BENCH_QUICK === '1' ? [10_000, 100_000] : [100_000, 1_000_000];
     console.log(renderPortability(await runPortability(sizes, console.log)));
   } finally {
     await stop?.();

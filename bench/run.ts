@@ -46,7 +46,7 @@ try {
   log('sql guard');
   const guard = await benchGuard({ quick });
   log('tenant export and import (portability)');
-  const portability = await runPortability(quick ? [10_000, 100_000] : [100_000, 1_000_000], log);
+  const portability = await runPortability(quick ? [10_000, 100_000] : [100_000, 1_000_000], log, quick ? 1 : 3);
   const markdown = renderResults(
     env,
     { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 },
