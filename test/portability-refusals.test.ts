@@ -114,3 +114,9 @@ test.serial('an import larger than maxBytes is refused and reads no further', as
   t.true(read <= 8192 + 4096, `stopped reading (read ${read} bytes)`);
   t.deepEqual(await targetCounts(t.context.target), [0, 0]);
 });
+
+test.serial('a target pool that bypasses RLS is refused before any row: WITH CHECK is the guarantee', async (t) => {
+  const error = await t.throwsAsync(t.context.portability.importTenant(t.context.tenant.id, chunked(t.context.text), t.context.target.adminPool), { code: 'LBMT_CONFIG_INVALID' });
+  t.regex(error!.message, /row level security does not apply/);
+  t.deepEqual(await targetCounts(t.context.target), [0, 0]);
+});
