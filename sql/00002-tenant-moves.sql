@@ -10,7 +10,8 @@
 -- connection dies, so a crash frees it), and at most one move per tenant is running (index below).
 CREATE TABLE IF NOT EXISTS linkbay.tenant_moves (
   id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  tenant_id           {{tenant_id_type}} NOT NULL REFERENCES linkbay.tenants (id),
+  -- Not named like a tenant column (tenant_id): this is registry metadata, not tenant data under RLS.
+  moved_tenant_id     {{tenant_id_type}} NOT NULL REFERENCES linkbay.tenants (id),
   -- The name of the configured target (a request names a target, never a URL).
   target              text NOT NULL CHECK (length(target) BETWEEN 1 AND 200),
   source_database_url text NULL,
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS linkbay.tenant_moves (
   finished_at         timestamptz NULL
 );
 
-CREATE UNIQUE INDEX IF NOT EXISTS tenant_moves_one_running ON linkbay.tenant_moves (tenant_id) WHERE state = 'running';
+CREATE UNIQUE INDEX IF NOT EXISTS tenant_moves_one_running ON linkbay.tenant_moves (moved_tenant_id) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS tenant_moves_running ON linkbay.tenant_moves (created_at) WHERE state = 'running';
 
 DROP TRIGGER IF EXISTS tenant_moves_touch_updated_at ON linkbay.tenant_moves;
@@ -45,7 +46,7 @@ CREATE TRIGGER tenant_moves_touch_updated_at BEFORE UPDATE ON linkbay.tenant_mov
 ALTER TABLE linkbay.tenant_moves OWNER TO {{owner_role}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON linkbay.tenant_moves TO {{admin_role}};
 CREATE OR REPLACE VIEW linkbay.tenant_writes_frozen AS
-  SELECT tenant_id FROM linkbay.tenant_moves
+  SELECT moved_tenant_id FROM linkbay.tenant_moves
    WHERE state = 'running' AND step IN ('frozen', 'copied', 'verified', 'switched');
 ALTER VIEW linkbay.tenant_writes_frozen OWNER TO {{owner_role}};
 GRANT SELECT ON linkbay.tenant_writes_frozen TO {{app_role}}, {{admin_role}};

@@ -51,7 +51,7 @@ test('a database migrated with the previous version upgrades by appending the ne
   t.true(after.relations.includes('tenant_moves:r'));
   // The registry's rows survive and the new table works against them.
   const { rows } = await db.adminPool.query(
-    `INSERT INTO linkbay.tenant_moves (tenant_id, target, previous_status) VALUES ($1, 'eu', 'active') RETURNING step, state`,
+    `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, previous_status) VALUES ($1, 'eu', 'active') RETURNING step, state`,
     [id],
   );
   t.deepEqual(rows, [{ step: 'created', state: 'running' }]);

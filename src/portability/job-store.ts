@@ -30,7 +30,7 @@ export interface MoveJobRecord extends MoveJob {
   readonly targetDatabaseUrl: string | null;
 }
 
-const COLUMNS = `id::text, tenant_id::text, target, copy_mode, step, state, checksums, error_code, error_message, attempts,
+const COLUMNS = `id::text, moved_tenant_id::text AS tenant_id, target, copy_mode, step, state, checksums, error_code, error_message, attempts,
   created_at, updated_at, finished_at, previous_status, source_database_url, target_database_url`;
 
 function toJob(row: Record<string, any>): MoveJobRecord {
@@ -75,7 +75,7 @@ export class MoveJobStore {
   }): Promise<MoveJobRecord> {
     try {
       const { rows } = await this.db.query(
-        `INSERT INTO linkbay.tenant_moves (tenant_id, target, copy_mode, previous_status, source_database_url, target_database_url)
+        `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, copy_mode, previous_status, source_database_url, target_database_url)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
         [input.tenantId, input.target, input.copyMode, input.previousStatus, input.sourceDatabaseUrl, input.targetDatabaseUrl],
       );
@@ -139,6 +139,6 @@ export class MoveJobStore {
 
 /** Whether the tenant's writes are frozen by a move (the view the app role may read). */
 export async function writesFrozen(db: Queryable, tenantId: string): Promise<boolean> {
-  const { rows } = await db.query('SELECT 1 FROM linkbay.tenant_writes_frozen WHERE tenant_id::text = $1 LIMIT 1', [tenantId]);
+  const { rows } = await db.query('SELECT 1 FROM linkbay.tenant_writes_frozen WHERE moved_tenant_id::text = $1 LIMIT 1', [tenantId]);
   return rows.length > 0;
 }
