@@ -221,3 +221,18 @@ test.serial('the import backend killed mid-move: the job fails, the target is em
   t.like(again, { state: 'succeeded' });
   t.is((await serverDigest(f.target, tenant.id)).account_rows, 11);
 });
+
+test.serial('a write that reaches the old placement after the copy (a stale instance) keeps the source rows, and the job says so', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 4);
+  const a = instance(f, {
+    afterStep: async (_job, step) => {
+      if (step === 'invalidated') await f.source.superQuery(`UPDATE accounts SET name = 'late write' WHERE tenant_id = $1 AND id = (SELECT min(id) FROM accounts WHERE tenant_id = $1)`, [tenant.id]);
+    },
+  });
+  t.teardown(() => a.close());
+  const done = await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id);
+  t.like(done, { state: 'succeeded', step: 'cleaned', error: { code: 'LBMT_MOVE_SOURCE_KEPT' } });
+  const { rows } = await f.source.superQuery(`SELECT count(*)::int AS n, count(*) FILTER (WHERE name = 'late write')::int AS late FROM accounts WHERE tenant_id = $1`, [tenant.id]);
+  t.deepEqual(rows[0], { n: 4, late: 1 }, 'nothing of the source deleted, the late write kept');
+});

@@ -31,25 +31,7 @@ export function exportTenantStream(pool: TenantPool, tenantId: string, options: 
   const out = new PassThrough({ highWaterMark: CHUNK_BYTES });
   const session = { readOnly: true, isolation: 'repeatable read' as const, tenancy: options.tenancy };
   withCopySession(pool, tenantId, session, async (client) => {
-    const shapes: TableShape[] = [];
-    for (const table of options.tenancy.tables) shapes.push(await tableShape(client, table));
-    const { rows } = (await client.query('SHOW server_version')) as { rows: Array<{ server_version: string }> };
-    const header: ExportHeader = {
-      format: FORMAT_NAME,
-      version: FORMAT_VERSION,
-      tenant: tenantId,
-      exportedAt: new Date().toISOString(),
-      server: rows[0]!.server_version,
-      settings: PINNED_SETTINGS,
-      tables: shapes.map(({ name, columns, key }) => ({ name, columns, key })),
-    };
-    await write(out, JSON.stringify(header) + '\n');
-    const digests: TableDigest[] = [];
-    for (const [index, shape] of shapes.entries()) {
-      digests.push(await copyTable(client, out, index, shape, options.tenancy.tables[index]!, tenantId));
-    }
-    const trailer: ExportTrailer = { end: true, tables: digests };
-    await write(out, JSON.stringify(trailer) + '\n');
+    const trailer = await writeExport(client, out, tenantId, options.tenancy);
     options.onTrailer?.(trailer);
     return { value: undefined, commit: true };
   }).then(
@@ -57,6 +39,33 @@ export function exportTenantStream(pool: TenantPool, tenantId: string, options: 
     (error: unknown) => out.destroy(error as Error),
   );
   return out;
+}
+
+/**
+ * Writes the whole export of the tenant to `out` from an open transaction on `client` (the tenant
+ * and PINNED_SETTINGS set: withCopySession), and returns its trailer.
+ */
+export async function writeExport(client: TenantClient, out: Writable, tenantId: string, tenancy: TenancyConfig): Promise<ExportTrailer> {
+  const shapes: TableShape[] = [];
+  for (const table of tenancy.tables) shapes.push(await tableShape(client, table));
+  const { rows } = (await client.query('SHOW server_version')) as { rows: Array<{ server_version: string }> };
+  const header: ExportHeader = {
+    format: FORMAT_NAME,
+    version: FORMAT_VERSION,
+    tenant: tenantId,
+    exportedAt: new Date().toISOString(),
+    server: rows[0]!.server_version,
+    settings: PINNED_SETTINGS,
+    tables: shapes.map(({ name, columns, key }) => ({ name, columns, key })),
+  };
+  await write(out, JSON.stringify(header) + '\n');
+  const digests: TableDigest[] = [];
+  for (const [index, shape] of shapes.entries()) {
+    digests.push(await copyTable(client, out, index, shape, tenancy.tables[index]!, tenantId));
+  }
+  const trailer: ExportTrailer = { end: true, tables: digests };
+  await write(out, JSON.stringify(trailer) + '\n');
+  return trailer;
 }
 
 async function copyTable(

@@ -6,7 +6,8 @@ import { TenantError, TenantInputError } from '../errors.js';
 import type { TenantPool } from '../pool.js';
 import { withTenantTransaction } from '../transaction.js';
 import type { TableDigest } from './checksum.js';
-import { exportTenantStream } from './export.js';
+import { exportTenantStream, writeExport } from './export.js';
+import { withCopySession } from './session.js';
 import { importTenantStream } from './import.js';
 import { MOVE_STEPS, MoveJobStore, publicJob, writesFrozen, type MoveJob, type MoveJobRecord, type MoveStep } from './job-store.js';
 import type { TenantPortability } from './service.js';
@@ -212,11 +213,27 @@ async function deleteRows(pool: TenantPool, tenantId: string, tenancy: TenantPor
   }, { tenancy });
 }
 
-/** Deletes the source rows in one SERIALIZABLE transaction when they still hash to the copy. */
+/**
+ * Deletes the source rows when they still hash to the copy, in one REPEATABLE READ transaction: the
+ * digests and the DELETE see the same snapshot, a row changed meanwhile fails the DELETE
+ * (serialization failure: kept), and a row added meanwhile is not in the snapshot, so not deleted.
+ */
 async function deleteIfUnchanged(pool: TenantPool, tenantId: string, tenancy: TenantPortability['tenancy'], copied: readonly TableDigest[] | null): Promise<boolean> {
-  if (!sameDigests(await digests(pool, tenantId, tenancy), copied)) return false;
-  await deleteRows(pool, tenantId, tenancy);
-  return true;
+  const session = { readOnly: false, isolation: 'repeatable read' as const, tenancy };
+  try {
+    return await withCopySession(pool, tenantId, session, async (client) => {
+      const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+      const trailer = await writeExport(client, sink, tenantId, tenancy);
+      if (!sameDigests(trailer.tables, copied)) return { value: false, commit: false };
+      for (const table of [...tenancy.tables].reverse()) {
+        await client.query(`DELETE FROM ${qualifiedName(table)} WHERE ${quoteIdent(table.tenantColumn)} = $1`, [tenantId]);
+      }
+      return { value: true, commit: true };
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === '40001') return false; // written meanwhile: kept
+    throw error;
+  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
