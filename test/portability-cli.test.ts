@@ -43,6 +43,15 @@ test('the CLI exports to a file, imports it (dry run first), and moves a tenant 
   t.deepEqual(steps, ['frozen', 'copied (public.accounts 8, public.memberships 16)', 'verified', 'switched', 'invalidated', 'cleaned']);
   t.regex(out.at(-1)!, /: succeeded at cleaned$/);
   t.deepEqual(await serverDigest(f.target, tenant.id), original);
+  // --resume finishes a job another process recorded (or left), for the named target.
+  const { TenantMoveJobs } = await import('../src/portability/index.js');
+  const other = await seedTenant(f, 3);
+  const recorder = new TenantMoveJobs({ portability: f.portability, adminPool: f.source.adminPool, targets: { eu: { databaseUrl: f.target.appUrl, targetPool: f.target.pool(f.target.ownerUrl, { max: 1 }) } } });
+  const left = await recorder.start(other.id, { target: 'eu' });
+  const resume = ['move', '--resume', '--target-name', 'eu', ...move.slice(1).filter((_, i, all) => all[i - 1] !== '--tenant' && all[i] !== '--tenant')];
+  t.is(await run(resume), 0, err.join('\n'));
+  t.is(out.at(-1), `${left.id}: succeeded at cleaned`);
+  t.is((await serverDigest(f.target, other.id)).account_rows, 3);
   // Bad usage is exit 2.
   t.is(await run(['move', '--tenant', tenant.id]), 2);
   t.is(await run(['import', '--database-url', f.target.ownerUrl, '--config', config, '--tenant', tenant.id, '--mode', 'merge']), 2);
