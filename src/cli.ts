@@ -21,7 +21,7 @@ import { CliUsageError, exportCommand, importCommand, moveCommand, type CliIo } 
 import { Progress } from './progress.js';
 
 const USAGE = `Usage:
-  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
+  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry] [--overwrite]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants]
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json]
   linkbay-multitenant export   --database-url <app-role url> --config <file> --tenant <id> [--out <file.ndjson>]
@@ -78,6 +78,7 @@ async function generate(args: string[], out: (s: string) => void): Promise<numbe
       start: { type: 'string' },
       only: { type: 'string' },
       'no-registry': { type: 'boolean' },
+      overwrite: { type: 'boolean' },
     },
     strict: true,
   });
@@ -89,15 +90,21 @@ async function generate(args: string[], out: (s: string) => void): Promise<numbe
     throw new UsageError('--only must be "setup" or "tables"');
   }
   // Files already in --out keep their numbers; new ones (a table added, a library upgrade) follow them.
-  const existing = await readdir(values.out).catch((error: NodeJS.ErrnoException) => {
+  const existing: string[] = await readdir(values.out).catch((error: NodeJS.ErrnoException): string[] => {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
   const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'], only: values.only, existing });
   await mkdir(values.out, { recursive: true });
   for (const file of files) {
-    await writeFile(join(values.out, file.name), file.sql);
-    out(`wrote ${join(values.out, file.name)}`);
+    const path = join(values.out, file.name);
+    if (existing.includes(file.name) && !values.overwrite) {
+      // An applied migration must keep its bytes (@databases/pg-migrations refuses edited files).
+      if ((await readFile(path, 'utf8')) !== file.sql) out(`kept ${path}: it differs from what this version generates (--overwrite replaces it; for a database that applied it, add a new migration instead)`);
+      continue;
+    }
+    await writeFile(path, file.sql);
+    out(`wrote ${path}`);
   }
   return 0;
 }

@@ -84,6 +84,14 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
   t.deepEqual(out, ['applied 00004-linkbay-tenant-moves.sql', '1 migration(s) applied']);
 
+  // A file already there that differs from this version's output is kept, and said so.
+  const said: string[] = [];
+  await writeFile(join(migrations, '00003-rls-public-orders.sql'), previousBytes[2] + '-- edited by hand\n');
+  t.is(await main(['generate', '--config', configFile, '--out', migrations], (s) => said.push(s), quiet), 0);
+  t.true(said.some((line) => /^kept .*00003-rls-public-orders\.sql: it differs/.test(line)));
+  t.is(await readFile(join(migrations, '00003-rls-public-orders.sql'), 'utf8'), previousBytes[2] + '-- edited by hand\n');
+  await writeFile(join(migrations, '00003-rls-public-orders.sql'), previousBytes[2]!);
+
   // A table added after the upgrade comes after the library's file, not before it.
   await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders', 'notes'] }));
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
