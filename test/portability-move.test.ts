@@ -236,3 +236,23 @@ test.serial('a write that reaches the old placement after the copy (a stale inst
   const { rows } = await f.source.superQuery(`SELECT count(*)::int AS n, count(*) FILTER (WHERE name = 'late write')::int AS late FROM accounts WHERE tenant_id = $1`, [tenant.id]);
   t.deepEqual(rows[0], { n: 4, late: 1 }, 'nothing of the source deleted, the late write kept');
 });
+
+test.serial('a tenant with a database of its own moves back to the shared one', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 6);
+  const original = await serverDigest(f.source, tenant.id);
+  const a = instance(f, {});
+  const home = instance(f, { targets: { home: { databaseUrl: null, targetPool: f.source.pool(f.source.ownerUrl, { max: 1 }) } } });
+  t.teardown(async () => {
+    await a.close();
+    await home.close();
+  });
+  t.like(await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id), { state: 'succeeded' });
+  t.is((await placement(f, tenant.id)).database_url, f.target.appUrl);
+  const back = await home.jobs.run((await home.jobs.start(tenant.id, { target: 'home' })).id);
+  t.like(back, { state: 'succeeded', step: 'cleaned', error: null });
+  t.is((await placement(f, tenant.id)).database_url, null);
+  t.deepEqual(await serverDigest(f.source, tenant.id), original);
+  t.is((await serverDigest(f.target, tenant.id)).account_rows, 0, 'its own database emptied');
+  t.like((await home.http().get('/').set('x-tenant-id', tenant.id)).body, { n: 6 });
+});

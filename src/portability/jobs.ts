@@ -174,7 +174,8 @@ export class TenantMoveJobs {
         await record('switched');
       }
       if (at('invalidated')) {
-        await pools.closeTenantPool(job.tenantId).catch(() => undefined);
+        // This instance stops serving the tenant from the old database (its pool, if it had one of its own).
+        if (job.sourceDatabaseUrl) await pools.closeDatabasePool(job.sourceDatabaseUrl).catch(() => undefined);
         await sleep(this.settleMs); // other instances hear of the switch before writes resume
         await record('invalidated');
       }
