@@ -24,6 +24,7 @@ import { FLOOR_PROFILE_NOTES } from './floor-notes.js';
 import { benchFleet } from './fleet.js';
 import { renderCitus, runCitusBench } from './citus.js';
 import { runKysely } from './kysely.js';
+import { portabilityTargets, renderPortability, runPortability } from './portability.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 
@@ -84,6 +85,8 @@ try {
   // Citus (bench/citus.ts): its own coordinator + 2 workers, when Citus is installed.
   log('citus');
   const citus = await runCitusBench({ quick }, log);
+  log('tenant export and import (portability)');
+  const portability = await runPortability(quick ? [10_000, 100_000] : [100_000, 1_000_000], log, quick ? 1 : 3);
   const markdown = renderResults(
     env,
     { quick, startedAt, loadStart, seconds: (performance.now() - t0) / 1000 },
@@ -91,12 +94,12 @@ try {
     throughput,
     skew,
     planCache,
-    { http, guard, kysely, sections: [fleet.markdown] },
+    { http, guard, kysely, sections: [fleet.markdown, renderPortability(portability)] },
   );
   writeFileSync(results, `${markdown.trimEnd()}\n\n${peersSection}${renderCitus(citus)}`);
   if (typeof citus === 'string') log(`citus: not measured (${citus})`);
   else log(`citus: tenantQuery ${citus.vsRouter.toFixed(2)}x the router query (target <= 1.2x); naive ${citus.vsNaive.toFixed(2)}x tenantQuery (target >= 1.6x)`);
-  for (const t of targets(latency, throughput, skew, http, guard)) {
+  for (const t of [...targets(latency, throughput, skew, http, guard), ...portabilityTargets(portability).map((x) => ({ ...x, info: false }))]) {
     log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
   }
   log(`${kysely.target.ok ? 'met    ' : 'NOT MET'} ${kysely.target.target}: ${kysely.target.measured}`);

@@ -14,24 +14,27 @@ import {
   PgTenantService,
   TenantAdminService,
   TenantDBPool,
-  TenantMigrationService,
   createTenantDb,
   type MultitenantCore,
   type PrepareMode,
   type TenancyConfig,
   type Tenant,
+  type TenantPool,
 } from '../src/index.js';
+import { TenantMoveJobs, TenantPortability, type MoveTarget } from '../src/portability/index.js';
 import {
   createAdminRouter,
-  createMigrationRouter,
+  createPortabilityRouter,
   createMetricsRouter,
   createTenantRouter,
   metricsMiddleware,
   multitenant,
   problemFor,
   readJsonObject,
+  refuseWritesWhileMoving,
   requireBearerToken,
   sendProblem,
+  setRetryAfter,
   tenantRateLimit,
 } from '../src/koa/index.js';
 import { createMetrics, MetricsCollector } from '../src/metrics/index.js';
@@ -49,11 +52,15 @@ export interface ExampleOptions {
   rateLimitPerMinute?: number;
   /** Failed admin-token attempts per client per minute before 429. Default 10. */
   adminMaxFailures?: number;
+  /** Databases tenants may be moved to (POST /admin/tenants/:id/move), by name. Default none. */
+  moveTargets?: Readonly<Record<string, MoveTarget>>;
+  /** Databases an export may be imported into (POST /admin/tenants/:id/import?into=), by name: owner-role pools. Default none. */
+  importTargets?: Readonly<Record<string, TenantPool>>;
 }
 
 const MAX_INT4 = 2 ** 31 - 1;
 
-export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; close(): Promise<void> } {
+export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; jobs: TenantMoveJobs; close(): Promise<void> } {
   const { appPool, adminPool, tenancy } = options;
   // Constant-time token check, `Bearer ` required, 10 failed attempts per client per minute.
   const requireAdmin = requireBearerToken({ token: options.adminToken, maxFailures: options.adminMaxFailures ?? 10 });
@@ -122,20 +129,31 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   // --- admin API: the registry, through the admin role (TenantAdminService, createAdminRouter) ---
   const tenantAdmin = new TenantAdminService(adminPool, { tenancy });
   const admin = createAdminRouter(tenantAdmin, { authorize: requireAdmin });
-  // Tenant data: export (GET /admin/tenants/:id/export). Moves need named target databases, none here.
+  // Tenant data at any size: GET /admin/tenants/:id/export (NDJSON stream), POST .../import?into=,
+  // POST .../move (202, a durable job) and GET /admin/jobs/:id. Targets are named in the options.
   const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: db });
-  const migration = createMigrationRouter(new TenantMigrationService({ pools, admin: tenantAdmin, tenancy }), { authorize: requireAdmin, targets: {} });
+  const portability = new TenantPortability({ pools, admin: tenantAdmin, tenancy });
+  const jobs = new TenantMoveJobs({ portability, adminPool, targets: options.moveTargets ?? {} });
+  const portabilityRouter = createPortabilityRouter(portability, {
+    authorize: requireAdmin,
+    importTargets: options.importTargets ?? {},
+    jobs,
+    onMoveError: (error) => console.error('tenant move stopped; `jobs.resume()` finishes it', error),
+  });
 
   app.use(router.routes()).use(router.allowedMethods());
   app.use(admin.routes()).use(admin.allowedMethods());
-  app.use(migration.routes()).use(migration.allowedMethods());
+  app.use(portabilityRouter.routes()).use(portabilityRouter.allowedMethods());
   // Tenant routes last: resolution runs only for requests no public or admin route answered.
   app.use(multitenant({ core, optional: true }));
+  // A tenant being moved keeps its reads; its writes are 503 with Retry-After until the switch.
+  app.use(refuseWritesWhileMoving({ db: appPool }));
   app.use(tenantRateLimit({ points: options.rateLimitPerMinute ?? 600, durationSeconds: 60 }));
   app.use(api.routes()).use(api.allowedMethods());
   return {
     app,
     core,
+    jobs,
     close: async () => {
       metrics.close();
       await pools.closeAll();
@@ -166,7 +184,8 @@ async function problemDetails(ctx: Context, next: Next): Promise<void> {
     if (ctx.status === 404 && ctx.body === undefined) ctx.throw(404);
   } catch (error) {
     const problem = problemFor(error);
-    if (problem.status >= 500) console.error(error);
+    if (problem.status >= 500 && problem.status !== 503) console.error(error);
     sendProblem(ctx, problem.status, problem.detail, problem.code);
+    setRetryAfter(ctx, error);
   }
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
- * linkbay-multitenant generate | migrate | doctor
+ * linkbay-multitenant generate | migrate | doctor | export | import | move
  *
  * Exit codes: 0 success (doctor: nothing breaks isolation), 1 failure (doctor: something does),
  * 2 bad usage (unknown command or option, missing or invalid config).
  */
 import { realpathSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,11 +20,17 @@ import { generateRlsSql } from './policies.js';
 import { checkPosture, formatPostureReport } from './posture/index.js';
 import { formatPostureJunit } from './posture/junit.js';
 import { printableJson } from './printable.js';
+import { CliUsageError, exportCommand, importCommand, moveCommand, type CliIo } from './cli-portability.js';
+import { Progress } from './progress.js';
 
 const USAGE = `Usage:
-  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry]
+  linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry] [--overwrite]
   linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants [--concurrency <n>] [--canary <n>] [--stop-on-failure]]
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json | --format text|json|junit] [--perf] [--probe]
+  linkbay-multitenant export   --database-url <app-role url> --config <file> --tenant <id> [--out <file.ndjson>]
+  linkbay-multitenant import   --database-url <target owner-role url> --config <file> --tenant <id> [--in <file.ndjson>] [--mode insert|upsert] [--dry-run]
+  linkbay-multitenant move     --database-url <admin-role url> --app-url <app-role url> --config <file> --tenant <id>
+                               --target-url <target app-role url|shared> --target-owner-url <target owner-role url> [--copy] [--target-name <name>] [--resume]
 
 DATABASE_URL is used when --database-url is not given.
 migrate --all-tenants: the shared database, then every tenant database in its registry, each once,
@@ -47,6 +53,12 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
         return await runMigrate(rest, out);
       case 'doctor':
         return await doctor(rest, out);
+      case 'export':
+        return await exportCommand(rest, cliIo(out, err));
+      case 'import':
+        return await importCommand(rest, cliIo(out, err));
+      case 'move':
+        return await moveCommand(rest, cliIo(out, err));
       case undefined:
       case '-h':
       case '--help':
@@ -57,7 +69,7 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (error) {
-    if (error instanceof UsageError || error instanceof TenancyConfigError || isParseArgsError(error)) {
+    if (error instanceof UsageError || error instanceof CliUsageError || error instanceof TenancyConfigError || isParseArgsError(error)) {
       err(`linkbay-multitenant: ${(error as Error).message}\n\n${USAGE}`);
       return 2;
     }
@@ -75,6 +87,7 @@ async function generate(args: string[], out: (s: string) => void): Promise<numbe
       start: { type: 'string' },
       only: { type: 'string' },
       'no-registry': { type: 'boolean' },
+      overwrite: { type: 'boolean' },
     },
     strict: true,
   });
@@ -85,11 +98,22 @@ async function generate(args: string[], out: (s: string) => void): Promise<numbe
   if (values.only !== undefined && values.only !== 'setup' && values.only !== 'tables') {
     throw new UsageError('--only must be "setup" or "tables"');
   }
-  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'], only: values.only });
+  // Files already in --out keep their numbers; new ones (a table added, a library upgrade) follow them.
+  const existing: string[] = await readdir(values.out).catch((error: NodeJS.ErrnoException): string[] => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const files = generateRlsSql(config, { startIndex, includeRegistry: !values['no-registry'], only: values.only, existing });
   await mkdir(values.out, { recursive: true });
   for (const file of files) {
-    await writeFile(join(values.out, file.name), file.sql);
-    out(`wrote ${join(values.out, file.name)}`);
+    const path = join(values.out, file.name);
+    if (existing.includes(file.name) && !values.overwrite) {
+      // An applied migration must keep its bytes (@databases/pg-migrations refuses edited files).
+      if ((await readFile(path, 'utf8')) !== file.sql) out(`kept ${path}: it differs from what this version generates (--overwrite replaces it; for a database that applied it, add a new migration instead)`);
+      continue;
+    }
+    await writeFile(path, file.sql);
+    out(`wrote ${path}`);
   }
   return 0;
 }
@@ -168,6 +192,12 @@ async function doctor(args: string[], out: (s: string) => void): Promise<number>
   } finally {
     await pool.end();
   }
+}
+
+/** Streams and progress of the data commands: progress and step lines go to `err` (stderr), data to stdout. */
+function cliIo(out: (s: string) => void, err: (s: string) => void): CliIo {
+  const toStderr = err === console.error ? (text: string) => void process.stderr.write(text) : (text: string) => err(text.replace(/\n$/, ''));
+  return { out, progress: new Progress(toStderr, err === console.error && process.stderr.isTTY === true), stdout: process.stdout, stdin: process.stdin, loadConfig };
 }
 
 /** Reads a JSON config, or a .js/.mjs/.ts module whose default export is the config object. */

@@ -74,6 +74,34 @@ export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCa
 export { TenantDBPool, type TenantDBPoolOptions, type TenantDBPoolStats } from './db-pool.js';
 export { TenantAdminService, type NewTenant, type TenantPatch, type TenantAdminServiceOptions, type TenantList } from './admin.js';
 export { TenantMigrationService, type TenantExport, type ImportResult, type MoveOptions, type TenantMigrationServiceOptions } from './tenant-migration.js';
+export {
+  TenantPortability,
+  TenantMoveJobs,
+  exportTenantStream,
+  importTenantStream,
+  writesFrozen,
+  MOVE_STEPS,
+  FORMAT_NAME,
+  FORMAT_VERSION,
+  EXPORT_MEDIA_TYPE,
+  ExportFormatError,
+  ImportTooLargeError,
+  TenantMovingError,
+  type TenantPortabilityOptions,
+  type TenantMoveJobsOptions,
+  type MoveTarget,
+  type MoveJob,
+  type MoveStep,
+  type MoveState,
+  type ExportStreamOptions,
+  type ImportStreamOptions,
+  type ImportStreamResult,
+  type ExportHeader,
+  type ExportTable,
+  type ExportColumn,
+  type ExportTrailer,
+  type TableDigest,
+} from './portability/index.js';
 export { TenantChangeListener, TENANT_CHANGES_CHANNEL, type TenantChange, type TenantChangeListenerOptions, type Invalidatable } from './invalidation.js';
 export { MultitenantCore, createMultitenant, type MaybePromise, type MultitenantOptions, type Resolution } from './core.js';
 export type { TenantRequest, TenantCandidate, StrategySpec, StrategyDefaults, CustomStrategy, Strategy } from './resolution.js';

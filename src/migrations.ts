@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { applyMigrations, connect } from '@databases/pg-migrations';
 import type { MigrationFile } from './policies.js';
+import { appendAfterExisting } from './migration-numbering.js';
 
 export interface MigrateOptions {
   /** A URL of a role that may run the migrations (usually the owner role or a superuser). */
@@ -75,15 +76,33 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
 /**
  * Applies generated migration files (from generateRlsSql) without writing them to your tree:
  * they are written to a temporary directory, applied with `migrate`, and the directory is removed.
+ * Files are first numbered after the database's applied migrations (`existing` of generateRlsSql):
+ * a file applied before keeps its number, a new one (a table added to the config, or a migration
+ * of a newer version of this library) comes after them all.
  */
 export async function migrateFiles(
   options: Omit<MigrateOptions, 'directory'> & { readonly files: readonly MigrationFile[] },
 ): Promise<MigrateResult> {
   const directory = await mkdtemp(join(tmpdir(), 'lbmt-migrations-'));
   try {
-    for (const file of options.files) await writeFile(join(directory, file.name), file.sql);
+    const files = appendAfterExisting(options.files, await appliedMigrationNames(options.databaseUrl));
+    for (const file of files) await writeFile(join(directory, file.name), file.sql);
     return await migrate({ ...options, directory });
   } finally {
     await rm(directory, { recursive: true, force: true });
+  }
+}
+
+/** Names of the migrations @databases/pg-migrations has applied to the database (none when it never ran there). */
+export async function appliedMigrationNames(databaseUrl: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`SELECT to_regclass('atdatabases_migrations_applied') IS NOT NULL AS migrated`);
+    if (!rows[0]?.migrated) return [];
+    const applied = await client.query<{ name: string }>('SELECT name FROM atdatabases_migrations_applied WHERE NOT obsolete ORDER BY index');
+    return applied.rows.map((row) => row.name);
+  } finally {
+    await client.end();
   }
 }

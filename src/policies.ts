@@ -1,7 +1,9 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { qualifiedName, quoteIdent, quoteLiteral, type TenancyConfig, type TenantTable } from './config.js';
 import { citusReferenceTablesSql, citusSetupSql, citusTableSql } from './citus/schema.js';
+import { appendAfterExisting } from './migration-numbering.js';
 
 /** One migration file: `NNNNN-name.sql`, the naming @databases/pg-migrations requires. */
 export interface MigrationFile {
@@ -19,6 +21,15 @@ export interface GenerateOptions {
    * Split them when your own migrations must run in between (tables that reference the registry).
    */
   readonly only?: 'setup' | 'tables';
+  /**
+   * Names of the migration files you already have (your migrations directory, e.g. `readdirSync`)
+   * or that are applied to the database. Files already there keep their number; new ones (a table
+   * added to the config, a migration a newer version of this library adds) are numbered after the
+   * highest existing one, so nothing applied is renumbered (`migration_file_edited`) and nothing
+   * new lands before an applied file (`migration_order_change`). The CLI's `generate` passes the
+   * `--out` directory's files; `migrateFiles` the database's applied migrations.
+   */
+  readonly existing?: readonly string[];
 }
 
 /** Name of the RESTRICTIVE policy that carries tenant isolation. */
@@ -46,10 +57,15 @@ const ID_COLUMN: Record<TenancyConfig['tenantIdType'], string> = {
  *   writeFileSync(`migrations/${file.name}`, file.sql);
  */
 export function generateRlsSql(config: TenancyConfig, options: GenerateOptions = {}): MigrationFile[] {
+  return generateRlsSqlFrom(SQL_DIR, config, options);
+}
+
+/** generateRlsSql with the library's `sql/` files read from `directory` (the upgrade test renders an older version's). */
+export function generateRlsSqlFrom(directory: string, config: TenancyConfig, options: GenerateOptions = {}): MigrationFile[] {
   const bodies: Array<[string, string]> = [];
   if (options.only !== 'tables') {
     bodies.push(['roles', rolesSql(config)]);
-    if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config));
+    if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config, directory));
     // Citus mode (src/citus/schema.ts): set_tenant, the role setting, the registry as a reference table.
     if (config.engine === 'citus') bodies.push(['citus', citusSetupSql(config, options.includeRegistry ?? true)]);
   }
@@ -62,7 +78,8 @@ export function generateRlsSql(config: TenancyConfig, options: GenerateOptions =
   if (!Number.isInteger(start) || start < 1 || start > 99_999 - bodies.length) {
     throw new RangeError('`startIndex` must be an integer from 1 to 99999');
   }
-  return bodies.map(([name, sql], i) => ({ name: `${String(start + i).padStart(5, '0')}-${name}.sql`, sql }));
+  const files = bodies.map(([name, sql], i) => ({ name: `${String(start + i).padStart(5, '0')}-${name}.sql`, sql }));
+  return options.existing ? appendAfterExisting(files, options.existing, start) : files;
 }
 
 /** The SQL expression for "the current tenant", NULL when none is set (fail closed: no rows). */
@@ -71,12 +88,17 @@ export function currentTenantExpression(config: TenancyConfig): string {
   return config.policyForm === 'initplan' ? `(SELECT ${bare})` : bare;
 }
 
-function registryMigrations(config: TenancyConfig): Array<[string, string]> {
-  return readdirSync(SQL_DIR)
+/**
+ * The library's own migrations, `sql/NNNNN-name.sql`, numbered in the order the library added them
+ * (append-only: a released file is never edited; a change is a new file with the next number).
+ * Rendered as `linkbay-name`; where they land in your numbering is appendAfterExisting's concern.
+ */
+function registryMigrations(config: TenancyConfig, directory: string): Array<[string, string]> {
+  return readdirSync(directory)
     .filter((file) => /^\d{5}-[a-z0-9-]+\.sql$/.test(file))
     .sort()
     .map((file) => {
-      const template = readFileSync(SQL_DIR + file, 'utf8');
+      const template = readFileSync(join(directory, file), 'utf8');
       // A function, not a string, as the replacement: `$'` in the SQL must not be read as a pattern.
       const values: Record<string, string> = {
         tenant_id_column: ID_COLUMN[config.tenantIdType],

@@ -21,10 +21,10 @@ test('the CLI generates the files and migrates them', async (t) => {
   const complain = (s: string) => err.push(s);
   t.is(await main(['generate', '--config', configFile, '--out', join(dir, 'migrations')], say, complain), 0);
   const names = await readdir(join(dir, 'migrations'));
-  t.deepEqual(names.sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql']);
-  t.is(await readFile(join(dir, 'migrations', names[2]!), 'utf8'), generateRlsSql(db.config)[2]!.sql);
+  t.deepEqual(names.sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql']);
+  t.is(await readFile(join(dir, 'migrations', names[3]!), 'utf8'), generateRlsSql(db.config)[3]!.sql);
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', join(dir, 'migrations')], say, complain), 0);
-  t.true(out.includes('3 migration(s) applied'));
+  t.true(out.includes('4 migration(s) applied'));
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', join(dir, 'migrations')], say, complain), 0);
   t.is(out.at(-1), '0 migration(s) applied');
   // bad usage is exit code 2 and names the problem

@@ -125,3 +125,25 @@ test('metrics: Prometheus text at /metrics and per-tenant figures for admins', a
   t.is(figures.body.requests, 3);
   t.is(figures.body.errors, 0);
 });
+
+test('the example mounts the portability routes: NDJSON export, import and move targets by name, jobs', async (t) => {
+  const tenant = await newTenant(t, 'portable');
+  await call(t, 'POST', '/api/orders', { headers: { 'x-tenant-id': tenant.id }, body: { item: 'crate' } });
+  const exported = await new Promise<{ status: number; type: string; text: string }>((resolve, reject) => {
+    const request = httpRequest(`${t.context.base}/admin/tenants/${tenant.id}/export`, { headers: auth }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, type: String(response.headers['content-type']), text }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+  t.is(exported.status, 200);
+  t.regex(exported.type, /application\/x-ndjson/);
+  const lines = exported.text.trim().split('\n');
+  t.like(JSON.parse(lines.at(-1)!), { end: true, tables: [{ name: 'public.orders', rows: 1 }] });
+  t.is((await call(t, 'POST', `/admin/tenants/${tenant.id}/move`, { headers: auth, body: { target: 'nowhere' } })).status, 422);
+  t.is((await call(t, 'GET', `/admin/jobs/${crypto.randomUUID()}`, { headers: auth })).status, 404);
+  t.is((await call(t, 'GET', `/admin/jobs/${crypto.randomUUID()}`)).status, 401);
+});

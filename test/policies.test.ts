@@ -12,7 +12,7 @@ test('generated migrations are named for @databases/pg-migrations and determinis
   const files = generateRlsSql(config);
   t.deepEqual(
     files.map((f) => f.name),
-    ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-rls-billing-invoices.sql'],
+    ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql', '00005-rls-billing-invoices.sql'],
   );
   for (const file of files) t.regex(file.name, /^\d{5}-[a-z0-9-]+\.sql$/);
   t.deepEqual(generateRlsSql(config), files);

@@ -106,6 +106,8 @@ test('no spelling of an admin, migration or metrics route gets past the admin to
     ['POST', `/admin/tenants/${tenantId}/activate`],
     ['GET', `/admin/tenants/${tenantId}/export`],
     ['POST', `/admin/tenants/${tenantId}/move`],
+    ['POST', `/admin/tenants/${tenantId}/import`],
+    ['GET', `/admin/jobs/${tenantId}`],
     ['GET', '/admin/metrics'],
     ['GET', `/admin/metrics/${tenantId}`],
   ];

@@ -3,9 +3,11 @@ export { multitenant, type MultitenantMiddlewareOptions } from './middleware.js'
 export { requireTenant, createTenantRouter } from './router.js';
 export { GuardedRouter, type GuardedRouterOptions } from './guarded-router.js';
 export { requireBearerToken, type BearerTokenOptions } from './bearer.js';
-export { problemDetails, problemFor, sendProblem, type Problem } from './problem.js';
+export { problemDetails, problemFor, sendProblem, setRetryAfter, type Problem } from './problem.js';
 export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, type MetricsRouterOptions } from './metrics.js';
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
 export { createAdminRouter, type AdminRouterOptions } from './admin-router.js';
 export { readJsonObject, MAX_JSON_BYTES } from './body.js';
 export { createMigrationRouter, type MigrationRouterOptions } from './migration-router.js';
+export { refuseWritesWhileMoving, type RefuseWritesWhileMovingOptions } from './moving.js';
+export { createPortabilityRouter, MAX_IMPORT_BYTES, type PortabilityRouterOptions } from './portability-router.js';

@@ -22,6 +22,7 @@ const TITLES: Record<number, string> = {
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
 
 /** Writes a problem+json response. */
@@ -59,6 +60,12 @@ export function problemFor(error: unknown): { status: number; detail?: string; c
   return { status: 500 };
 }
 
+/** `Retry-After` from a TenantError that says when to come back (TenantMovingError, TenantRateLimitedError). */
+export function setRetryAfter(ctx: Context, error: unknown): void {
+  const seconds = error instanceof TenantError ? (error as { retryAfterSeconds?: unknown }).retryAfterSeconds : undefined;
+  if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) ctx.set('Retry-After', String(Math.ceil(seconds)));
+}
+
 /**
  * Renders every error below it as problem+json. Mount it first. Unexpected errors are emitted on
  * the app (`app.on('error')`) for logging, as Koa does.
@@ -72,7 +79,8 @@ export function problemDetails(): Middleware {
       const retryAfter = (error as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
       if (error instanceof TenantError && typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.ceil(retryAfter)));
       sendProblem(ctx, problem.status, problem.detail, problem.code);
-      if (problem.status >= 500) ctx.app.emit('error', error, ctx);
+      setRetryAfter(ctx, error);
+      if (problem.status >= 500 && problem.status !== 503) ctx.app.emit('error', error, ctx);
     }
   };
 }

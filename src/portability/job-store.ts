@@ -1,0 +1,144 @@
+import { TenantExistsError, TenantNotFoundError } from '../errors.js';
+import type { Queryable } from '../pool.js';
+import type { TableDigest } from './checksum.js';
+
+/** The steps of a move, in order; a job's `step` is the last one completed. */
+export const MOVE_STEPS = ['created', 'frozen', 'copied', 'verified', 'switched', 'invalidated', 'cleaned'] as const;
+export type MoveStep = (typeof MOVE_STEPS)[number];
+export type MoveState = 'running' | 'succeeded' | 'failed';
+
+/** A move job as the API reports it (no database URL: they may carry passwords). */
+export interface MoveJob {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly target: string;
+  readonly copyMode: boolean;
+  readonly step: MoveStep;
+  readonly state: MoveState;
+  readonly tables: readonly TableDigest[] | null;
+  readonly error: { readonly code: string; readonly message: string } | null;
+  readonly attempts: number;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly finishedAt: Date | null;
+}
+
+/** What the runner needs besides the public view. */
+export interface MoveJobRecord extends MoveJob {
+  readonly previousStatus: 'active' | 'suspended';
+  readonly sourceDatabaseUrl: string | null;
+  readonly targetDatabaseUrl: string | null;
+}
+
+const COLUMNS = `id::text, moved_tenant_id::text AS tenant_id, target, copy_mode, step, state, checksums, error_code, error_message, attempts,
+  created_at, updated_at, finished_at, previous_status, source_database_url, target_database_url`;
+
+function toJob(row: Record<string, any>): MoveJobRecord {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    target: row.target,
+    copyMode: row.copy_mode,
+    step: row.step,
+    state: row.state,
+    tables: row.checksums,
+    error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
+    attempts: row.attempts,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+    previousStatus: row.previous_status,
+    sourceDatabaseUrl: row.source_database_url,
+    targetDatabaseUrl: row.target_database_url,
+  };
+}
+
+/** The public view of a job record. */
+export function publicJob(job: MoveJobRecord): MoveJob {
+  const { previousStatus: _p, sourceDatabaseUrl: _s, targetDatabaseUrl: _t, ...view } = job;
+  return view;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** `linkbay.tenant_moves` (sql/00002-tenant-moves.sql), through the admin role. */
+export class MoveJobStore {
+  constructor(private readonly db: Queryable) {}
+
+  async create(input: {
+    tenantId: string;
+    target: string;
+    copyMode: boolean;
+    previousStatus: 'active' | 'suspended';
+    sourceDatabaseUrl: string | null;
+    targetDatabaseUrl: string | null;
+  }): Promise<MoveJobRecord> {
+    try {
+      const { rows } = await this.db.query(
+        `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, copy_mode, previous_status, source_database_url, target_database_url)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+        [input.tenantId, input.target, input.copyMode, input.previousStatus, input.sourceDatabaseUrl, input.targetDatabaseUrl],
+      );
+      return toJob(rows[0]);
+    } catch (error) {
+      if ((error as { code?: string }).code === '23505') throw new TenantExistsError('this tenant is being moved already', { cause: error });
+      throw error;
+    }
+  }
+
+  async get(id: string): Promise<MoveJobRecord> {
+    if (!UUID.test(id)) throw new TenantNotFoundError('move job not found');
+    const { rows } = await this.db.query(`SELECT ${COLUMNS} FROM linkbay.tenant_moves WHERE id = $1`, [id]);
+    if (!rows[0]) throw new TenantNotFoundError('move job not found');
+    return toJob(rows[0]);
+  }
+
+  /** Records a completed step (and the digests once copied), only if the job is still running. */
+  async advance(id: string, step: MoveStep, tables?: readonly TableDigest[]): Promise<MoveJobRecord> {
+    const done = step === 'cleaned';
+    const { rows } = await this.db.query(
+      `UPDATE linkbay.tenant_moves
+          SET step = $2, checksums = COALESCE($3::jsonb, checksums), counts = COALESCE($4::jsonb, counts),
+              state = CASE WHEN $5 THEN 'succeeded' ELSE state END, finished_at = CASE WHEN $5 THEN now() END,
+              heartbeat_at = now()
+        WHERE id = $1 AND state = 'running' RETURNING ${COLUMNS}`,
+      [id, step, tables ? JSON.stringify(tables) : null, tables ? JSON.stringify(Object.fromEntries(tables.map((t) => [t.name, t.rows]))) : null, done],
+    );
+    if (!rows[0]) throw new Error('the move job is no longer running');
+    return toJob(rows[0]);
+  }
+
+  /** Claimed by a runner: counts the attempt. */
+  async claimed(id: string, runner: string): Promise<MoveJobRecord> {
+    const { rows } = await this.db.query(
+      `UPDATE linkbay.tenant_moves SET attempts = attempts + 1, runner = $2, heartbeat_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
+      [id, runner],
+    );
+    return toJob(rows[0]);
+  }
+
+  async fail(id: string, code: string, message: string): Promise<MoveJobRecord> {
+    const { rows } = await this.db.query(
+      `UPDATE linkbay.tenant_moves SET state = 'failed', error_code = $2, error_message = $3, finished_at = now()
+        WHERE id = $1 AND state = 'running' RETURNING ${COLUMNS}`,
+      [id, code, message],
+    );
+    return rows[0] ? toJob(rows[0]) : this.get(id);
+  }
+
+  /** Notes an error after the switch (the job stays running: resuming finishes it). */
+  async note(id: string, code: string, message: string): Promise<void> {
+    await this.db.query(`UPDATE linkbay.tenant_moves SET error_code = $2, error_message = $3 WHERE id = $1`, [id, code, message]);
+  }
+
+  async running(): Promise<string[]> {
+    const { rows } = await this.db.query(`SELECT id::text FROM linkbay.tenant_moves WHERE state = 'running' ORDER BY created_at`);
+    return rows.map((row) => row.id as string);
+  }
+}
+
+/** Whether the tenant's writes are frozen by a move (the view the app role may read). */
+export async function writesFrozen(db: Queryable, tenantId: string): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM linkbay.tenant_writes_frozen WHERE moved_tenant_id::text = $1 LIMIT 1', [tenantId]);
+  return rows.length > 0;
+}

@@ -1,0 +1,68 @@
+import type { Readable } from 'node:stream';
+import { DEFAULT_TENANCY, type TenancyConfig } from '../config.js';
+import { TenancyConfigError } from '../errors.js';
+import type { TenantAdminService } from '../admin.js';
+import type { TenantDBPool } from '../db-pool.js';
+import type { TenantPool } from '../pool.js';
+import type { ExportTrailer } from './checksum.js';
+import { exportTenantStream } from './export.js';
+import { importTenantStream, type ImportStreamOptions, type ImportStreamResult } from './import.js';
+
+export interface TenantPortabilityOptions {
+  /** Where each tenant's rows are now. */
+  readonly pools: TenantDBPool;
+  /** The registry: which tenant, in which database. */
+  readonly admin: TenantAdminService;
+  /** Its `tables`, parents before children: the order rows are exported and written in. */
+  readonly tenancy?: TenancyConfig;
+}
+
+/**
+ * Tenant data in and out at any size, as streams in the versioned export format
+ * (src/portability/format.ts): the streaming counterpart of TenantMigrationService's in-memory
+ * exportTenantData / importTenantData.
+ */
+export class TenantPortability {
+  readonly tenancy: TenancyConfig;
+
+  constructor(readonly options: TenantPortabilityOptions) {
+    this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
+    if (this.tenancy.tables.length === 0) throw new TenancyConfigError('`tenancy.tables` must list the tenant tables to export');
+  }
+
+  /**
+   * The tenant's rows, from the database it lives in now, as an NDJSON stream. Resolves once the
+   * tenant is known (TenantNotFoundError before any byte); the stream errors if the export fails.
+   */
+  async exportTenant(tenantId: string | number | bigint, onTrailer?: (trailer: ExportTrailer) => void): Promise<Readable> {
+    const tenant = await this.options.admin.getTenant(tenantId);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // The tenant's pool stays open (usePool) until the stream has ended or failed.
+    const opened = new Promise<Readable>((resolve, reject) => {
+      this.options.pools
+        .usePool(tenant, async (pool) => {
+          const stream = exportTenantStream(pool, tenant.id, { tenancy: this.tenancy, ...(onTrailer ? { onTrailer } : {}) });
+          stream.once('close', release);
+          resolve(stream);
+          await held;
+        })
+        .catch(reject);
+    });
+    return opened;
+  }
+
+  /**
+   * Imports an export of the tenant into the database of `targetPool` (a role under RLS that owns
+   * the tables' sequences, e.g. the owner role), in one transaction: see importTenantStream.
+   */
+  async importTenant(
+    tenantId: string | number | bigint,
+    source: AsyncIterable<Buffer | string>,
+    targetPool: TenantPool,
+    options: Omit<ImportStreamOptions, 'tenancy'> = {},
+  ): Promise<ImportStreamResult> {
+    const tenant = await this.options.admin.getTenant(tenantId);
+    return importTenantStream(targetPool, tenant.id, source, { ...options, tenancy: this.tenancy });
+  }
+}

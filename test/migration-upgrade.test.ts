@@ -1,0 +1,111 @@
+import test from 'ava';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defineTenancy, generateRlsSql, migrate, migrateFiles } from '../src/index.js';
+import { generateRlsSqlFrom } from '../src/policies.js';
+import { appendAfterExisting } from '../src/migration-numbering.js';
+import { main } from '../src/cli.js';
+import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';
+
+// The library's sql/ as released before the tenant-moves migration (commit f111b3f), frozen.
+const PREVIOUS_SQL = fileURLToPath(new URL('./fixtures/library-sql-f111b3f/', import.meta.url));
+
+/** Catalog objects of the library's schema and the tenant table: what an upgrade may only add to. */
+async function catalog(db: Awaited<ReturnType<typeof createTestDatabase>>) {
+  const { rows } = await db.superQuery(`
+    SELECT (SELECT json_agg(c.relname || ':' || c.relkind::text ORDER BY c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'linkbay') AS relations,
+           (SELECT json_agg(a.attrelid::regclass::text || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) ORDER BY 1)
+              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'linkbay' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+           (SELECT json_agg(policyname || ':' || qual ORDER BY policyname) FROM pg_policies WHERE tablename = 'orders') AS policies`);
+  return rows[0] as { relations: string[]; columns: string[]; policies: string[] };
+}
+
+test('a database migrated with the previous version upgrades by appending the new library migration', async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] }, migrate: false });
+  t.teardown(() => db.drop());
+  const previous = generateRlsSqlFrom(PREVIOUS_SQL, db.config);
+  t.deepEqual(previous.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql']);
+  t.is((await migrateFiles({ databaseUrl: db.superUrl, files: previous })).applied.length, 3);
+  const id = newTenantId();
+  await db.adminPool.query(`INSERT INTO linkbay.tenants (id, slug, name) VALUES ($1, 'acme', 'Acme')`, [id]);
+  const before = await catalog(db);
+
+  // Straight from generateRlsSql the new file sits before the table file, which would renumber an
+  // applied migration: @databases/pg-migrations refuses that. This is what the numbering scheme avoids.
+  const dir = await mkdtemp(join(tmpdir(), 'lbmt-upgrade-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  for (const file of generateRlsSql(db.config)) await writeFile(join(dir, file.name), file.sql);
+  const refused = await t.throwsAsync(migrate({ databaseUrl: db.superUrl, directory: dir }));
+  t.regex(String(refused?.message), /edited|order|does not match|Migration/i);
+
+  // Numbered after what is applied: the applied files keep their number and bytes, the new one is 00004.
+  const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
+  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql']);
+  const after = await catalog(db);
+  for (const relation of before.relations) t.true(after.relations.includes(relation), `${relation} kept`);
+  for (const column of before.columns) t.true(after.columns.includes(column), `${column} kept`);
+  t.deepEqual(after.policies, before.policies);
+  t.true(after.relations.includes('tenant_moves:r'));
+  // The registry's rows survive and the new table works against them.
+  const { rows } = await db.adminPool.query(
+    `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, previous_status) VALUES ($1, 'eu', 'active') RETURNING step, state`,
+    [id],
+  );
+  t.deepEqual(rows, [{ step: 'created', state: 'running' }]);
+  // And again: nothing left to apply.
+  t.deepEqual((await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) })).applied, []);
+});
+
+test('the CLI regenerating into the previous directory appends, and a table added later follows', async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA + 'CREATE TABLE notes (tenant_id uuid NOT NULL, body text);', tenancy: { tables: ['orders'] }, migrate: false });
+  const dir = await mkdtemp(join(tmpdir(), 'lbmt-upgrade-cli-'));
+  t.teardown(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await db.drop();
+  });
+  const migrations = join(dir, 'migrations');
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(migrations);
+  for (const file of generateRlsSqlFrom(PREVIOUS_SQL, db.config)) await writeFile(join(migrations, file.name), file.sql);
+  const quiet = () => undefined;
+  t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], quiet, quiet), 0);
+  const previousBytes = await Promise.all((await readdir(migrations)).sort().map((name) => readFile(join(migrations, name), 'utf8')));
+
+  const configFile = join(dir, 'multitenant.config.json');
+  await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders'] }));
+  t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
+  t.deepEqual((await readdir(migrations)).sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-linkbay-tenant-moves.sql']);
+  const names = (await readdir(migrations)).sort();
+  for (const [i, bytes] of previousBytes.entries()) t.is(await readFile(join(migrations, names[i]!), 'utf8'), bytes, `${names[i]} unchanged`);
+  const out: string[] = [];
+  t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
+  t.deepEqual(out, ['applied 00004-linkbay-tenant-moves.sql', '1 migration(s) applied']);
+
+  // A file already there that differs from this version's output is kept, and said so.
+  const said: string[] = [];
+  await writeFile(join(migrations, '00003-rls-public-orders.sql'), previousBytes[2] + '-- edited by hand\n');
+  t.is(await main(['generate', '--config', configFile, '--out', migrations], (s) => said.push(s), quiet), 0);
+  t.true(said.some((line) => /^kept .*00003-rls-public-orders\.sql: it differs/.test(line)));
+  t.is(await readFile(join(migrations, '00003-rls-public-orders.sql'), 'utf8'), previousBytes[2] + '-- edited by hand\n');
+  await writeFile(join(migrations, '00003-rls-public-orders.sql'), previousBytes[2]!);
+
+  // A table added after the upgrade comes after the library's file, not before it.
+  await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders', 'notes'] }));
+  t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
+  t.true((await readdir(migrations)).includes('00005-rls-public-notes.sql'));
+  out.length = 0;
+  t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
+  t.deepEqual(out, ['applied 00005-rls-public-notes.sql', '1 migration(s) applied']);
+});
+
+test('appendAfterExisting keeps existing numbers, appends the rest in order, and respects startIndex', (t) => {
+  const files = generateRlsSql(defineTenancy({ tables: ['orders', 'notes'] }));
+  t.deepEqual(appendAfterExisting(files, []), files, 'no existing files: the canonical numbering');
+  const names = appendAfterExisting(files, ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00007-my-own.sql']).map((f) => f.name);
+  t.deepEqual(names, ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00008-linkbay-tenant-moves.sql', '00009-rls-public-notes.sql']);
+  const later = generateRlsSql(defineTenancy({ tables: ['orders'] }), { startIndex: 40, only: 'tables', existing: [] });
+  t.deepEqual(later.map((f) => f.name), ['00040-rls-public-orders.sql']);
+});
