@@ -60,7 +60,7 @@ export function problemFor(error: unknown): { status: number; detail?: string; c
   return { status: 500 };
 }
 
-/** `Retry-After` from a TenantError that says when to come back (TenantMovingError, TenantRateLimitedError). */
+/** `Retry-After` from a TenantError that says when to come back (TenantMovingError, TenantRateLimitedError, TenantLimitError). */
 export function setRetryAfter(ctx: Context, error: unknown): void {
   const seconds = error instanceof TenantError ? (error as { retryAfterSeconds?: unknown }).retryAfterSeconds : undefined;
   if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0) ctx.set('Retry-After', String(Math.ceil(seconds)));
@@ -76,8 +76,6 @@ export function problemDetails(): Middleware {
       await next();
     } catch (error) {
       const problem = problemFor(error);
-      const retryAfter = (error as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
-      if (error instanceof TenantError && typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.ceil(retryAfter)));
       sendProblem(ctx, problem.status, problem.detail, problem.code);
       setRetryAfter(ctx, error);
       if (problem.status >= 500 && problem.status !== 503) ctx.app.emit('error', error, ctx);
