@@ -24,6 +24,7 @@ import { FLOOR_PROFILE_NOTES } from './floor-notes.js';
 import { benchFleet } from './fleet.js';
 import { renderCitus, runCitusBench } from './citus.js';
 import { runKysely } from './kysely.js';
+import { runLimits } from './limits.js';
 import { portabilityTargets, renderPortability, runPortability } from './portability.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -70,6 +71,8 @@ try {
   const latency = await runLatency(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
   log('kysely: tenant dialect vs bare pool');
   const kysely = await runKysely(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
+  log('limits: per-tenant limits in the prelude');
+  const limits = await runLimits(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
   log('throughput');
   const throughput = await runThroughput(
     env,
@@ -94,7 +97,7 @@ try {
     throughput,
     skew,
     planCache,
-    { http, guard, kysely, sections: [fleet.markdown, renderPortability(portability)] },
+    { http, guard, kysely, sections: [limits.markdown, fleet.markdown, renderPortability(portability)] },
   );
   writeFileSync(results, `${markdown.trimEnd()}\n\n${peersSection}${renderCitus(citus)}`);
   if (typeof citus === 'string') log(`citus: not measured (${citus})`);
@@ -103,6 +106,7 @@ try {
     log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
   }
   log(`${kysely.target.ok ? 'met    ' : 'NOT MET'} ${kysely.target.target}: ${kysely.target.measured}`);
+  log(`${limits.target.ok ? 'met    ' : 'NOT MET'} ${limits.target.target}: ${limits.target.measured}`);
   log('wrote bench/RESULTS.md');
 } finally {
   await env.close();
