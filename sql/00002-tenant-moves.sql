@@ -45,8 +45,15 @@ CREATE TRIGGER tenant_moves_touch_updated_at BEFORE UPDATE ON linkbay.tenant_mov
 -- being moved (their writes are refused meanwhile), not the URLs: a view without them.
 ALTER TABLE linkbay.tenant_moves OWNER TO {{owner_role}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON linkbay.tenant_moves TO {{admin_role}};
-CREATE OR REPLACE VIEW linkbay.tenant_writes_frozen AS
-  SELECT moved_tenant_id FROM linkbay.tenant_moves
-   WHERE state = 'running' AND step IN ('frozen', 'copied', 'verified', 'switched');
-ALTER VIEW linkbay.tenant_writes_frozen OWNER TO {{owner_role}};
-GRANT SELECT ON linkbay.tenant_writes_frozen TO {{app_role}}, {{admin_role}};
+-- A function rather than a view: on Citus the table becomes a Citus local table (its foreign key to
+-- the registry, a reference table), and Citus reads its shard as the calling role, which a view's
+-- owner rights do not cover. SECURITY DEFINER as the admin role, which may read the table.
+CREATE OR REPLACE FUNCTION linkbay.tenant_writes_frozen(tenant text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT EXISTS (SELECT 1 FROM linkbay.tenant_moves
+                  WHERE moved_tenant_id::text = tenant AND state = 'running'
+                    AND step IN ('frozen', 'copied', 'verified', 'switched'))
+$$;
+ALTER FUNCTION linkbay.tenant_writes_frozen(text) OWNER TO {{admin_role}};
+REVOKE ALL ON FUNCTION linkbay.tenant_writes_frozen(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION linkbay.tenant_writes_frozen(text) TO {{app_role}}, {{admin_role}};

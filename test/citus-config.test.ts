@@ -22,12 +22,13 @@ test('Citus mode generates distributed tables with ONE permissive isolation poli
   t.deepEqual(files.map((f) => f.name), [
     '00001-roles.sql',
     '00002-linkbay-tenants.sql',
-    '00003-citus.sql',
-    '00004-citus-reference-tables.sql',
-    '00005-rls-public-orders.sql',
-    '00006-rls-public-order-lines.sql',
+    '00003-linkbay-tenant-moves.sql',
+    '00004-citus.sql',
+    '00005-citus-reference-tables.sql',
+    '00006-rls-public-orders.sql',
+    '00007-rls-public-order-lines.sql',
   ]);
-  const [, , setup, reference, orders, lines] = files.map((f) => f.sql) as string[];
+  const [, , , setup, reference, orders, lines] = files.map((f) => f.sql) as string[];
   t.regex(setup!, /ALTER ROLE "app_user" SET citus\.propagate_set_commands = 'local';/);
   t.regex(setup!, /EXECUTE format\('SET LOCAL app\.tenant_id = %L', tenant::uuid::text\)/);
   t.regex(setup!, /create_reference_table\('linkbay\.tenants'\)/);
@@ -44,6 +45,6 @@ test('Citus mode generates distributed tables with ONE permissive isolation poli
   t.deepEqual(generateRlsSql(config), files, 'deterministic');
   // The vanilla mode is unchanged by all this.
   const vanilla = generateRlsSql(defineTenancy({ tables: ['orders'] }));
-  t.deepEqual(vanilla.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql']);
-  t.regex(vanilla[2]!.sql, /AS RESTRICTIVE/);
+  t.deepEqual(vanilla.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql']);
+  t.regex(vanilla[3]!.sql, /AS RESTRICTIVE/);
 });

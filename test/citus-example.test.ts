@@ -21,7 +21,7 @@ citusTest('the example app on Citus: registry notifications, per-tenant orders o
   const tenancy = defineTenancy(JSON.parse(readFileSync(new URL('../examples/multitenant.citus.config.json', import.meta.url), 'utf8')));
   t.is(tenancy.engine, 'citus');
   const migrated = await migrate({ databaseUrl: c.url(name), directory: new URL('../examples/migrations-citus/', import.meta.url).pathname });
-  t.is(migrated.applied.length, 5);
+  t.is(migrated.applied.length, 6);
   const superPool = new pg.Pool({ connectionString: c.url(name), max: 2 });
   for (const role of Object.values(tenancy.roles)) await superPool.query(`ALTER ROLE ${role} PASSWORD 'example'`);
   const roleUrl = (role: string) => `postgres://${role}:example@127.0.0.1:${c.coordinator.port}/${name}`;

@@ -51,10 +51,10 @@ test('generate --start, --no-registry and --only choose the files and their numb
     return Promise.all(names.map(async (file) => ({ name: file, sql: await readFile(join(dir, name, file), 'utf8') })));
   };
   t.deepEqual(await generated('start', '--start', '40', '--no-registry'), generateRlsSql(config, { startIndex: 40, includeRegistry: false }));
-  t.deepEqual((await generated('start-only')).map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-rls-public-customers.sql']);
+  t.deepEqual((await generated('start-only')).map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql', '00005-rls-public-customers.sql']);
   const setup = await generated('setup', '--only', 'setup');
   t.deepEqual(setup, generateRlsSql(config, { only: 'setup' }));
-  t.deepEqual(setup.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql']);
+  t.deepEqual(setup.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql']);
   const tables = await generated('tables', '--only', 'tables', '--start', '7');
   t.deepEqual(tables, generateRlsSql(config, { only: 'tables', startIndex: 7 }));
   t.deepEqual(tables.map((f) => f.name), ['00007-rls-public-orders.sql', '00008-rls-public-customers.sql']);

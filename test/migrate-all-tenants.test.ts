@@ -42,7 +42,7 @@ async function registryWithTenantDatabases(t: { teardown(fn: () => Promise<unkno
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   // The migrations of every database: those the shared one was created with, and one more.
   for (const file of generateRlsSql(shared.config)) await writeFile(join(dir, file.name), file.sql);
-  await writeFile(join(dir, '00004-widgets.sql'), 'CREATE TABLE widgets (id int);');
+  await writeFile(join(dir, '00005-widgets.sql'), 'CREATE TABLE widgets (id int);');
   return { shared, own, other, missing, dir };
 }
 
@@ -57,7 +57,7 @@ test('migrate --all-tenants migrates the shared and every tenant database once, 
   t.is(code, 1, 'one database failed');
   for (const db of [shared, own, other]) {
     t.true(await hasWidgets(db), db.name);
-    t.is(await appliedCount(db), 4, `${db.name}: each migration applied once`);
+    t.is(await appliedCount(db), 5, `${db.name}: each migration applied once`);
   }
   const progress = out.filter((l) => l.startsWith('['));
   t.is(progress.length, 4, 'shared, own, other and the missing one: one line each');
@@ -66,10 +66,10 @@ test('migrate --all-tenants migrates the shared and every tenant database once, 
     `  failed: ${missing.replace(/:[^:@/]+@/, ':***@').replace(/\/\/[^:@/]+(:\*\*\*)?@/, `//${new URL(shared.superUrl).username}$1@`)}: database "${new URL(missing).pathname.slice(1)}" does not exist`,
   ]);
   const line = (db: string) => progress.filter((l) => l.includes(`/${db}`) && !l.includes(`/${db}_`));
-  t.deepEqual(line(shared.name), [`[1/4] ${shared.superUrl.replace(/:[^:@/]+@/, ':***@')}: 1 applied (00004-widgets.sql)`]);
+  t.deepEqual(line(shared.name), [`[1/4] ${shared.superUrl.replace(/:[^:@/]+@/, ':***@')}: 1 applied (00005-widgets.sql)`]);
   for (const db of [own, other]) {
     t.is(line(db.name).length, 1, db.name);
-    t.regex(line(db.name)[0]!, /: 4 applied \(00001-roles\.sql, 00002-linkbay-tenants\.sql, 00003-rls-public-orders\.sql, 00004-widgets\.sql\)$/);
+    t.regex(line(db.name)[0]!, /: 5 applied \(00001-roles\.sql, 00002-linkbay-tenants\.sql, 00003-linkbay-tenant-moves\.sql, 00004-rls-public-orders\.sql, 00005-widgets\.sql\)$/);
     t.regex(line(db.name)[0]!, new RegExp(`^\\[\\d/4\\] postgres://${new URL(shared.superUrl).username}(:\\*\\*\\*)?@`), 'as the migrating role, not the app role');
   }
   const failed = progress.filter((l) => l.includes('FAILED'));

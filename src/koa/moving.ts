@@ -5,7 +5,7 @@ import { writesFrozen } from '../portability/job-store.js';
 import { TenantMovingError } from '../portability/errors.js';
 
 export interface RefuseWritesWhileMovingOptions {
-  /** The shared database (the app role may read `linkbay.tenant_writes_frozen`). */
+  /** The shared database (the app role may call `linkbay.tenant_writes_frozen(tenant)`). */
   readonly db: Queryable;
   /** Seconds the 503 tells clients to wait (Retry-After). Default 5. */
   readonly retryAfterSeconds?: number;

@@ -137,8 +137,8 @@ export class MoveJobStore {
   }
 }
 
-/** Whether the tenant's writes are frozen by a move (the view the app role may read). */
+/** Whether the tenant's writes are frozen by a move (linkbay.tenant_writes_frozen, a function the app role may call). */
 export async function writesFrozen(db: Queryable, tenantId: string): Promise<boolean> {
-  const { rows } = await db.query('SELECT 1 FROM linkbay.tenant_writes_frozen WHERE moved_tenant_id::text = $1 LIMIT 1', [tenantId]);
+  const { rows } = await db.query('SELECT 1 WHERE linkbay.tenant_writes_frozen($1)', [tenantId]);
   return rows.length > 0;
 }
