@@ -2,7 +2,7 @@
  * The embedded PostgreSQL of `npm test` / `npm start` (test/helpers/embedded.ts) says what is in
  * the way when it cannot start, instead of failing with `undefined`.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { startEmbeddedPostgres } from './helpers/embedded.js';
 
 test('a data directory in use by another instance, and a taken port, are named in the error', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'lbmt-embedded-test-'));
+  await chmod(dir, 0o755); // as root the server runs as `postgres`, which must enter it (else the data goes elsewhere)
   const first = await startEmbeddedPostgres({ dataDir: join(dir, 'pg') });
   t.teardown(async () => {
     await first.stop();
