@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateRlsSql, migrateAllTenants, tenantMigrationUrl } from '../src/index.js';
+import { generateRlsSql, migrateAllTenants, redactUrl, tenantMigrationUrl } from '../src/index.js';
 import { main } from '../src/cli.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, withUrl, type TestDatabase } from './helpers/db.js';
 
@@ -63,7 +63,7 @@ test('migrate --all-tenants migrates the shared and every tenant database once, 
   t.is(progress.length, 4, 'shared, own, other and the missing one: one line each');
   t.deepEqual(out.filter((l) => !l.startsWith('[')), [
     '4 database(s): 3 migrated, 0 up to date, 1 failed, 0 skipped',
-    `  failed: ${missing.replace(/:[^:@/]+@/, ':***@').replace(/\/\/[^:@/]+(:\*\*\*)?@/, `//${new URL(shared.superUrl).username}$1@`)}: database "${new URL(missing).pathname.slice(1)}" does not exist`,
+    `  failed: ${redactUrl(tenantMigrationUrl(missing, shared.superUrl))}: database "${new URL(missing).pathname.slice(1)}" does not exist`,
   ]);
   const line = (db: string) => progress.filter((l) => l.includes(`/${db}`) && !l.includes(`/${db}_`));
   t.deepEqual(line(shared.name), [`[1/4] ${shared.superUrl.replace(/:[^:@/]+@/, ':***@')}: 1 applied (00005-widgets.sql)`]);
