@@ -82,6 +82,24 @@ export function generateRlsSqlFrom(directory: string, config: TenancyConfig, opt
   return options.existing ? appendAfterExisting(files, options.existing, start) : files;
 }
 
+/** An index led by the tenant column, created unless one exists (both engines' table migrations). */
+export function tenantIndexSql(t: TenantTable): string {
+  const table = qualifiedName(t);
+  const indexName = `${t.table}_${t.tenantColumn}`.slice(0, 52) + '_lbmt_idx';
+  return `DO $$
+BEGIN
+  IF NOT EXISTS (
+    SELECT FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = ${quoteLiteral(table)}::regclass AND a.attname = ${quoteLiteral(t.tenantColumn)}
+  ) THEN
+    CREATE INDEX ${quoteIdent(indexName)} ON ${table} (${quoteIdent(t.tenantColumn)});
+  END IF;
+END
+$$;
+`;
+}
+
 /** The SQL expression for "the current tenant", NULL when none is set (fail closed: no rows). */
 export function currentTenantExpression(config: TenancyConfig): string {
   const bare = `NULLIF(current_setting(${quoteLiteral(config.setting)}, true), '')::${config.tenantIdType}`;
@@ -143,7 +161,6 @@ function tableSql(config: TenancyConfig, t: TenantTable): string {
   const column = quoteIdent(t.tenantColumn);
   const current = currentTenantExpression(config);
   const { owner, app, admin } = config.roles;
-  const indexName = `${t.table}_${t.tenantColumn}`.slice(0, 52) + '_lbmt_idx';
   return `-- linkbay-multitenant: row level security for ${t.schema}.${t.table} (tenant column ${t.tenantColumn}, ${config.tenantIdType}).
 -- Generated; edit the config, not this file. Idempotent.
 ALTER TABLE ${table} OWNER TO ${quoteIdent(owner)};
@@ -191,16 +208,5 @@ END
 $$;
 
 -- An index led by the tenant column, unless one exists: the policy is an index condition.
-DO $$
-BEGIN
-  IF NOT EXISTS (
-    SELECT FROM pg_catalog.pg_index i
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = ${quoteLiteral(table)}::regclass AND a.attname = ${quoteLiteral(t.tenantColumn)}
-  ) THEN
-    CREATE INDEX ${quoteIdent(indexName)} ON ${table} (${column});
-  END IF;
-END
-$$;
-`;
+${tenantIndexSql(t)}`;
 }

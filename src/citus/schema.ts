@@ -16,7 +16,7 @@
  *   admin service sets updated_at itself) and the change notification fires on the coordinator only.
  */
 import { qualifiedName, quoteIdent, quoteLiteral, type TenancyConfig, type TenantTable } from '../config.js';
-import { ISOLATION_POLICY, ACCESS_POLICY, currentTenantExpression } from '../policies.js';
+import { ISOLATION_POLICY, ACCESS_POLICY, currentTenantExpression, tenantIndexSql } from '../policies.js';
 
 /** The helper that sets the tenant on Citus: `SELECT linkbay.set_tenant($1)`. */
 export const SET_TENANT_FUNCTION = 'linkbay.set_tenant';
@@ -125,7 +125,6 @@ export function citusTableSql(config: TenancyConfig, t: TenantTable): string {
   const { owner, app, admin } = config.roles;
   const first = config.tables[0]!;
   const colocate = first === t ? 'default' : `${first.schema}.${first.table}`;
-  const indexName = `${t.table}_${t.tenantColumn}`.slice(0, 52) + '_lbmt_idx';
   return `-- linkbay-multitenant: Citus row level security for ${t.schema}.${t.table} (distributed by ${t.tenantColumn}, ${config.tenantIdType}).
 -- Generated; edit the config, not this file. Idempotent.
 ALTER TABLE ${table} OWNER TO ${quoteIdent(owner)};
@@ -158,16 +157,5 @@ CREATE POLICY ${ISOLATION_POLICY} ON ${table} AS PERMISSIVE FOR ALL TO PUBLIC
   WITH CHECK (${column} = ${current});
 
 -- An index led by the tenant column, unless one exists (a shard holds many tenants).
-DO $$
-BEGIN
-  IF NOT EXISTS (
-    SELECT FROM pg_catalog.pg_index i
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = ${quoteLiteral(table)}::regclass AND a.attname = ${quoteLiteral(t.tenantColumn)}
-  ) THEN
-    CREATE INDEX ${quoteIdent(indexName)} ON ${table} (${column});
-  END IF;
-END
-$$;
-`;
+${tenantIndexSql(t)}`;
 }
