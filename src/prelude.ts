@@ -4,6 +4,7 @@ import type { TenantPool } from './pool.js';
 import { classOf } from './plan-classes.js';
 import { citusTenantStatement } from './citus/batch.js';
 import { checkLimits, limitValue, LIMIT_SETTINGS, type TenantLimits } from './limits.js';
+import { WRITE_GATE_SQL } from './write-gate.js';
 
 /**
  * What a tenant transaction sends before the caller's first statement: BEGIN with its options, and
@@ -50,9 +51,10 @@ export function checkStatementTimeout(ms: number | undefined): void {
 }
 
 /**
- * `set_config(setting, $1, true)`: the SET LOCAL of the tenant, plus the transaction-local limits
- * (src/limits.ts: statement_timeout, lock_timeout, idle_in_transaction_session_timeout, work_mem),
- * all in the one statement that already rides with the caller's first statement.
+ * `set_config(setting, $1, true)`: the SET LOCAL of the tenant, the write gate of tenant moves
+ * (src/write-gate.ts), plus the transaction-local limits (src/limits.ts: statement_timeout,
+ * lock_timeout, idle_in_transaction_session_timeout, work_mem), all in the one statement that
+ * already rides with the caller's first statement.
  */
 export function tenantStatement(
   tenancy: TenancyConfig,
@@ -89,7 +91,8 @@ function tenantStatementText(setting: string, limits: number, readOnly: boolean,
   const key = limits | (readOnly ? 1 << LIMIT_SETTINGS.length : 0) | (customPlans ? 2 << LIMIT_SETTINGS.length : 0);
   let text = variants[key];
   if (text !== undefined) return text;
-  text = `SELECT set_config(${quoteLiteral(setting)}, $1, true)`;
+  // The write gate of tenant moves (src/write-gate.ts): READ ONLY while a move holds the tenant.
+  text = `SELECT set_config(${quoteLiteral(setting)}, $1, true), ${WRITE_GATE_SQL}`;
   let parameter = 2;
   LIMIT_SETTINGS.forEach(({ setting: name }, i) => {
     if (limits & (1 << i)) text += `, set_config('${name}', $${parameter++}, true)`;

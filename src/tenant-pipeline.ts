@@ -6,6 +6,7 @@ import type { BatchOptions, PreludeStatement, StatementConfig } from './pipeline
 import type { TenantPool } from './pool.js';
 import { batchOptions, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type QueryInput } from './prelude.js';
 import { inTenantTransaction, resolveTenant, tenantQuery, type TenantQueryOptions } from './transaction.js';
+import { refineWriteRefusal, WRITE_KEY_FREE_SQL } from './write-gate.js';
 
 /**
  * Pipelined tenant statements: `createTenantDb(pool, { pipeline: { connections, depth } })`.
@@ -166,7 +167,8 @@ export async function pipelinedTenantQuery<R extends QueryResultRow = any>(
     outcome = 'commit';
     return result as QueryResult<R>;
   } catch (error) {
-    throw mapDatabaseError(error);
+    const keyFree = async () => (await pipeline.send([], { text: WRITE_KEY_FREE_SQL, values: [id] }, batch)).rows[0]?.free === true;
+    throw mapDatabaseError(await refineWriteRefusal(error, options.readOnly === true, keyFree));
   } finally {
     if (transactionChannel.hasSubscribers) {
       transactionChannel.publish({ tenantId: id, outcome, statements: 1, durationMs: performance.now() - started, single: true } satisfies TransactionEvent);

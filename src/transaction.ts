@@ -16,6 +16,7 @@ import type { BatchOptions, PrepareMode, PreludeStatement } from './pipeline.js'
 import { send } from './send.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import { checkLimits, type TenantLimits } from './limits.js';
+import { refineWriteRefusal, WRITE_KEY_FREE_SQL } from './write-gate.js';
 import type { StatementConfig } from './pipeline.js';
 import { runCitusTenantQuery } from './citus/batch.js';
 
@@ -221,7 +222,8 @@ export async function withTenantTransaction<T>(
       return value;
     } catch (error) {
       lease.destroy ??= await rollback(lease, tx);
-      throw mapDatabaseError(error);
+      const refined = lease.destroy || tenancy.engine === 'citus' ? error : await refineWriteRefusal(error, options.readOnly === true, () => keyFree(lease.client, id));
+      throw mapDatabaseError(refined);
     }
   });
 }
@@ -266,9 +268,16 @@ export async function tenantQuery<R extends QueryResultRow = any>(
     } catch (error) {
       // The implicit transaction ended at Sync; the status check on release covers the rest.
       await settled(lease.client);
-      throw mapDatabaseError(error);
+      const refined = await refineWriteRefusal(error, options.readOnly === true, () => keyFree(lease.client, id));
+      throw mapDatabaseError(refined);
     }
   });
+}
+
+/** Whether no tenant move holds the tenant's write key (src/write-gate.ts), asked on `client`. */
+async function keyFree(client: TenantClient, tenantId: string): Promise<boolean> {
+  const { rows } = await client.query(WRITE_KEY_FREE_SQL, [tenantId]);
+  return rows[0]?.free === true;
 }
 
 /**

@@ -4,6 +4,7 @@ import request from 'supertest';
 import { PgTenantService, TenantAdminService, TenantDBPool, type Tenant } from '../src/index.js';
 import { multitenant, problemDetails, refuseWritesWhileMoving } from '../src/koa/index.js';
 import { TenantMoveJobs, TenantPortability, type MoveStep, type TenantMoveJobsOptions } from '../src/portability/index.js';
+import { waitFor } from './helpers/wait.js';
 import { portabilityFixture, seedTenant, serverDigest, type PortabilityFixture } from './helpers/portability.js';
 
 const test = anyTest as TestFn<PortabilityFixture>;
@@ -43,12 +44,17 @@ function instance(f: PortabilityFixture, options: Partial<TenantMoveJobsOptions>
   return { admin, pools, portability, jobs, http: () => request(app.callback()), close: () => pools.closeAll() };
 }
 
-/** As a crashed instance: its lock's session dies (the backend is terminated) and it stops. */
+/**
+ * As a crashed instance: the sessions holding its locks die (their backends are terminated: the job
+ * lock, and from `frozen` on the tenant's write key) and it stops. Tenant transactions hold the key
+ * in share mode only, so exclusive advisory locks are the runner's.
+ */
 async function crash(f: PortabilityFixture): Promise<never> {
   const { rows } = await f.source.superQuery(
-    `SELECT pg_terminate_backend(pid) AS killed FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    `SELECT DISTINCT pid, pg_terminate_backend(pid) AS killed FROM pg_locks
+      WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
   );
-  if (rows.length !== 1 || !rows[0].killed) throw new Error(`expected one job lock to kill, found ${rows.length}`);
+  if (rows.length === 0 || !rows.every((row) => row.killed)) throw new Error(`expected the runner's locks to kill, found ${rows.length}`);
   throw new Error('crashed');
 }
 
@@ -187,6 +193,109 @@ test.serial('a move under concurrent write attempts loses no acknowledged write'
   t.deepEqual(lost, [], 'every acknowledged write is in the tenant\u2019s new database');
   t.is(present.size, 40 + acknowledged.length, 'and nothing else');
   t.log(`${acknowledged.length} writes acknowledged, ${refused} refused with 503 during the move`);
+});
+
+/** Whether a session waits for an exclusive advisory lock on the source: the runner taking the write key. */
+async function keyWaiter(f: PortabilityFixture): Promise<boolean> {
+  const { rows } = await f.source.superQuery(
+    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND mode = 'ExclusiveLock' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+  );
+  return rows.length > 0;
+}
+
+test.serial('a write already inside its transaction when writes freeze is waited for and copied; later writes are refused inside their transaction (no middleware), reads served', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 5);
+  let released = false;
+  let release!: () => void;
+  const mayCommit = new Promise<void>((resolve) => (release = () => ((released = true), resolve())));
+  let slow: Promise<string> | undefined;
+  const during: Record<string, unknown> = {};
+  let a: ReturnType<typeof instance>;
+  a = instance(f, {
+    afterStep: async (_job, step) => {
+      if (step === 'frozen') {
+        // A request that passed every check before the freeze, its INSERT sent, not committed yet.
+        let inserted!: () => void;
+        const sent = new Promise<void>((resolve) => (inserted = resolve));
+        slow = a.pools.withTenantTransaction(tenant.id, async (tx) => {
+          const { rows } = await tx.query(`INSERT INTO accounts (tenant_id, name) VALUES ($1, 'slow') RETURNING id::text`, [tenant.id]);
+          inserted();
+          await mayCommit;
+          return rows[0].id as string;
+        });
+        await sent;
+        // It commits once the runner waits for it (the write key). Without the key, only after the
+        // copy was verified (the verified step below): then the copy would not have it.
+        void waitFor(async () => released || (await keyWaiter(f)), { message: 'the runner waits for the running write', timeoutMs: 30_000 }).then(release, release);
+      }
+      if (step === 'verified') release();
+      if (step === 'copied') {
+        const insert = (tx: { query(text: string, values: unknown[]): Promise<unknown> }) => tx.query(`INSERT INTO accounts (tenant_id, name) VALUES ($1, 'refused')`, [tenant.id]);
+        during.transaction = await a.pools.withTenantTransaction(tenant.id, insert).then(() => 'written', (error) => error.code);
+        during.query = await a.pools.tenantQuery(tenant.id, `INSERT INTO accounts (tenant_id, name) VALUES ($1, 'refused')`, [tenant.id]).then(() => 'written', (error) => error.code);
+        during.readThenWrite = await a.pools
+          .withTenantTransaction(tenant.id, async (tx) => {
+            const { rows } = await tx.query('SELECT count(*)::int AS n FROM accounts');
+            during.readInside = rows[0].n;
+            await insert(tx);
+          })
+          .then(() => 'written', (error) => error.code);
+        during.read = (await a.pools.tenantQuery(tenant.id, 'SELECT count(*)::int AS n FROM accounts')).rows[0].n;
+      }
+    },
+  });
+  t.teardown(() => a.close());
+  const done = await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id);
+  const slowId = await slow!;
+  t.like(done, { state: 'succeeded', step: 'cleaned', error: null }, 'no late write found on the source afterwards');
+  t.deepEqual(during, { transaction: 'LBMT_TENANT_MOVING', query: 'LBMT_TENANT_MOVING', readThenWrite: 'LBMT_TENANT_MOVING', readInside: 6, read: 6 });
+  const { rows } = await f.target.superQuery(`SELECT id::text, name FROM accounts WHERE tenant_id = $1 ORDER BY id`, [tenant.id]);
+  t.true(rows.some((row) => row.id === slowId), 'the write acknowledged after the freeze is in the new database');
+  t.is(rows.length, 6);
+  t.false(rows.some((row) => row.name === 'refused'));
+  t.is((await serverDigest(f.source, tenant.id)).account_rows, 0, 'source deleted: nothing landed there after the copy');
+});
+
+test.serial('a tenant transaction that does not end before freezeTimeoutMs fails the move before anything is copied; writes resume', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 3);
+  const original = await serverDigest(f.source, tenant.id);
+  const a = instance(f, { freezeTimeoutMs: 300 });
+  t.teardown(() => a.close());
+  let finish!: () => void;
+  const held = new Promise<void>((resolve) => (finish = resolve));
+  let opened!: () => void;
+  const open = new Promise<void>((resolve) => (opened = resolve));
+  const long = a.pools.withTenantTransaction(tenant.id, async (tx) => {
+    await tx.query('SELECT count(*) FROM accounts');
+    opened();
+    await held;
+  });
+  await open;
+  const done = await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id);
+  finish();
+  await long;
+  t.like(done, { state: 'failed', error: { code: 'LBMT_MOVE_WRITES_RUNNING' } });
+  t.deepEqual(await serverDigest(f.source, tenant.id), original);
+  t.is((await serverDigest(f.target, tenant.id)).account_rows, 0);
+  t.is((await a.http().post('/?name=after').set('x-tenant-id', tenant.id)).status, 201, 'writes allowed again');
+});
+
+test.serial('a read-only refusal that is not a move stays what it is', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 1);
+  const a = instance(f);
+  t.teardown(() => a.close());
+  const error = await t.throwsAsync(
+    a.pools.withTenantTransaction(tenant.id, async (tx) => {
+      await tx.query('SET TRANSACTION READ ONLY');
+      await tx.query(`INSERT INTO accounts (tenant_id, name) VALUES ($1, 'x')`, [tenant.id]);
+    }),
+  );
+  t.is((error as { code?: string }).code, '25006');
+  const asked = await t.throwsAsync(a.pools.tenantQuery(tenant.id, `INSERT INTO accounts (tenant_id, name) VALUES ($1, 'x')`, [tenant.id], { readOnly: true }));
+  t.is((asked as { code?: string }).code, '25006');
 });
 
 test.serial('the import backend killed mid-move: the job fails, the target is emptied, the source serves and takes writes; a new move succeeds', async (t) => {

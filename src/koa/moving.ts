@@ -17,9 +17,10 @@ const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
  * While the resolved tenant is being moved (TenantMoveJobs: from `frozen` until the switch has
  * settled) its writes are refused with TenantMovingError — 503 with `Retry-After` through
  * `problemDetails()` — and its reads go on. Mount it after `multitenant()`. Every non-safe request
- * of a tenant costs one indexed read of the shared database; the job's settle wait covers a request
- * that passed this check just before the freeze, and the job's verification catches one that was
- * slower still (it copies again).
+ * of a tenant costs one indexed read of the shared database. It refuses early (before the handler
+ * runs) and covers the moments no runner holds the tenant's write key (a crashed move, until another
+ * instance resumes it); the key itself (src/write-gate.ts) refuses writes inside the transaction,
+ * including those of a request that passed this check just before the freeze.
  */
 export function refuseWritesWhileMoving(options: RefuseWritesWhileMovingOptions): Middleware {
   const retryAfter = options.retryAfterSeconds ?? 5;

@@ -8,6 +8,7 @@ import { withTenantTransaction } from '../transaction.js';
 import type { TableDigest } from './checksum.js';
 import { exportTenantStream, writeExport } from './export.js';
 import { withCopySession } from './session.js';
+import { WriteFreeze } from './write-freeze.js';
 import { importTenantStream } from './import.js';
 import { MOVE_STEPS, MoveJobStore, publicJob, writesFrozen, type MoveJob, type MoveJobRecord, type MoveStep } from './job-store.js';
 import type { TenantPortability } from './service.js';
@@ -26,10 +27,15 @@ export interface TenantMoveJobsOptions {
   /** The databases a tenant may be moved to, by name. */
   readonly targets: Readonly<Record<string, MoveTarget>>;
   /**
-   * How long to wait after freezing writes (for writes already past the check) and after the switch
-   * (for other instances to hear of it: NOTIFY, or their cache TTL). Default 2000 ms.
+   * How long to wait after the switch before the source's writes resume (for other instances to hear
+   * of it: NOTIFY, or their cache TTL). Default 2000 ms.
    */
   readonly settleMs?: number;
+  /**
+   * How long the freeze may wait for the tenant's transactions already running on the source
+   * (src/write-gate.ts) before the move gives up (LBMT_MOVE_WRITES_RUNNING, nothing copied). Default 30000 ms.
+   */
+  readonly freezeTimeoutMs?: number;
   /** Called after each step is recorded (tests abandon a job there, as a crashed instance would). */
   readonly afterStep?: (job: MoveJob, step: MoveStep) => Promise<void> | void;
 }
@@ -39,7 +45,9 @@ const MAX_COPIES = 3;
 
 /**
  * Tenant moves as durable jobs in `linkbay.tenant_moves`. Each step is recorded once done, in order:
- * frozen (writes refused: TenantMovingError, Koa 503 + Retry-After; reads served) → copied (export
+ * frozen (writes refused: TenantMovingError, Koa 503 + Retry-After; reads served; after recording
+ * it the runner takes the tenant's write key on the source, src/write-gate.ts, which waits for the
+ * tenant's running transactions and makes new ones read-only until the switch settled) → copied (export
  * piped into the target's import, one transaction, checksums equal) → verified (the target read back
  * through the registry's future URL as the app role, and the source read again: both equal to the
  * copy) → switched (registry) → invalidated (settled; writes allowed again, on the target) →
@@ -53,12 +61,15 @@ const MAX_COPIES = 3;
 export class TenantMoveJobs {
   private readonly store: MoveJobStore;
   private readonly settleMs: number;
+  private readonly freezeTimeoutMs: number;
   readonly runner = randomUUID();
 
   constructor(private readonly options: TenantMoveJobsOptions) {
     this.store = new MoveJobStore(options.adminPool);
     this.settleMs = options.settleMs ?? 2000;
     if (!Number.isSafeInteger(this.settleMs) || this.settleMs < 0) throw new TypeError('`settleMs` must be a non-negative integer (milliseconds)');
+    this.freezeTimeoutMs = options.freezeTimeoutMs ?? 30_000;
+    if (!Number.isSafeInteger(this.freezeTimeoutMs) || this.freezeTimeoutMs < 1) throw new TypeError('`freezeTimeoutMs` must be a positive integer (milliseconds)');
   }
 
   /** Records a move of the tenant to the named target; `run` (or any instance's `resume`) performs it. */
@@ -138,11 +149,30 @@ export class TenantMoveJobs {
       await this.options.afterStep?.(publicJob(job), step);
     };
     const at = (step: MoveStep) => MOVE_STEPS.indexOf(job.step) < MOVE_STEPS.indexOf(step);
+    // The write gate (src/write-gate.ts), held on the source from `frozen` until the switch settled.
+    let freeze: WriteFreeze | undefined;
+    const unfreeze = async () => {
+      await freeze?.release();
+      freeze = undefined;
+    };
+    try {
+      if (at('frozen')) await record('frozen');
+      if (at('invalidated')) {
+        // Waits for the tenant's transactions already running on the source (a write that passed
+        // every check before the freeze commits now, so the copy has it); new ones are read-only.
+        freeze = await pools.usePool(source, (pool) => WriteFreeze.take(pool, job.tenantId, this.freezeTimeoutMs));
+        // Resumed after `verified`: no instance held the key meanwhile, so the source is read again.
+        if (job.step === 'verified') job = await this.store.advance(job.id, 'copied');
+      }
+    } catch (error) {
+      await unfreeze();
+      if (await lost()) throw error;
+      if (at('switched')) return this.failBeforeSwitch(job, target, error);
+      throw error;
+    }
     try {
       let copies = 0;
       while (at('verified')) {
-        if (at('frozen')) await record('frozen');
-        await sleep(this.settleMs); // writes that passed the check before the freeze commit meanwhile
         if (at('copied')) {
           // A crash may have left a committed copy: the target does not serve the tenant yet, so it is cleared first.
           await deleteRows(target.targetPool, job.tenantId, tenancy);
@@ -157,16 +187,18 @@ export class TenantMoveJobs {
         const viaTarget = await pools.usePool({ ...source, databaseUrl: target.databaseUrl }, (pool) => digests(pool, job.tenantId, tenancy));
         if (!sameDigests(viaTarget, job.tables)) throw new TenantError('LBMT_MOVE_UNVERIFIED', 'the target database URL does not read back the copied rows', 500, true);
         const again = await pools.usePool(source, (pool) => digests(pool, job.tenantId, tenancy));
+        // The gate still held: nothing the library sends can have written since the copy.
+        const released = await freeze!.lost();
+        if (released) throw new TenantError('LBMT_MOVE_FREEZE_LOST', "the connection holding the tenant's writes frozen was lost; the source is unchanged", 503, true, { cause: released });
         if (sameDigests(again, job.tables)) await record('verified');
+        // Changed under the gate: a write that does not go through it (an admin, a superuser).
         else if (copies >= MAX_COPIES) throw new TenantError('LBMT_MOVE_SOURCE_CHANGED', 'the source kept changing while its writes were frozen', 500, true);
-        else job = await this.store.advance(job.id, 'frozen'); // a late write landed: copy again
+        else job = await this.store.advance(job.id, 'frozen'); // copy again
       }
     } catch (error) {
+      await unfreeze();
       if (await lost()) throw error;
-      // Before the switch: the source still serves; undo the copy so that the move can be tried again.
-      await deleteRows(target.targetPool, job.tenantId, tenancy).catch(() => undefined);
-      const failure = error instanceof TenantError ? error : undefined;
-      return this.store.fail(job.id, failure?.code ?? 'LBMT_MOVE_FAILED', failure?.expose ? failure.message : 'the move failed before the switch; the source is unchanged');
+      return this.failBeforeSwitch(job, target, error);
     }
     try {
       if (at('switched')) {
@@ -174,9 +206,10 @@ export class TenantMoveJobs {
         await record('switched');
       }
       if (at('invalidated')) {
+        await sleep(this.settleMs); // other instances hear of the switch before the source's writes resume
+        await unfreeze();
         // This instance stops serving the tenant from the old database (its pool, if it had one of its own).
         if (job.sourceDatabaseUrl) await pools.closeDatabasePool(job.sourceDatabaseUrl).catch(() => undefined);
-        await sleep(this.settleMs); // other instances hear of the switch before writes resume
         await record('invalidated');
       }
       if (at('cleaned')) {
@@ -185,12 +218,20 @@ export class TenantMoveJobs {
         await record('cleaned');
       }
     } catch (error) {
+      await unfreeze();
       if (await lost()) throw error;
       const failure = error instanceof TenantError && error.expose ? error : undefined;
       await this.store.note(job.id, failure?.code ?? 'LBMT_MOVE_INCOMPLETE', failure?.message ?? 'the move stopped after the switch; resume finishes it');
       throw error;
     }
     return job;
+  }
+
+  /** Before the switch the source still serves: the copy is undone so that the move can be tried again. */
+  private async failBeforeSwitch(job: MoveJobRecord, target: MoveTarget, error: unknown): Promise<MoveJobRecord> {
+    await deleteRows(target.targetPool, job.tenantId, this.options.portability.tenancy).catch(() => undefined);
+    const failure = error instanceof TenantError ? error : undefined;
+    return this.store.fail(job.id, failure?.code ?? 'LBMT_MOVE_FAILED', failure?.expose ? failure.message : 'the move failed before the switch; the source is unchanged');
   }
 }
 
