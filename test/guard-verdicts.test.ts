@@ -262,6 +262,10 @@ const CASES: Case[] = [
   refused(`SELECT set_config('role', 'postgres', true)`),
   refused(`SELECT set_config('search_path', 'evil', true)`),
   refused(`SELECT set_config('statement_timeout', '5s', false)`),
+  // Another tenant's write key (src/write-gate.ts) taken would freeze its writes; a session lock outlives the transaction.
+  refused(`SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('linkbay-writes:' || $2, 0))`, { values: [A, B] }),
+  refused('SELECT pg_advisory_lock(42)'),
+  refused('SELECT PG_TRY_ADVISORY_LOCK_SHARED(42)'),
   refused(`SET app.tenant_id = '${B}'`),
   refused(`SET LOCAL app.tenant_id = '${B}'`),
   refused(`SET LOCAL "App.Tenant_Id" TO '${B}'`),

@@ -13,6 +13,7 @@ const READS_TABLE = 'reads a whole table (every tenant\'s rows) outside any filt
 const READS_FILES = 'reads server files (table data among them) outside the guard';
 const READS_CHANGES = 'reads the changes (or raw records) of every table from the write-ahead log';
 const READS_STATS = 'shows statistics sampled from every tenant\'s rows';
+const LOCKS = "takes advisory locks: a tenant's write key (src/write-gate.ts) is one, so another tenant's writes could be frozen, and a session lock outlives the transaction on a pooled connection";
 
 const BY_NAME = new Map<string, string>([
   // Core: SQL text, cursors and whole tables as XML.
@@ -56,12 +57,14 @@ const BY_NAME = new Map<string, string>([
   ['schedule_in_database', RUNS_SQL],
 ]);
 
-/** Families matched by prefix: dblink (dblink, dblink_exec, dblink_build_sql_insert, ...), tablefunc's crosstab (crosstab, crosstab2, ...), pg_background, pg_walinspect. */
+/** Families matched by prefix: dblink (dblink, dblink_exec, dblink_build_sql_insert, ...), tablefunc's crosstab (crosstab, crosstab2, ...), pg_background, pg_walinspect, advisory locks. */
 const BY_PREFIX: ReadonlyArray<readonly [string, string]> = [
   ['dblink', RUNS_SQL],
   ['crosstab', RUNS_SQL],
   ['pg_background_', RUNS_SQL],
   ['pg_get_wal_', READS_CHANGES],
+  ['pg_advisory_', LOCKS],
+  ['pg_try_advisory_', LOCKS],
 ];
 
 /** Why a function call runs or reads what the guard cannot see, or undefined. */
