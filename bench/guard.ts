@@ -13,6 +13,7 @@ import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { loadModule, parseSync } from 'libpg-query';
 import { createQueryGuard } from '../src/guard/index.js';
+import { countTokens } from '../src/guard/tokens.js';
 
 const TENANT = '6f9619ff-8b86-4011-b42d-00c04fc964ff';
 
@@ -37,6 +38,18 @@ export function chainedJoin(n: number, salt: number): string {
 
 export const CHAIN_SIZES = [3, 30, 300] as const;
 
+const countTokensOf = (text: string) => countTokens(text, Number.MAX_SAFE_INTEGER);
+
+/** Shapes whose parse costs the most per token (left-deep operator chains, long CASE and IN lists, VALUES rows, joins). */
+const WORST_SHAPES: ReadonlyArray<readonly [string, (n: number, salt: number) => string]> = [
+  ['`1+1+...` operator chain', (n, salt) => `SELECT ${Array.from({ length: n }, () => '1').join('+')} + ${salt} FROM orders WHERE tenant_id = $1`],
+  ['`a = 0 OR a = 1 OR ...`', (n, salt) => `SELECT * FROM orders WHERE tenant_id = $1 AND (${Array.from({ length: n }, (_, i) => `amount = ${i}`).join(' OR ')} OR amount = ${salt})`],
+  ['`CASE WHEN ... THEN ...` ×n', (n, salt) => `SELECT CASE ${Array.from({ length: n }, (_, i) => `WHEN amount = ${i} THEN ${i}`).join(' ')} ELSE ${salt} END FROM orders WHERE tenant_id = $1`],
+  ['`IN (0, 1, ...)` list', (n, salt) => `SELECT * FROM orders WHERE tenant_id = $1 AND id IN (${Array.from({ length: n }, (_, i) => i).join(', ')}, ${salt})`],
+  ['`INSERT ... VALUES (...), ...`', (n, salt) => `INSERT INTO orders (tenant_id, id, item) VALUES ${Array.from({ length: n }, (_, i) => `($1, ${i}, 'x')`).join(', ')}, ($1, ${salt}, 'x')`],
+  ['join chained through tenant equalities', (n, salt) => chainedJoin(Math.min(n, 120), salt)],
+];
+
 export interface GuardBench {
   /** Median ns per cached `check` (verdict lookup + parameter check). */
   readonly cachedNs: number;
@@ -44,6 +57,8 @@ export interface GuardBench {
   readonly firstJoinCteUs: number;
   /** Median µs per first verdict of a join of n chained tables, and of its parsing alone. */
   readonly chains: ReadonlyArray<{ readonly tables: number; readonly chars: number; readonly firstUs: number; readonly parseUs: number }>;
+  /** First verdicts of the costliest shapes just under the default maxTokens, in ms. */
+  readonly worst: ReadonlyArray<{ readonly shape: string; readonly chars: number; readonly tokens: number; readonly medianMs: number; readonly maxMs: number }>;
   readonly markdown: string;
 }
 
@@ -72,6 +87,8 @@ export async function benchGuard(options: { quick?: boolean } = {}): Promise<Gua
   const guard = await createQueryGuard({
     tables: [{ name: 'orders' }, { name: 'customers' }, { name: 'items' }, ...Array.from({ length: 300 }, (_, i) => ({ name: `t${i}` }))],
     cacheSize: 100_000,
+    // The 30- and 300-table chains are past the default maxTokens (2000): raised to time them.
+    maxTokens: 100_000,
   });
   for (const n of CHAIN_SIZES) {
     if (guard.inspect(chainedJoin(n, 0), [TENANT], TENANT).length !== 0) throw new Error(`bench/guard: the ${n}-table chain is not accepted`);
@@ -99,6 +116,24 @@ export async function benchGuard(options: { quick?: boolean } = {}): Promise<Gua
     const parseRun = measure(rounds, perRound, () => parseSync(chainedJoin(tables, salt++)));
     return { tables, chars: chainedJoin(tables, 0).length, firstUs: median(firstRun) / 1000, parseUs: median(parseRun) / 1000 };
   });
+  // The costliest shapes at the default limits (just under maxTokens): the longest a first verdict
+  // can hold the event loop with the defaults. Each text new (a salt), as an attacker would send.
+  const defaults = await createQueryGuard({ tables: [{ name: 'orders' }, ...Array.from({ length: 120 }, (_, i) => ({ name: `t${i}` }))] });
+  const worst = WORST_SHAPES.map(([shape, build]) => {
+    let n = 8;
+    while (countTokensOf(build(n * 2, 0)) < 2000) n *= 2;
+    let lo = n, hi = n * 2; // the largest n under the limit
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (countTokensOf(build(mid, 0)) < 2000) lo = mid;
+      else hi = mid;
+    }
+    const sample = build(lo, 0);
+    const refusedBy = defaults.inspect(sample, [TENANT], TENANT).find((v) => v.code === 'LBMT_GUARD_TOO_COMPLEX');
+    if (refusedBy && /maxTokens/.test(refusedBy.reason)) throw new Error(`bench/guard: ${shape} at the limit was refused by maxTokens`);
+    const times = measure(quick ? 5 : 11, quick ? 2 : 5, () => defaults.inspect(build(lo, salt++), [TENANT], TENANT));
+    return { shape, chars: sample.length, tokens: countTokensOf(sample), medianMs: median(times) / 1e6, maxMs: Math.max(...times) / 1e6 };
+  });
   const cachedNs = median(cached);
   const firstJoinCteUs = median(first) / 1000;
   const parseUs = median(parseOnly) / 1000;
@@ -124,8 +159,14 @@ export async function benchGuard(options: { quick?: boolean } = {}): Promise<Gua
         `| ${c.tables} | ${c.chars} | ${c.firstUs.toFixed(1)} µs | ${c.parseUs.toFixed(1)} µs | ${(c.firstUs / c.tables).toFixed(1)} µs | ${(c.firstUs / chains[0]!.firstUs).toFixed(1)}× |`,
     ),
     '',
+    'The longest a first verdict holds the event loop with the default limits: the costliest shapes just under `maxTokens` (2000), every text new (parse + analysis, or refusal by `maxAnalysisSteps`). Target: a few milliseconds (≤ 5 ms median).',
+    '',
+    '| shape | characters | tokens | median | worst of the rounds | |',
+    '|---|---|---|---|---|---|',
+    ...worst.map((w) => `| ${w.shape} | ${w.chars} | ${w.tokens} | ${w.medianMs.toFixed(2)} ms | ${w.maxMs.toFixed(2)} ms | ${w.medianMs <= 5 ? 'met' : 'NOT MET'} |`),
+    '',
   ].join('\n');
-  return { cachedNs, firstJoinCteUs, chains, markdown };
+  return { cachedNs, firstJoinCteUs, chains, worst, markdown };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

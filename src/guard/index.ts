@@ -5,6 +5,7 @@ import { TenantContext } from '../context.js';
 import { tryCanonicalTenantId } from '../tenant-id.js';
 import type { StatementGuard } from '../transaction.js';
 import { Analysis, GuardBudgetExceeded } from './analysis.js';
+import { countTokens } from './tokens.js';
 import { activeBypass } from './bypass.js';
 import { readGuardCatalog, staticGuardCatalog, type CatalogQueryable, type GuardCatalog, type StaticTableInput } from './catalog.js';
 import { TenantGuardError, type GuardViolation } from './errors.js';
@@ -44,6 +45,14 @@ export interface QueryGuardOptions {
    * holds the event loop (about 0.2 µs a character). Default 32768.
    */
   readonly maxTextLength?: number;
+  /**
+   * Most tokens (words, numbers, parameters, quoted strings, operators; src/guard/tokens.ts) a
+   * statement may have to be parsed; more are refused (`LBMT_GUARD_TOO_COMPLEX`) before parsing,
+   * which cannot be interrupted and costs about 1–3 µs a token (bench/RESULTS.md): the default
+   * keeps any first verdict's parse within a few milliseconds. Long lists belong in one array
+   * parameter (`= ANY($2)`, `unnest($2::int[])`). Default 2000.
+   */
+  readonly maxTokens?: number;
   /**
    * Work the analysis of one statement may do (expression nodes walked, conditions resolved, facts
    * propagated), so that no first verdict holds the event loop for more than a few milliseconds;
@@ -94,6 +103,7 @@ export class TenantQueryGuard implements StatementGuard {
   private readonly setting: string;
   private readonly maxTextLength: number;
   private readonly maxAnalysisSteps: number;
+  private readonly maxTokens: number;
 
   /** @internal Use `createQueryGuard`: the parser must be loaded before the first check. */
   constructor(
@@ -107,6 +117,7 @@ export class TenantQueryGuard implements StatementGuard {
     if (!Number.isSafeInteger(cacheSize) || cacheSize < 1) throw new TypeError('`cacheSize` must be a positive integer');
     this.maxTextLength = positiveInteger(options.maxTextLength ?? 32_768, 'maxTextLength');
     this.maxAnalysisSteps = positiveInteger(options.maxAnalysisSteps ?? 50_000, 'maxAnalysisSteps');
+    this.maxTokens = positiveInteger(options.maxTokens ?? 2_000, 'maxTokens');
     this.cache = new QuickLRU({ maxSize: cacheSize });
     this.catalogState = catalog;
   }
@@ -232,6 +243,10 @@ export class TenantQueryGuard implements StatementGuard {
       // (`... -- \uD800é...\nOR true` is judged without its last line), while the wire encodes them
       // as U+FFFD and sends everything: the two would not read the same statement.
       analysis.refuse('the statement text contains an unpaired UTF-16 surrogate (not valid Unicode): the parser and the server would not read the same text', Buffer.byteLength(text.slice(0, surrogate)));
+      return analysis.verdict();
+    }
+    if (countTokens(text, this.maxTokens) > this.maxTokens) {
+      analysis.refuseTooComplex(`the statement has more than maxTokens (${this.maxTokens}) tokens and is not parsed (parsing holds the event loop); send smaller statements, pass long lists as one array parameter (= ANY($2)), or raise maxTokens`);
       return analysis.verdict();
     }
     let parsed: ParseResult;
