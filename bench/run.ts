@@ -25,6 +25,7 @@ import { benchFleet } from './fleet.js';
 import { renderCitus, runCitusBench } from './citus.js';
 import { runKysely } from './kysely.js';
 import { runLimits } from './limits.js';
+import { runWriteGate } from './write-gate.js';
 import { portabilityTargets, renderPortability, runPortability } from './portability.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -73,6 +74,12 @@ try {
   const kysely = await runKysely(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
   log('limits: per-tenant limits in the prelude');
   const limits = await runLimits(env, quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 });
+  log('write gate: the move key in the prelude');
+  const writeGate = await runWriteGate(
+    env,
+    quick ? { rounds: 5, perRound: 100, warmup: 100 } : { rounds: 15, perRound: 200, warmup: 300 },
+    quick ? { rounds: 3, callers: 16, durationMs: 1_000, warmupMs: 300 } : { rounds: 9, callers: 16, durationMs: 1_500, warmupMs: 1_000 },
+  );
   log('throughput');
   const throughput = await runThroughput(
     env,
@@ -97,7 +104,7 @@ try {
     throughput,
     skew,
     planCache,
-    { http, guard, kysely, sections: [limits.markdown, fleet.markdown, renderPortability(portability)] },
+    { http, guard, kysely, sections: [limits.markdown, writeGate.markdown, fleet.markdown, renderPortability(portability)] },
   );
   writeFileSync(results, `${markdown.trimEnd()}\n\n${peersSection}${renderCitus(citus)}`);
   if (typeof citus === 'string') log(`citus: not measured (${citus})`);
@@ -107,6 +114,7 @@ try {
   }
   log(`${kysely.target.ok ? 'met    ' : 'NOT MET'} ${kysely.target.target}: ${kysely.target.measured}`);
   log(`${limits.target.ok ? 'met    ' : 'NOT MET'} ${limits.target.target}: ${limits.target.measured}`);
+  for (const t of writeGate.targets) log(`${t.ok ? 'met    ' : 'NOT MET'} ${t.target}: ${t.measured}`);
   log('wrote bench/RESULTS.md');
 } finally {
   await env.close();
