@@ -1,7 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
 import Koa from 'koa';
 import request from 'supertest';
-import { PgTenantService, TenantAdminService, TenantDBPool, type Tenant } from '../src/index.js';
+import { defineTenancy, PgTenantService, TenantAdminService, TenantDBPool, type Tenant } from '../src/index.js';
 import { multitenant, problemDetails, refuseWritesWhileMoving } from '../src/koa/index.js';
 import { TenantMoveJobs, TenantPortability, type MoveStep, type TenantMoveJobsOptions } from '../src/portability/index.js';
 import { waitFor } from './helpers/wait.js';
@@ -364,4 +364,12 @@ test.serial('a tenant with a database of its own moves back to the shared one', 
   t.deepEqual(await serverDigest(f.source, tenant.id), original);
   t.is((await serverDigest(f.target, tenant.id)).account_rows, 0, 'its own database emptied');
   t.like((await home.http().get('/').set('x-tenant-id', tenant.id)).body, { n: 6 });
+});
+
+test('moves refuse the Citus engine: its prelude carries no write key', (t) => {
+  const f = t.context;
+  const citus = defineTenancy({ engine: 'citus', tables: ['accounts'] });
+  const pools = new TenantDBPool({ tenantService: new PgTenantService(f.source.appPool, { tenancy: citus }), sharedPool: f.source.appPool, tenancy: citus });
+  const portability = new TenantPortability({ pools, admin: new TenantAdminService(f.source.adminPool, { tenancy: citus }), tenancy: citus });
+  t.throws(() => new TenantMoveJobs({ portability, adminPool: f.source.adminPool as never, targets: {} }), { instanceOf: TypeError, message: /vanilla engine/ });
 });

@@ -66,6 +66,11 @@ export class TenantMoveJobs {
 
   constructor(private readonly options: TenantMoveJobsOptions) {
     this.store = new MoveJobStore(options.adminPool);
+    // The write key rides in the vanilla prelude only (src/write-gate.ts): Citus's set_tenant form
+    // has none, so a move there could lose a write that was running when it froze.
+    if (options.portability.tenancy.engine === 'citus') {
+      throw new TypeError('tenant moves between databases are for the vanilla engine; on Citus, move a tenant between nodes with isolate_tenant_to_new_shard and citus_move_shard_placement');
+    }
     this.settleMs = options.settleMs ?? 2000;
     if (!Number.isSafeInteger(this.settleMs) || this.settleMs < 0) throw new TypeError('`settleMs` must be a non-negative integer (milliseconds)');
     this.freezeTimeoutMs = options.freezeTimeoutMs ?? 30_000;
