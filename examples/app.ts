@@ -60,7 +60,7 @@ export interface ExampleOptions {
 
 const MAX_INT4 = 2 ** 31 - 1;
 
-export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; jobs: TenantMoveJobs; close(): Promise<void> } {
+export function createExampleApp(options: ExampleOptions): { app: Koa; core: MultitenantCore; jobs: TenantMoveJobs | undefined; close(): Promise<void> } {
   const { appPool, adminPool, tenancy } = options;
   // Constant-time token check, `Bearer ` required, 10 failed attempts per client per minute.
   const requireAdmin = requireBearerToken({ token: options.adminToken, maxFailures: options.adminMaxFailures ?? 10 });
@@ -133,7 +133,8 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
   // POST .../move (202, a durable job) and GET /admin/jobs/:id. Targets are named in the options.
   const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: db });
   const portability = new TenantPortability({ pools, admin: tenantAdmin, tenancy });
-  const jobs = new TenantMoveJobs({ portability, adminPool, targets: options.moveTargets ?? {} });
+  // Moves are for the vanilla engine (on Citus the move routes answer 404; Citus moves shards instead).
+  const jobs = tenancy.engine === 'citus' ? undefined : new TenantMoveJobs({ portability, adminPool, targets: options.moveTargets ?? {} });
   const portabilityRouter = createPortabilityRouter(portability, {
     authorize: requireAdmin,
     importTargets: options.importTargets ?? {},

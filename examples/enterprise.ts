@@ -71,7 +71,7 @@ const port = Number(process.env.PORT ?? 3000);
 const prepare = process.env.LBMT_PREPARE === 'none' || process.env.LBMT_PREPARE === 'false' ? 'none' : undefined;
 const { app, core, jobs, close } = createExampleApp({ appPool, adminPool, tenancy, adminToken, baseDomain: process.env.BASE_DOMAIN, prepare });
 // Moves a crashed instance left half-way are finished by whichever instance boots next.
-void jobs.resume().catch((error: unknown) => console.error('resuming tenant moves failed', error));
+void jobs?.resume().catch((error: unknown) => console.error('resuming tenant moves failed', error));
 // Tenant changes made by any instance (or by hand in psql) reach this instance's cache. LISTEN needs a
 // real session: the direct URL of the app role, not PgBouncer in transaction mode.
 await core.listen(roleUrl(tenancy.roles.app));
