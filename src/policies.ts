@@ -63,6 +63,9 @@ export function generateRlsSql(config: TenancyConfig, options: GenerateOptions =
 /** generateRlsSql with the library's `sql/` files read from `directory` (the upgrade test renders an older version's). */
 export function generateRlsSqlFrom(directory: string, config: TenancyConfig, options: GenerateOptions = {}): MigrationFile[] {
   const bodies: Array<[string, string]> = [];
+  // The manifest pieces call what sql/00004-policy-manifest.sql creates: only with it (an older
+  // version's sql/, as the upgrade test renders it, had neither).
+  const manifest = (options.includeRegistry ?? true) && readdirSync(directory).some((file) => /^\d{5}-policy-manifest\.sql$/.test(file));
   if (options.only !== 'tables') {
     bodies.push(['roles', rolesSql(config)]);
     if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config, directory));
@@ -76,7 +79,7 @@ export function generateRlsSqlFrom(directory: string, config: TenancyConfig, opt
     bodies.push([`rls-${piece}`, sql]);
     // A piece of its own, not a line in the rls file: an applied file's bytes never change, and a
     // database migrated by a version without the manifest gets this file appended on upgrade.
-    if (options.includeRegistry ?? true) bodies.push([`manifest-${piece}`, manifestSql(table)]);
+    if (manifest) bodies.push([`manifest-${piece}`, manifestSql(table)]);
   }
   const start = options.startIndex ?? 1;
   if (!Number.isInteger(start) || start < 1 || start > 99_999 - bodies.length) {

@@ -237,3 +237,18 @@ test('on engine "citus" an added permissive policy is an error: Citus ORs it wit
   t.deepEqual(lines(findings), ['error LBMT_DRIFT_POLICY_ADDED public.orders']);
   t.regex(findings[0]!.message, /on Citus the isolation policy is permissive too/);
 });
+
+test('a rewrite that fails open and still looks like isolation to the catalog checks is caught as drift', async (t) => {
+  const { db } = await database(t);
+  // No tenant set: COALESCE falls back to the row's own tenant, so every row matches.
+  const failsOpen = `tenant_id = COALESCE(NULLIF(current_setting('app.tenant_id', true), '')::uuid, tenant_id)`;
+  await db.superQuery(`ALTER POLICY lbmt_tenant_isolation ON orders USING (${failsOpen}) WITH CHECK (${failsOpen})`);
+  await db.superQuery(`INSERT INTO orders (tenant_id, item) VALUES (gen_random_uuid(), 'theirs')`);
+  const leaked = await db.appPool.query('SELECT count(*)::int AS n FROM orders');
+  t.is(leaked.rows[0].n, 1, 'the rewritten policy really leaks: no tenant set, a row visible');
+  const report = await checkPosture(db.appPool, db.config);
+  const errors = report.findings.filter((f) => f.severity === 'error');
+  t.deepEqual(errors.map((f) => f.code), ['LBMT_DRIFT_POLICY_CHANGED'], 'the catalog checks recognise it as an isolation policy; drift does not');
+  t.regex(errors[0]!.message, /USING .* became .*COALESCE.*; WITH CHECK .* became .*COALESCE/);
+  t.false(report.ok);
+});
