@@ -252,3 +252,45 @@ test('a rewrite that fails open and still looks like isolation to the catalog ch
   t.regex(errors[0]!.message, /USING .* became .*COALESCE.*; WITH CHECK .* became .*COALESCE/);
   t.false(report.ok);
 });
+
+test('TRUNCATE or TRIGGER granted to any role is an error: row level security does not govern them', async (t) => {
+  const { db, role } = await database(t);
+  const other = await role('other');
+  await db.superQuery(`GRANT TRUNCATE ON orders TO ${other}; GRANT TRIGGER ON orders TO ${db.config.roles.app}`);
+  const found = await driftOf(db);
+  t.deepEqual(lines(found), ['error LBMT_DRIFT_GRANT_WIDENED public.orders', 'error LBMT_DRIFT_GRANT_WIDENED public.orders']);
+  t.true(found.some((f) => /^\S+_other was granted TRUNCATE, .*: TRUNCATE is not subject to RLS/.test(f.message)));
+  t.true(found.some((f) => /was granted TRIGGER, .*sees every tenant's writes/.test(f.message)));
+  for (const finding of found) await applyFix(db, finding);
+  t.deepEqual(await driftOf(db), []);
+});
+
+test("the recorded and the live expressions read alike whatever the session's search_path", async (t) => {
+  const { db } = await database(t, { migrate: false });
+  // A policy calling a function of public: pg_get_expr names it `public.f()` when public is not on
+  // the path, `f()` when it is. The state function pins its path, so the two never disagree.
+  await db.superQuery(`CREATE FUNCTION public.visible_item(text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT $1 <> 'hidden' $$`);
+  await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
+  await db.superQuery(`CREATE POLICY visible ON orders AS RESTRICTIVE FOR SELECT TO PUBLIC USING (visible_item(item));
+    SET search_path = public; SELECT linkbay.record_table_state('orders')`);
+  await db.superQuery(`ALTER ROLE ${db.config.roles.app} SET search_path = pg_catalog`);
+  const elsewhere = db.pool(db.appUrl, { max: 1 });
+  t.is((await elsewhere.query('SHOW search_path')).rows[0].search_path, 'pg_catalog');
+  t.deepEqual(drift(await checkPosture(elsewhere, db.config)), []);
+  const { rows } = await db.superQuery(`SELECT state #>> '{policies,visible,using}' AS using FROM linkbay.policy_manifest`);
+  t.is(rows[0].using, 'public.visible_item(item)');
+});
+
+test('a doctor role that may not read the manifest is told so once, with the grants that let it', async (t) => {
+  const { db, role } = await database(t);
+  const auditor = await role('auditor', `LOGIN PASSWORD 'lbmt-test'`);
+  // USAGE on the schema: without it the plan-classes check (queries.ts) cannot even look the schema up.
+  await db.superQuery(`GRANT USAGE ON SCHEMA linkbay TO ${auditor}`);
+  const pool = db.pool(db.superUrl.replace(/\/\/[^@]+@/, `//${auditor}:lbmt-test@`), { max: 1 });
+  const report = await checkPosture(pool, db.config);
+  const found = drift(report);
+  t.deepEqual(lines(found), ['info LBMT_DRIFT_NO_MANIFEST table linkbay.policy_manifest']);
+  t.regex(found[0]!.message, new RegExp(`^${auditor} may not read it`));
+  await applyFix(db, found[0]!);
+  t.deepEqual(drift(await checkPosture(pool, db.config)), [], 'the suggested grants let it check');
+});

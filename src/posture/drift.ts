@@ -15,7 +15,7 @@
  * | LBMT_DRIFT_POLICY_CHANGED   | error                | a migrated policy's USING, WITH CHECK, roles, command or kind changed |
  * | LBMT_DRIFT_POLICY_RENAMED   | warning              | a migrated policy is there under another name (the library and doctor know policies by name) |
  * | LBMT_DRIFT_POLICY_ADDED     | warning / info / error | a policy nobody migrated: warning when permissive (OR-ed with the others; the RESTRICTIVE isolation still applies), info when restrictive (only narrows), error on engine "citus" (its only isolation is permissive) |
- * | LBMT_DRIFT_GRANT_WIDENED    | error / warning      | a privilege (table or column) nobody migrated: error to PUBLIC or to a role that bypasses RLS, warning otherwise (RLS still applies to it) |
+ * | LBMT_DRIFT_GRANT_WIDENED    | error / warning      | a privilege (table or column) nobody migrated: error to PUBLIC, to a role that bypasses RLS, or of TRUNCATE/TRIGGER (beyond RLS); warning otherwise (RLS still applies to it) |
  * | LBMT_DRIFT_GRANT_NARROWED   | warning              | a migrated privilege was revoked (the application may fail; nothing leaks) |
  * | LBMT_DRIFT_OWNER_CHANGED    | warning              | the table has another owner than at migration                   |
  * | LBMT_DRIFT_UNRECORDED       | info                 | a configured table has no manifest entry (migrated before the manifest existed, or without its migration) |
@@ -59,19 +59,29 @@ interface DriftRow {
 }
 
 /** The manifest and the live state of each configured table (null where there is none). */
-async function readDrift(db: Queryable, tables: readonly TenantTable[]): Promise<{ available: true; rows: DriftRow[] } | { available: false; why: string }> {
+type DriftRead =
+  | { available: true; rows: DriftRow[]; bypassing: Set<string> }
+  | { available: false; missing: boolean; user: string };
+
+async function readDrift(db: Queryable, tables: readonly TenantTable[]): Promise<DriftRead> {
+  // Roles that bypass row level security (superuser or BYPASSRLS): a grant to one of them is a
+  // grant of every tenant's rows. Read here to spare a round trip at start-up.
   const { rows: [access] } = await db.query(
     `SELECT current_user::text AS current_user, m.oid IS NOT NULL AS manifest, f.oid IS NOT NULL AS state_function,
+            ARRAY(SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolsuper OR rolbypassrls) AS bypassing,
             m.oid IS NOT NULL AND pg_catalog.has_schema_privilege('linkbay', 'USAGE')
               AND pg_catalog.has_table_privilege(m.oid, 'SELECT')
               AND f.oid IS NOT NULL AND pg_catalog.has_function_privilege(f.oid, 'EXECUTE') AS readable
-       FROM (SELECT pg_catalog.to_regclass('linkbay.policy_manifest') AS oid) m,
-            (SELECT pg_catalog.to_regprocedure('linkbay.table_state(regclass)') AS oid) f`,
+       -- Found in the catalog, not by name lookup: to_regclass needs USAGE on the schema.
+       FROM (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'linkbay' AND c.relname = 'policy_manifest' AND c.relkind = 'r') m
+       FULL JOIN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'linkbay' AND p.proname = 'table_state' AND pg_catalog.oidvectortypes(p.proargtypes) = 'regclass') f ON true
+       RIGHT JOIN (SELECT) AS one ON true`,
   );
-  if (!access.manifest || !access.state_function) {
-    return { available: false, why: `missing: the library's migrations (sql/00004-policy-manifest.sql) were not applied to this database` };
+  if (!access.manifest || !access.state_function || !access.readable) {
+    return { available: false, missing: !access.manifest || !access.state_function, user: access.current_user };
   }
-  if (!access.readable) return { available: false, why: `${access.current_user} may not read it (or call linkbay.table_state)` };
   const { rows } = await db.query(
     `SELECT k.schema, k.name AS table, m.state AS recorded,
             CASE WHEN c.oid IS NULL THEN NULL ELSE linkbay.table_state(c.oid) END AS live
@@ -82,34 +92,40 @@ async function readDrift(db: Queryable, tables: readonly TenantTable[]): Promise
       ORDER BY k.position`,
     [tables.map((t) => t.schema), tables.map((t) => t.table)],
   );
-  return { available: true, rows };
-}
-
-/** Roles that bypass row level security (superuser or BYPASSRLS): a grant to one of them is a grant of every tenant's rows. */
-async function readBypassingRoles(db: Queryable): Promise<Set<string>> {
-  const { rows } = await db.query(`SELECT rolname::text AS name FROM pg_catalog.pg_roles WHERE rolsuper OR rolbypassrls`);
-  return new Set(rows.map((row: { name: string }) => row.name));
+  return { available: true, rows, bypassing: new Set(access.bypassing) };
 }
 
 export async function driftFindings(db: Queryable, config: TenancyConfig): Promise<Finding[]> {
   if (config.tables.length === 0) return [];
   const read = await readDrift(db, config.tables);
   if (!read.available) {
+    const why = read.missing
+      ? "missing: the library's migrations (sql/00004-policy-manifest.sql) were not applied to this database"
+      : `${read.user} may not read it (or call linkbay.table_state)`;
+    const who = quoteIdent(read.user);
     return [{
       code: 'LBMT_DRIFT_NO_MANIFEST',
       severity: 'info',
       object: 'table linkbay.policy_manifest',
-      message: `${read.why}: what changed on the tenant tables since their migrations cannot be checked`,
-      fix: read.why.startsWith('missing')
+      message: `${why}: what changed on the tenant tables since their migrations cannot be checked`,
+      fix: read.missing
         ? "apply the library's migrations (linkbay-multitenant generate without --no-registry), then the generated manifest-<schema>-<table> migrations"
-        : 'GRANT USAGE ON SCHEMA linkbay TO <role>; GRANT SELECT ON linkbay.policy_manifest TO <role>; -- or run doctor as the admin role or a superuser',
+        : `GRANT USAGE ON SCHEMA linkbay TO ${who};\nGRANT SELECT ON linkbay.policy_manifest TO ${who};\nGRANT EXECUTE ON FUNCTION linkbay.table_state(regclass) TO ${who};\n-- or run doctor as the admin role or a superuser`,
     }];
   }
-  const bypassing = await readBypassingRoles(db);
-  return read.rows.flatMap((row) => tableDrift(config, row, bypassing));
+  return read.rows.flatMap((row) => tableDrift(config, row, read.bypassing));
 }
 
 const COMMANDS: Record<string, string> = { r: 'SELECT', a: 'INSERT', w: 'UPDATE', d: 'DELETE', '*': 'ALL' };
+
+/**
+ * Privileges row level security does not govern: TRUNCATE empties every tenant's rows (PITFALLS 5),
+ * TRIGGER lets the grantee attach a trigger that sees every tenant's writes. Granted to anyone, they cross tenants.
+ */
+const BEYOND_RLS: Record<string, string> = {
+  TRUNCATE: "TRUNCATE is not subject to RLS: it empties every tenant's rows",
+  TRIGGER: "TRIGGER lets it attach a trigger that sees every tenant's writes",
+};
 
 /** The CREATE POLICY that restores a recorded policy. */
 function createPolicySql(table: string, name: string, p: PolicyState): string {
@@ -221,10 +237,12 @@ export function tableDrift(config: TenancyConfig, row: DriftRow, bypassing: Read
   const widened = (grants: Array<[string, string[]]>, recorded: Record<string, string[]>, column?: string) => {
     for (const [who, privileges] of grants) {
       const everyTenant = who === 'PUBLIC' || bypassing.has(who);
+      const beyond = privileges.map((p) => BEYOND_RLS[p.replace(/ WITH GRANT OPTION$/, '')]).filter(Boolean);
       const what = `${privileges.join(', ')}${column ? ` on column ${column}` : ''}`;
-      add('LBMT_DRIFT_GRANT_WIDENED', everyTenant ? 'error' : 'warning', everyTenant
-        ? `${who} was granted ${what}, which the migrations did not grant: ${who === 'PUBLIC' ? 'every role, including any that bypasses RLS,' : `${who} bypasses RLS and`} may now read or write every tenant's rows`
-        : `${who} was granted ${what}, which the migrations did not grant (RLS still applies to it)`,
+      const why = everyTenant
+        ? `${who === 'PUBLIC' ? 'every role, including any that bypasses RLS,' : `${who} bypasses RLS and`} may now read or write every tenant's rows`
+        : beyond.length ? [...new Set(beyond)].join('; ') : 'RLS still applies to it';
+      add('LBMT_DRIFT_GRANT_WIDENED', everyTenant || beyond.length ? 'error' : 'warning', `${who} was granted ${what}, which the migrations did not grant: ${why}`,
         `${revokeSql(table, who, privileges, recorded[who] ?? [], column)}\n${keep}`);
     }
   };
