@@ -67,17 +67,18 @@ async function readDrift(db: Queryable, tables: readonly TenantTable[]): Promise
   // Roles that bypass row level security (superuser or BYPASSRLS): a grant to one of them is a
   // grant of every tenant's rows. Read here to spare a round trip at start-up.
   const { rows: [access] } = await db.query(
-    `SELECT current_user::text AS current_user, m.oid IS NOT NULL AS manifest, f.oid IS NOT NULL AS state_function,
-            ARRAY(SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolsuper OR rolbypassrls) AS bypassing,
-            m.oid IS NOT NULL AND pg_catalog.has_schema_privilege('linkbay', 'USAGE')
-              AND pg_catalog.has_table_privilege(m.oid, 'SELECT')
-              AND f.oid IS NOT NULL AND pg_catalog.has_function_privilege(f.oid, 'EXECUTE') AS readable
-       -- Found in the catalog, not by name lookup: to_regclass needs USAGE on the schema.
-       FROM (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = 'linkbay' AND c.relname = 'policy_manifest' AND c.relkind = 'r') m
-       FULL JOIN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-              WHERE n.nspname = 'linkbay' AND p.proname = 'table_state' AND pg_catalog.oidvectortypes(p.proargtypes) = 'regclass') f ON true
-       RIGHT JOIN (SELECT) AS one ON true`,
+    // Found in the catalog, not by name lookup (to_regclass needs USAGE on the schema); the
+    // privileges asked only of what exists (CASE: has_*_privilege raises on a missing object).
+    `SELECT current_user::text AS current_user, x.manifest IS NOT NULL AS manifest, x.fn IS NOT NULL AS state_function, x.bypassing,
+            CASE WHEN x.manifest IS NULL OR x.fn IS NULL THEN false
+                 ELSE pg_catalog.has_schema_privilege(x.nsp, 'USAGE') AND pg_catalog.has_table_privilege(x.manifest, 'SELECT')
+                      AND pg_catalog.has_function_privilege(x.fn, 'EXECUTE') END AS readable
+       FROM (SELECT n.oid AS nsp,
+                    (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'policy_manifest' AND c.relkind = 'r') AS manifest,
+                    (SELECT p.oid FROM pg_catalog.pg_proc p
+                      WHERE p.pronamespace = n.oid AND p.proname = 'table_state' AND pg_catalog.oidvectortypes(p.proargtypes) = 'regclass') AS fn,
+                    ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.rolsuper OR r.rolbypassrls) AS bypassing
+               FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'linkbay') AS x`,
   );
   if (!access.manifest || !access.state_function || !access.readable) {
     return { available: false, missing: !access.manifest || !access.state_function, user: access.current_user };
@@ -92,7 +93,14 @@ async function readDrift(db: Queryable, tables: readonly TenantTable[]): Promise
       ORDER BY k.position`,
     [tables.map((t) => t.schema), tables.map((t) => t.table)],
   );
-  return { available: true, rows, bypassing: new Set(access.bypassing) };
+  const state = (value: Partial<TableState> | null): TableState | null =>
+    value === null ? null : { owner: '', rls: false, force: false, ...value, policies: value.policies ?? {}, grants: value.grants ?? {}, column_grants: value.column_grants ?? {} };
+  return {
+    available: true,
+    // Every key present even in a state recorded by another version of table_state.
+    rows: rows.map((row: DriftRow) => ({ ...row, recorded: state(row.recorded), live: state(row.live) })),
+    bypassing: new Set(access.bypassing),
+  };
 }
 
 export async function driftFindings(db: Queryable, config: TenancyConfig): Promise<Finding[]> {
@@ -252,8 +260,10 @@ export function tableDrift(config: TenancyConfig, row: DriftRow, bypassing: Read
         `${grantSql(table, who, privileges, column)}\n${keep}`);
     }
   };
-  widened(added(now.grants, was.grants), was.grants);
-  narrowed(added(was.grants, now.grants));
+  // The owner's own privileges come with ownership (LBMT_DRIFT_OWNER_CHANGED reports a new owner).
+  const notOwner = (grants: Array<[string, string[]]>, owner: string) => grants.filter(([who]) => who !== owner);
+  widened(notOwner(added(now.grants, was.grants), now.owner), was.grants);
+  narrowed(was.owner === now.owner ? added(was.grants, now.grants) : notOwner(added(was.grants, now.grants), was.owner));
   for (const column of new Set([...Object.keys(was.column_grants), ...Object.keys(now.column_grants)])) {
     const before = was.column_grants[column] ?? {};
     const after = now.column_grants[column] ?? {};
