@@ -21,6 +21,8 @@
  * | LBMT_DRIFT_UNRECORDED       | info                 | a configured table has no manifest entry (migrated before the manifest existed, or without its migration) |
  * | LBMT_DRIFT_NO_MANIFEST      | info                 | no readable linkbay.policy_manifest (library migrations not applied: `--no-registry`); reported once |
  *
+ * A table migrated before the manifest existed is recorded by the upgrade, as it is then: drift is
+ * seen from that moment (the catalog checks judge what was there before).
  * A change that only tightens (RLS or FORCE turned on) is not drift worth a finding. Partitions are
  * not in the manifest (LBMT_PARTITION_UNPROTECTED covers them), nor are indexes. A change meant to
  * stay is recorded again with `SELECT linkbay.record_table_state('<table>')`, which every fix offers.
