@@ -63,6 +63,9 @@ export function generateRlsSql(config: TenancyConfig, options: GenerateOptions =
 /** generateRlsSql with the library's `sql/` files read from `directory` (the upgrade test renders an older version's). */
 export function generateRlsSqlFrom(directory: string, config: TenancyConfig, options: GenerateOptions = {}): MigrationFile[] {
   const bodies: Array<[string, string]> = [];
+  // The manifest pieces call what sql/00004-policy-manifest.sql creates: only with it (an older
+  // version's sql/, as the upgrade test renders it, had neither).
+  const manifest = (options.includeRegistry ?? true) && readdirSync(directory).some((file) => /^\d{5}-policy-manifest\.sql$/.test(file));
   if (options.only !== 'tables') {
     bodies.push(['roles', rolesSql(config)]);
     if (options.includeRegistry ?? true) bodies.push(...registryMigrations(config, directory));
@@ -72,7 +75,11 @@ export function generateRlsSqlFrom(directory: string, config: TenancyConfig, opt
   if (options.only !== 'setup' && config.engine === 'citus' && config.globalTables.length > 0) bodies.push(['citus-reference-tables', citusReferenceTablesSql(config)]);
   for (const table of options.only === 'setup' ? [] : config.tables) {
     const sql = config.engine === 'citus' ? citusTableSql(config, table) : tableSql(config, table);
-    bodies.push([`rls-${table.schema}-${table.table}`.replaceAll('_', '-'), sql]);
+    const piece = `${table.schema}-${table.table}`.replaceAll('_', '-');
+    bodies.push([`rls-${piece}`, sql]);
+    // A piece of its own, not a line in the rls file: an applied file's bytes never change, and a
+    // database migrated by a version without the manifest gets this file appended on upgrade.
+    if (manifest) bodies.push([`manifest-${piece}`, manifestSql(table)]);
   }
   const start = options.startIndex ?? 1;
   if (!Number.isInteger(start) || start < 1 || start > 99_999 - bodies.length) {
@@ -95,6 +102,29 @@ BEGIN
   ) THEN
     CREATE INDEX ${quoteIdent(indexName)} ON ${table} (${quoteIdent(t.tenantColumn)});
   END IF;
+END
+$$;
+`;
+}
+
+/**
+ * Records the table's state, as its rls migration left it, in linkbay.policy_manifest
+ * (sql/00004-policy-manifest.sql), for doctor's drift check (src/posture/drift.ts). Same for both
+ * engines: on Citus the coordinator's catalog holds the policies Citus propagates to the shards.
+ * Where the library's migrations were not applied, it records nothing and says so (doctor then
+ * reports the table as unrecorded, LBMT_DRIFT_UNRECORDED) rather than failing the migration.
+ */
+function manifestSql(t: TenantTable): string {
+  const table = qualifiedName(t);
+  return `-- linkbay-multitenant: records ${t.schema}.${t.table}'s RLS flags, policies and grants as migrated, for
+-- doctor's drift check (LBMT_DRIFT_*). Generated; edit the config, not this file. Idempotent.
+DO $$
+BEGIN
+  IF pg_catalog.to_regprocedure('linkbay.record_table_state(regclass)') IS NULL THEN
+    RAISE NOTICE 'linkbay.record_table_state(regclass) is missing: % not recorded (apply the library''s migrations first)', ${quoteLiteral(table)};
+    RETURN;
+  END IF;
+  PERFORM linkbay.record_table_state(${quoteLiteral(table)}::regclass);
 END
 $$;
 `;

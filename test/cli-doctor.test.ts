@@ -124,3 +124,16 @@ test('doctor --format junit: an error finding is a failed test case, a clean dat
   const bad = await doctor(['--database-url', db.superUrl, '--config', file, '--format', 'sarif']);
   t.is(bad.code, 2);
 });
+
+test('doctor names drift since the migrations: a policy dropped by hand fails the run, in the table, JSON and JUnit', async (t) => {
+  const { db, file } = await setup(t);
+  await db.superQuery('DROP POLICY lbmt_tenant_isolation ON orders');
+  const table = await doctor(['--database-url', db.superUrl, '--config', file]);
+  t.is(table.code, 1);
+  t.regex(table.out, /^error\s+LBMT_DRIFT_POLICY_DROPPED\s+public\.orders$/m);
+  t.regex(table.out, /fix: CREATE POLICY "lbmt_tenant_isolation" ON "public"\."orders" AS RESTRICTIVE FOR ALL TO PUBLIC$/m);
+  const report = JSON.parse((await doctor(['--database-url', db.superUrl, '--config', file, '--json'])).out) as PostureReport;
+  t.true(report.findings.some((f) => f.code === 'LBMT_DRIFT_POLICY_DROPPED' && f.severity === 'error' && /lbmt_tenant_isolation is gone/.test(f.message)));
+  const junit = await doctor(['--database-url', db.superUrl, '--config', file, '--format', 'junit']);
+  t.regex(junit.out, /<testcase classname="linkbay-multitenant doctor" name="LBMT_DRIFT_POLICY_DROPPED [^"]*">\n\s*<failure type="LBMT_DRIFT_POLICY_DROPPED"/);
+});

@@ -21,10 +21,10 @@ test('the CLI generates the files and migrates them', async (t) => {
   const complain = (s: string) => err.push(s);
   t.is(await main(['generate', '--config', configFile, '--out', join(dir, 'migrations')], say, complain), 0);
   const names = await readdir(join(dir, 'migrations'));
-  t.deepEqual(names.sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql']);
-  t.is(await readFile(join(dir, 'migrations', names[3]!), 'utf8'), generateRlsSql(db.config)[3]!.sql);
+  t.deepEqual(names.sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-policy-manifest.sql', '00005-rls-public-orders.sql', '00006-manifest-public-orders.sql']);
+  t.is(await readFile(join(dir, 'migrations', names[4]!), 'utf8'), generateRlsSql(db.config)[4]!.sql);
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', join(dir, 'migrations')], say, complain), 0);
-  t.true(out.includes('4 migration(s) applied'));
+  t.true(out.includes('6 migration(s) applied'));
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', join(dir, 'migrations')], say, complain), 0);
   t.is(out.at(-1), '0 migration(s) applied');
   // bad usage is exit code 2 and names the problem
@@ -51,13 +51,16 @@ test('generate --start, --no-registry and --only choose the files and their numb
     return Promise.all(names.map(async (file) => ({ name: file, sql: await readFile(join(dir, name, file), 'utf8') })));
   };
   t.deepEqual(await generated('start', '--start', '40', '--no-registry'), generateRlsSql(config, { startIndex: 40, includeRegistry: false }));
-  t.deepEqual((await generated('start-only')).map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql', '00005-rls-public-customers.sql']);
+  t.deepEqual((await generated('start-only')).map((f) => f.name), [
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-policy-manifest.sql',
+    '00005-rls-public-orders.sql', '00006-manifest-public-orders.sql', '00007-rls-public-customers.sql', '00008-manifest-public-customers.sql',
+  ]);
   const setup = await generated('setup', '--only', 'setup');
   t.deepEqual(setup, generateRlsSql(config, { only: 'setup' }));
-  t.deepEqual(setup.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql']);
+  t.deepEqual(setup.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-policy-manifest.sql']);
   const tables = await generated('tables', '--only', 'tables', '--start', '7');
   t.deepEqual(tables, generateRlsSql(config, { only: 'tables', startIndex: 7 }));
-  t.deepEqual(tables.map((f) => f.name), ['00007-rls-public-orders.sql', '00008-rls-public-customers.sql']);
+  t.deepEqual(tables.map((f) => f.name), ['00007-rls-public-orders.sql', '00008-manifest-public-orders.sql', '00009-rls-public-customers.sql', '00010-manifest-public-customers.sql']);
   const err: string[] = [];
   for (const bad of [['--start', '0'], ['--start', 'x'], ['--only', 'everything']]) {
     t.is(await main(['generate', '--config', configFile, '--out', join(dir, 'bad'), ...bad], quiet, (s) => err.push(s)), 2, bad.join(' '));

@@ -4,6 +4,9 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { checkPosture, defineTenancy } from '../src/index.js';
 import { createTestDatabase, withUrl, type TestDatabase } from './helpers/db.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase }>;
@@ -49,6 +52,17 @@ function startExample(env: Record<string, string>): Promise<{ listened: boolean;
 test.serial('it starts on a safe database (the control: what the refusals below differ by)', async (t) => {
   const run = await startExample({ DATABASE_URL: t.context.db.superUrl });
   t.true(run.listened, run.output);
+  // Its migrations recorded the manifest: doctor finds no drift on the example schema.
+  const tenancy = defineTenancy(JSON.parse(await readFile(new URL('../examples/multitenant.config.json', import.meta.url), 'utf8')));
+  const pool = new pg.Pool({ connectionString: t.context.db.superUrl, max: 1 });
+  try {
+    const { rows } = await pool.query('SELECT table_name FROM linkbay.policy_manifest');
+    t.deepEqual(rows, [{ table_name: 'public.orders' }]);
+    const report = await checkPosture(pool, tenancy);
+    t.deepEqual(report.findings.filter((f) => f.code.startsWith('LBMT_DRIFT_')), []);
+  } finally {
+    await pool.end();
+  }
 });
 
 test.serial('it refuses to start when the app connects as a superuser', async (t) => {

@@ -40,15 +40,18 @@ async function fleet(t: { teardown(fn: () => Promise<unknown>): void }, size: nu
   }
   const dir = await mkdtemp(join(tmpdir(), 'lbmt-fleet-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const file of generateRlsSql(shared.config)) await writeFile(join(dir, file.name), file.sql);
-  await writeFile(join(dir, '00005-widgets.sql'), 'CREATE TABLE widgets (id int PRIMARY KEY);');
+  const generated = generateRlsSql(shared.config);
+  for (const file of generated) await writeFile(join(dir, file.name), file.sql);
+  // Numbered after the generated files, as a user's next migration would be.
+  const widgets = `${String(generated.length + 1).padStart(5, '0')}-widgets.sql`;
+  await writeFile(join(dir, widgets), 'CREATE TABLE widgets (id int PRIMARY KEY);');
   const migrated = async (name: string) => {
     const client = new pg.Client({ connectionString: withUrl(serverUrl(), { database: name }) });
     await client.connect();
     try {
       const { rows } = await client.query(`SELECT to_regclass('public.atdatabases_migrations_applied') IS NOT NULL AS table`);
       if (!rows[0].table) return false;
-      return (await client.query(`SELECT count(*)::int AS n FROM atdatabases_migrations_applied WHERE name = '00005-widgets.sql' AND NOT obsolete`)).rows[0].n === 1;
+      return (await client.query(`SELECT count(*)::int AS n FROM atdatabases_migrations_applied WHERE name = $1 AND NOT obsolete`, [widgets])).rows[0].n === 1;
     } finally {
       await client.end();
     }
@@ -63,7 +66,7 @@ test.serial(`${FLEET} tenant databases, concurrency 8, one broken: 199 migrated,
   const brokenDb = new pg.Client({ connectionString: withUrl(serverUrl(), { database: broken }) });
   await brokenDb.connect();
   t.teardown(() => brokenDb.end());
-  await brokenDb.query('CREATE TABLE widgets (name text)'); // 00005 cannot create it there
+  await brokenDb.query('CREATE TABLE widgets (name text)'); // the widgets migration cannot create it there
 
   const out: string[] = [];
   const code = await main(['migrate', '--database-url', shared.superUrl, '--dir', dir, '--all-tenants', '--concurrency', '8'], (s) => out.push(s), (s) => out.push(s));

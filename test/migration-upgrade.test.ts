@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defineTenancy, generateRlsSql, migrate, migrateFiles } from '../src/index.js';
+import { checkPosture, defineTenancy, generateRlsSql, migrate, migrateFiles } from '../src/index.js';
 import { generateRlsSqlFrom } from '../src/policies.js';
 import { appendAfterExisting } from '../src/migration-numbering.js';
 import { main } from '../src/cli.js';
@@ -41,14 +41,26 @@ test('a database migrated with the previous version upgrades by appending the ne
   const refused = await t.throwsAsync(migrate({ databaseUrl: db.superUrl, directory: dir }));
   t.regex(String(refused?.message), /edited|order|does not match|Migration/i);
 
-  // Numbered after what is applied: the applied files keep their number and bytes, the new one is 00004.
+  // Before the upgrade doctor has no manifest to compare with: said once, not a failure.
+  const drift = async () => (await checkPosture(db.appPool, db.config)).findings.filter((f) => f.code.startsWith('LBMT_DRIFT_')).map((f) => `${f.severity} ${f.code} ${f.object}`);
+  t.deepEqual(await drift(), ['info LBMT_DRIFT_NO_MANIFEST table linkbay.policy_manifest']);
+
+  // Numbered after what is applied: the applied files keep their number and bytes, the new ones
+  // follow; the table migrated by the previous version gets its manifest recorded by the last.
   const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
-  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql']);
+  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql', '00005-linkbay-policy-manifest.sql', '00006-manifest-public-orders.sql']);
+  const manifest = await db.superQuery(`SELECT table_name FROM linkbay.policy_manifest`);
+  t.deepEqual(manifest.rows, [{ table_name: 'public.orders' }]);
+  t.deepEqual(await drift(), [], 'the upgraded database reports no drift');
+  await db.superQuery('ALTER TABLE orders DISABLE ROW LEVEL SECURITY');
+  t.deepEqual(await drift(), ['error LBMT_DRIFT_RLS_DISABLED public.orders'], 'and drift on it is seen');
+  await db.superQuery('ALTER TABLE orders ENABLE ROW LEVEL SECURITY');
   const after = await catalog(db);
   for (const relation of before.relations) t.true(after.relations.includes(relation), `${relation} kept`);
   for (const column of before.columns) t.true(after.columns.includes(column), `${column} kept`);
   t.deepEqual(after.policies, before.policies);
   t.true(after.relations.includes('tenant_moves:r'));
+  t.true(after.relations.includes('policy_manifest:r'));
   // The registry's rows survive and the new table works against them.
   const { rows } = await db.adminPool.query(
     `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, previous_status) VALUES ($1, 'eu', 'active') RETURNING step, state`,
@@ -77,12 +89,14 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   const configFile = join(dir, 'multitenant.config.json');
   await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders'] }));
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
-  t.deepEqual((await readdir(migrations)).sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-linkbay-tenant-moves.sql']);
+  t.deepEqual((await readdir(migrations)).sort(), [
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-linkbay-tenant-moves.sql', '00005-linkbay-policy-manifest.sql', '00006-manifest-public-orders.sql',
+  ]);
   const names = (await readdir(migrations)).sort();
   for (const [i, bytes] of previousBytes.entries()) t.is(await readFile(join(migrations, names[i]!), 'utf8'), bytes, `${names[i]} unchanged`);
   const out: string[] = [];
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
-  t.deepEqual(out, ['applied 00004-linkbay-tenant-moves.sql', '1 migration(s) applied']);
+  t.deepEqual(out, ['applied 00004-linkbay-tenant-moves.sql', 'applied 00005-linkbay-policy-manifest.sql', 'applied 00006-manifest-public-orders.sql', '3 migration(s) applied']);
 
   // A file already there that differs from this version's output is kept, and said so.
   const said: string[] = [];
@@ -95,17 +109,22 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   // A table added after the upgrade comes after the library's file, not before it.
   await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders', 'notes'] }));
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
-  t.true((await readdir(migrations)).includes('00005-rls-public-notes.sql'));
+  t.deepEqual((await readdir(migrations)).sort().slice(6), ['00007-rls-public-notes.sql', '00008-manifest-public-notes.sql']);
   out.length = 0;
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
-  t.deepEqual(out, ['applied 00005-rls-public-notes.sql', '1 migration(s) applied']);
+  t.deepEqual(out, ['applied 00007-rls-public-notes.sql', 'applied 00008-manifest-public-notes.sql', '2 migration(s) applied']);
+  const recorded = await db.superQuery(`SELECT table_name FROM linkbay.policy_manifest ORDER BY 1`);
+  t.deepEqual(recorded.rows.map((r) => r.table_name), ['public.notes', 'public.orders']);
 });
 
 test('appendAfterExisting keeps existing numbers, appends the rest in order, and respects startIndex', (t) => {
   const files = generateRlsSql(defineTenancy({ tables: ['orders', 'notes'] }));
   t.deepEqual(appendAfterExisting(files, []), files, 'no existing files: the canonical numbering');
   const names = appendAfterExisting(files, ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00007-my-own.sql']).map((f) => f.name);
-  t.deepEqual(names, ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00008-linkbay-tenant-moves.sql', '00009-rls-public-notes.sql']);
+  t.deepEqual(names, [
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00008-linkbay-tenant-moves.sql', '00009-linkbay-policy-manifest.sql',
+    '00010-manifest-public-orders.sql', '00011-rls-public-notes.sql', '00012-manifest-public-notes.sql',
+  ]);
   const later = generateRlsSql(defineTenancy({ tables: ['orders'] }), { startIndex: 40, only: 'tables', existing: [] });
-  t.deepEqual(later.map((f) => f.name), ['00040-rls-public-orders.sql']);
+  t.deepEqual(later.map((f) => f.name), ['00040-rls-public-orders.sql', '00041-manifest-public-orders.sql']);
 });

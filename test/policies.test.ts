@@ -12,7 +12,10 @@ test('generated migrations are named for @databases/pg-migrations and determinis
   const files = generateRlsSql(config);
   t.deepEqual(
     files.map((f) => f.name),
-    ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-rls-public-orders.sql', '00005-rls-billing-invoices.sql'],
+    [
+      '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-policy-manifest.sql',
+      '00005-rls-public-orders.sql', '00006-manifest-public-orders.sql', '00007-rls-billing-invoices.sql', '00008-manifest-billing-invoices.sql',
+    ],
   );
   for (const file of files) t.regex(file.name, /^\d{5}-[a-z0-9-]+\.sql$/);
   t.deepEqual(generateRlsSql(config), files);
@@ -22,11 +25,11 @@ test('generated migrations are named for @databases/pg-migrations and determinis
   );
 });
 
-test('adding a table appends a file and leaves the earlier ones unchanged', (t) => {
+test('adding a table appends its files (rls and manifest) and leaves the earlier ones unchanged', (t) => {
   const before = generateRlsSql(defineTenancy({ tables: ['orders'] }));
   const after = generateRlsSql(defineTenancy({ tables: ['orders', 'customers'] }));
   t.deepEqual(after.slice(0, before.length), before);
-  t.is(after.length, before.length + 1);
+  t.deepEqual(after.slice(before.length).map((f) => f.name), ['00007-rls-public-customers.sql', '00008-manifest-public-customers.sql']);
 });
 
 test('the isolation policy is restrictive, checks writes and fails closed', (t) => {
@@ -34,9 +37,9 @@ test('the isolation policy is restrictive, checks writes and fails closed', (t) 
   t.regex(sql, /ENABLE ROW LEVEL SECURITY/);
   t.regex(sql, /FORCE ROW LEVEL SECURITY/);
   t.regex(sql, /AS RESTRICTIVE FOR ALL TO PUBLIC\s+USING \("tenant_id" = NULLIF\(current_setting\('app.tenant_id', true\), ''\)::uuid\)\s+WITH CHECK \("tenant_id" = NULLIF/);
-  const initplan = generateRlsSql(defineTenancy({ tables: ['orders'], policyForm: 'initplan' })).at(-1)!.sql;
+  const initplan = generateRlsSql(defineTenancy({ tables: ['orders'], policyForm: 'initplan' })).find((f) => f.name.endsWith('-rls-public-orders.sql'))!.sql;
   t.regex(initplan, /USING \("tenant_id" = \(SELECT NULLIF\(current_setting\('app.tenant_id', true\), ''\)::uuid\)\)/);
-  const invoices = generateRlsSql(config).at(-1)!.sql;
+  const invoices = generateRlsSql(config).find((f) => f.name.endsWith('-rls-billing-invoices.sql'))!.sql;
   t.regex(invoices, /"billing"."invoices"/);
   t.regex(invoices, /USING \("org_id" =/);
 });

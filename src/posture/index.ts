@@ -35,10 +35,12 @@
  * | LBMT_SERVER_VULNERABLE            | warning         | the server predates the fix of an RLS CVE                             |
  * | LBMT_SERVER_UNSUPPORTED           | warning         | the server's major version is out of support                          |
  * | LBMT_CITUS_*                      | error / warning | on a Citus cluster, or engine "citus": see src/citus/posture.ts       |
+ * | LBMT_DRIFT_*                      | error / warning / info | a tenant table changed since its migrations: see drift.ts      |
  *
  * Codes are stable: never renamed or reused once retired.
  * A FOR ALL policy without WITH CHECK applies its USING expression to new rows too (CREATE POLICY
  * docs; test/posture.test.ts proves the write is refused), hence a warning and not an error.
+ * Drift since the migrations (the manifest they recorded against the live catalog): drift.ts.
  * Classification of every table of the application's schemas: classification.ts.
  * With `performance: true` (doctor --perf), the findings of performance.ts too.
  * The catalog queries are in queries.ts, the findings per object in findings.ts
@@ -61,6 +63,7 @@ import { printable } from '../printable.js';
 import { serverFindings } from './server.js';
 import { checkPolicyPerformance } from './performance.js';
 import { classificationFindings } from './classification.js';
+import { driftFindings } from './drift.js';
 import { probeTenantIsolation } from '../testing/live-probes.js';
 import type { TenantPool } from '../pool.js';
 import { citusPosture } from '../citus/posture.js';
@@ -130,6 +133,7 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
     const table = byRelid.get(partition.root)!;
     findings.push(...partitionFindings(config, table, partition, policiesOf(partition.relid)));
   }
+  findings.push(...(await driftFindings(pool, config)));
   if (relids.length) {
     // One query at a time: at start-up this runs on the application's pool, and should hold one
     // connection, not as many as there are checks.
