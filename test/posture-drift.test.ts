@@ -290,8 +290,7 @@ test("the recorded and the live expressions read alike whatever the session's se
 test('a doctor role that may not read the manifest is told so once, with the grants that let it', async (t) => {
   const { db, role } = await database(t);
   const auditor = await role('auditor', `LOGIN PASSWORD 'lbmt-test'`);
-  // USAGE on the schema: without it the plan-classes check (queries.ts) cannot even look the schema up.
-  await db.superQuery(`GRANT USAGE ON SCHEMA linkbay TO ${auditor}`);
+  // No USAGE on the schema either: the posture checks look the library's objects up in the catalog.
   const pool = db.pool(db.superUrl.replace(/\/\/[^@]+@/, `//${auditor}:lbmt-test@`), { max: 1 });
   const report = await checkPosture(pool, db.config);
   const found = drift(report);

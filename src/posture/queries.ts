@@ -25,7 +25,9 @@ export async function readPlanClasses(db: Queryable, role: string): Promise<{ ex
   const { rows } = await db.query(
     `SELECT f.oid IS NOT NULL AS exists,
             f.oid IS NOT NULL AND r.oid IS NOT NULL AND pg_catalog.has_function_privilege(r.oid, f.oid, 'EXECUTE') AS executable
-       FROM (SELECT pg_catalog.to_regprocedure('linkbay.planner_tenants()') AS oid) f
+       -- From pg_proc, not to_regprocedure: that needs USAGE on the schema, which doctor's role may lack.
+       FROM (SELECT (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                      WHERE n.nspname = 'linkbay' AND p.proname = 'planner_tenants' AND p.pronargs = 0) AS oid) f
        LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1`,
     [role],
   );
