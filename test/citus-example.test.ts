@@ -5,7 +5,7 @@
  * distributed and isolated per tenant through the HTTP API, and doctor clean.
  */
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import request from 'supertest';
 import { createExampleApp } from '../examples/app.js';
@@ -20,8 +20,9 @@ citusTest('the example app on Citus: registry notifications, per-tenant orders o
   await c.createDatabase(name);
   const tenancy = defineTenancy(JSON.parse(readFileSync(new URL('../examples/multitenant.citus.config.json', import.meta.url), 'utf8')));
   t.is(tenancy.engine, 'citus');
-  const migrated = await migrate({ databaseUrl: c.url(name), directory: new URL('../examples/migrations-citus/', import.meta.url).pathname });
-  t.is(migrated.applied.length, 6);
+  const directory = new URL('../examples/migrations-citus/', import.meta.url).pathname;
+  const migrated = await migrate({ databaseUrl: c.url(name), directory });
+  t.is(migrated.applied.length, readdirSync(directory).filter((file) => file.endsWith('.sql')).length, 'every file of the example applies on Citus');
   const superPool = new pg.Pool({ connectionString: c.url(name), max: 2 });
   for (const role of Object.values(tenancy.roles)) await superPool.query(`ALTER ROLE ${role} PASSWORD 'example'`);
   const roleUrl = (role: string) => `postgres://${role}:example@127.0.0.1:${c.coordinator.port}/${name}`;
