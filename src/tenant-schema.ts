@@ -176,8 +176,15 @@ export function tenantPatchSchema() {
 export function parseTenantInput<T>(schema: z.ZodType, input: unknown): T {
   const result = schema.safeParse(input);
   if (result.success) return input as T;
-  const issues: FieldIssue[] = result.error.issues.map((issue) => ({ field: issue.path.map(String).join('.'), message: issue.message }));
+  let issues: FieldIssue[] = result.error.issues.flatMap((issue) =>
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => ({ field: key, message: `unknown field \`${key}\`` }))
+      : [{ field: issue.path.map(String).join('.'), message: issue.message }],
+  );
+  // A value can fail two checks with one message (a pattern and the function it documents): once.
+  const seen = new Set<string>();
+  issues = issues.filter((issue) => !seen.has(`${issue.field}\n${issue.message}`) && seen.add(`${issue.field}\n${issue.message}`));
   const id = issues.find((issue) => issue.field === 'id' && issue.message !== M.idRequired);
   if (id) throw new InvalidTenantIdError(id.message);
-  throw new TenantInputError([...new Set(issues.map((issue) => issue.message))].join('; '), { issues });
+  throw new TenantInputError(issues.map((issue) => issue.message).join('; '), { issues });
 }
