@@ -9,7 +9,7 @@ import Koa from 'koa';
 import type Router from '@koa/router';
 import request from 'supertest';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { TenantAdminService, TenantDBPool, PgTenantService, TenantMigrationService, defineTenancy, type TenantIdType } from '../src/index.js';
+import { TenantAdminService, TenantDBPool, PgTenantService, TenantMigrationService, defineTenancy, newTenantSchema, type TenantIdType } from '../src/index.js';
 import { TenantPortability } from '../src/portability/index.js';
 import { createAdminRouter, createMigrationRouter, createPortabilityRouter, openApiDocument, requireBearerToken } from '../src/koa/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
@@ -244,4 +244,47 @@ test.serial('invalid bodies: each field wrong in each way, unknown fields, wrong
   t.is(await registry(t), before, 'nothing was written');
   // And a valid body still creates (so the refusals above were the bodies').
   t.is((await http(t).post('/admin/tenants').set(AUTH).send(ok)).status, 201);
+});
+
+test('the documented schemas never refuse what the service accepts, and refuse what they can express', async (t) => {
+  const { default: Ajv2020 } = await import('ajv/dist/2020.js');
+  for (const type of ['uuid', 'bigint', 'text'] as TenantIdType[]) {
+    const doc = openApiDocument({ tenantIdType: type, routers: [] }) as { components: { schemas: Record<string, object> } };
+    const ajv = new (Ajv2020 as unknown as typeof import('ajv').default)({ strict: false });
+    for (const [name, schema] of Object.entries(doc.components.schemas)) ajv.addSchema(schema, `#/components/schemas/${name}`);
+    const documented = ajv.getSchema('#/components/schemas/NewTenant')!;
+    const served = newTenantSchema(type);
+    const id = { uuid: '{6F9619FF-8B86-D011-B42D-00C04FC964FF}', bigint: '42', text: 'Acme.EU' }[type];
+    const base = type === 'text' ? { id, slug: 'acme', name: 'Acme' } : { slug: 'acme', name: 'Acme' };
+    const accepted = [
+      base,
+      { ...base, id },
+      { ...base, domain: 'acme.example.com', plan: 'pro_2', metadata: { seats: 3, nested: { a: [1, 2] } }, databaseUrl: 'postgresql://app@db/acme' },
+      { ...base, domain: null, databaseUrl: null },
+      ...(type === 'bigint' ? [{ ...base, id: 42 }] : []),
+    ];
+    for (const input of accepted) {
+      t.true(served.safeParse(input).success, `${type}: the service accepts ${JSON.stringify(input)}`);
+      t.true(documented(input), `${type}: the document accepts ${JSON.stringify(input)}: ${JSON.stringify(documented.errors)}`);
+    }
+    const refused = [
+      { name: 'Acme' },
+      { ...base, slug: 'Acme' },
+      { ...base, slug: 'a'.repeat(64) },
+      { ...base, name: 'x'.repeat(201) },
+      { ...base, name: 7 },
+      { ...base, domain: 'Acme.example.com' },
+      { ...base, domain: 'acme.example.com:80' },
+      { ...base, domain: 'a..example.com' },
+      { ...base, plan: 'Gold Plan' },
+      { ...base, metadata: [] },
+      { ...base, databaseUrl: 5 },
+      { ...base, status: 'active' },
+      ...(type === 'text' ? [{ slug: 'acme', name: 'Acme' }] : []),
+    ];
+    for (const input of refused) {
+      t.false(served.safeParse(input).success, `${type}: the service refuses ${JSON.stringify(input)}`);
+      t.false(documented(input), `${type}: the document refuses ${JSON.stringify(input)}`);
+    }
+  }
 });
