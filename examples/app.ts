@@ -128,7 +128,6 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
 
   // --- admin API: the registry, through the admin role (TenantAdminService, createAdminRouter) ---
   const tenantAdmin = new TenantAdminService(adminPool, { tenancy });
-  const admin = createAdminRouter(tenantAdmin, { authorize: requireAdmin });
   // Tenant data at any size: GET /admin/tenants/:id/export (NDJSON stream), POST .../import?into=,
   // POST .../move (202, a durable job) and GET /admin/jobs/:id. Targets are named in the options.
   const pools = new TenantDBPool({ tenantService: core.tenants, sharedPool: db });
@@ -140,6 +139,11 @@ export function createExampleApp(options: ExampleOptions): { app: Koa; core: Mul
     importTargets: options.importTargets ?? {},
     jobs,
     onMoveError: (error) => console.error('tenant move stopped; `jobs.resume()` finishes it', error),
+  });
+  // GET /admin/openapi.json (admin token): the OpenAPI 3.1 document of both routers' routes.
+  const admin = createAdminRouter(tenantAdmin, {
+    authorize: requireAdmin,
+    openapi: { routers: [portabilityRouter], securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } } },
   });
 
   app.use(router.routes()).use(router.allowedMethods());
@@ -186,7 +190,7 @@ async function problemDetails(ctx: Context, next: Next): Promise<void> {
   } catch (error) {
     const problem = problemFor(error);
     if (problem.status >= 500 && problem.status !== 503) console.error(error);
-    sendProblem(ctx, problem.status, problem.detail, problem.code);
+    sendProblem(ctx, problem.status, problem.detail, problem.code, problem.errors);
     setRetryAfter(ctx, error);
   }
 }

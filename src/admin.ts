@@ -1,9 +1,8 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { InvalidTenantIdError, TenantExistsError, TenantInputError, TenantNotFoundError } from './errors.js';
 import { checkTenantDatabaseUrl } from './database-url.js';
-import { jsonDepth } from './json-depth.js';
-import { isTenantDomain, normaliseHost } from './resolution.js';
-import { canonicalTenantId, SLUG } from './tenant-id.js';
+import { canonicalTenantId } from './tenant-id.js';
+import { newTenantSchema, parseTenantInput, tenantPatchSchema } from './tenant-schema.js';
 import { purgeTenant, type PurgeReport } from './purge.js';
 import { TENANT_COLUMNS, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 
@@ -45,16 +44,10 @@ export interface TenantList {
   readonly next?: string;
 }
 
-const FIELDS = new Set(['id', 'slug', 'name', 'domain', 'plan', 'metadata', 'databaseUrl']);
-const PLAN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const MAX_METADATA_BYTES = 16 * 1024;
-// jsonb refuses deep nesting with a stack-depth error; well before that it is not metadata.
-const MAX_METADATA_DEPTH = 32;
-
 /**
  * Changes to the tenants registry, through the admin role (the seed's TenantAdminService). Every
  * change fires the registry's NOTIFY trigger, so the caches of every instance drop the tenant.
- * Input is validated here with errors naming the field (TenantInputError, 422); a taken id, slug or
+ * Input is validated by zod schemas (src/tenant-schema.ts), errors naming the field (TenantInputError, 422); a taken id, slug or
  * domain is TenantExistsError (409); an unknown tenant TenantNotFoundError (404). Deleting is a
  * status (`deleted`): the row stays, so the id is never reused and the tenant is refused everywhere.
  *
@@ -64,7 +57,8 @@ const MAX_METADATA_DEPTH = 32;
  * await admin.suspendTenant(acme.id);
  */
 export class TenantAdminService {
-  private readonly tenancy: TenancyConfig;
+  /** The tenancy its ids are canonicalised for (the admin API documents ids of this type). */
+  readonly tenancy: TenancyConfig;
 
   constructor(
     private readonly db: Queryable,
@@ -223,46 +217,8 @@ export class TenantAdminService {
     }
   }
 
-  /** Checks each given field; `create` requires slug and name. */
+  /** Checks each given field against the input schemas (src/tenant-schema.ts); `create` requires slug and name. */
   private validate(input: unknown, create: boolean): TenantPatch {
-    if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new TenantInputError('the tenant must be an object');
-    const fields = input as Record<string, unknown>;
-    for (const key of Object.keys(fields)) if (!FIELDS.has(key)) throw new TenantInputError(`unknown field \`${key}\``);
-    const { slug, name, domain, plan, metadata, databaseUrl } = fields;
-    if (create || slug !== undefined) {
-      if (typeof slug !== 'string' || !SLUG.test(slug)) throw new TenantInputError('`slug` must be 1 to 63 lower-case letters, digits and inner hyphens');
-    }
-    if (create || name !== undefined) {
-      if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200 || name.includes('\u0000')) {
-        throw new TenantInputError('`name` must be 1 to 200 characters, without NUL');
-      }
-    }
-    if (domain !== undefined && domain !== null) {
-      if (typeof domain !== 'string' || normaliseHost(domain) !== domain) throw new TenantInputError('`domain` must be a lower-case host name without port');
-      if (!isTenantDomain(domain)) throw new TenantInputError('`domain` must be a DNS name with a dot, not an IP address or localhost');
-    }
-    if (plan !== undefined && (typeof plan !== 'string' || !PLAN.test(plan))) throw new TenantInputError('`plan` must be 1 to 64 lower-case letters, digits, _ or -');
-    if (metadata !== undefined) {
-      if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw new TenantInputError('`metadata` must be an object');
-      if (jsonDepth(metadata) > MAX_METADATA_DEPTH) throw new TenantInputError(`\`metadata\` must not nest deeper than ${MAX_METADATA_DEPTH} levels`);
-      let json: string;
-      try {
-        json = JSON.stringify(metadata);
-      } catch (error) {
-        throw new TenantInputError('`metadata` must be JSON (no cycles, no BigInt)', { cause: error });
-      }
-      if (Buffer.byteLength(json) > MAX_METADATA_BYTES) throw new TenantInputError('`metadata` must be at most 16 KB of JSON');
-      if (json.includes('\\u0000')) throw new TenantInputError('`metadata` must not contain NUL characters');
-    }
-    if (databaseUrl !== undefined && databaseUrl !== null) {
-      let ok = false;
-      try {
-        ok = typeof databaseUrl === 'string' && ['postgres:', 'postgresql:'].includes(new URL(databaseUrl).protocol);
-      } catch {
-        ok = false;
-      }
-      if (!ok) throw new TenantInputError('`databaseUrl` must be a postgres:// URL');
-    }
-    return fields as TenantPatch;
+    return parseTenantInput<TenantPatch>(create ? newTenantSchema(this.tenancy.tenantIdType) : tenantPatchSchema(), input);
   }
 }

@@ -50,10 +50,21 @@ export class TenantSuspendedError extends TenantError {
   }
 }
 
-/** Tenant data given to TenantAdminService is not valid; the message names the field. */
+/** One refused field of an input: `field` is its path (`metadata`, `plan`), `message` names it. */
+export interface FieldIssue {
+  readonly field: string;
+  readonly message: string;
+}
+
+/**
+ * Tenant data given to TenantAdminService is not valid; the message names the field. When the
+ * input schemas (src/tenant-schema.ts) refused it, `issues` lists every refused field.
+ */
 export class TenantInputError extends TenantError {
-  constructor(message: string, options?: TenantErrorOptions) {
+  readonly issues: readonly FieldIssue[];
+  constructor(message: string, options?: TenantErrorOptions & { issues?: readonly FieldIssue[] }) {
     super('LBMT_TENANT_INPUT_INVALID', message, 422, true, options);
+    this.issues = options?.issues ?? [];
   }
 }
 

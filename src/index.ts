@@ -27,6 +27,7 @@ export {
   CitusTenantNotSetError,
   TenantLimitError,
   type TenantErrorOptions,
+  type FieldIssue,
 } from './errors.js';
 export { TenantGuardError, type GuardViolation } from './guard/errors.js';
 export { canonicalTenantId, tryCanonicalTenantId, TENANT_ID_TYPES, type TenantIdType } from './tenant-id.js';
@@ -73,6 +74,7 @@ export { PgTenantService, type Tenant, type TenantService, type TenantStatus } f
 export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCacheStats, type TenantKey } from './cache.js';
 export { TenantDBPool, type TenantDBPoolOptions, type TenantDBPoolStats } from './db-pool.js';
 export { TenantAdminService, type NewTenant, type TenantPatch, type TenantAdminServiceOptions, type TenantList } from './admin.js';
+export { newTenantSchema, tenantPatchSchema, MAX_METADATA_BYTES, MAX_METADATA_DEPTH, type TenantSchemaOptions } from './tenant-schema.js';
 export { TenantMigrationService, type TenantExport, type ImportResult, type MoveOptions, type TenantMigrationServiceOptions } from './tenant-migration.js';
 export {
   TenantPortability,

@@ -2,9 +2,11 @@ import type { Middleware } from 'koa';
 import type { TenantAdminService } from '../admin.js';
 import { PurgeIncompleteError } from '../purge.js';
 import { redactUrl } from '../database-url.js';
+import { MAX_METADATA_DEPTH } from '../tenant-schema.js';
 import type { Tenant, TenantStatus } from '../tenants.js';
 import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';
+import { openApiDocument, type OpenApiOptions } from './openapi.js';
 import { problemDetails } from './problem.js';
 
 export interface AdminRouterOptions {
@@ -15,8 +17,15 @@ export interface AdminRouterOptions {
   authorize: Middleware;
   /** Default `/admin`. */
   prefix?: string;
-  /** Largest JSON body. Default 64 KB. */
+  /** Largest JSON body (@koa/bodyparser's limit; 413 past it). Default 64 KB. */
   maxBodyBytes?: number;
+  /**
+   * `GET <prefix>/openapi.json`: the OpenAPI 3.1 document of these routes, generated from the
+   * schemas they validate with, behind `authorize` like every route here. `routers`: other routers
+   * under the same prefix to document too (createPortabilityRouter, createMigrationRouter).
+   * `false`: not served. Default: served, documenting this router.
+   */
+  openapi?: false | (Partial<Pick<OpenApiOptions, 'routers' | 'info' | 'securitySchemes'>>);
 }
 
 /**
@@ -32,6 +41,10 @@ export interface AdminRouterOptions {
  *   POST   /tenants/:id/activate  activate
  *   DELETE /tenants/:id           mark deleted (204)
  *   POST   /tenants/:id/purge     remove a deleted tenant's rows everywhere; the report (200), or 500 LBMT_PURGE_INCOMPLETE with it
+ *   GET    /openapi.json          the OpenAPI 3.1 document of these routes (and of `openapi.routers`)
+ *
+ * Bodies are read by @koa/bodyparser (`maxBodyBytes`) and validated by the zod schemas of
+ * src/tenant-schema.ts (in TenantAdminService), which the OpenAPI document is generated from.
  *
  * @example
  * app.use(createAdminRouter(new TenantAdminService(adminPool), { authorize: requireAdminToken }).routes());
@@ -46,12 +59,15 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
   // `authorize` runs first in every route, however the path is spelled (GuardedRouter); problems
   // before it, so that its refusal is rendered too.
   const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
-  const body = (ctx: Parameters<Middleware>[0]) => readJsonObject(ctx, options.maxBodyBytes);
-  router.post('/tenants', async (ctx) => {
+  // Deep enough for a `metadata` one level over its limit (the body is one level more) to be
+  // refused naming the field; a body nested 30,000 levels deep still never reaches JSON.stringify
+  // or jsonb.
+  const body = (ctx: Parameters<Middleware>[0]) => readJsonObject(ctx, options.maxBodyBytes, MAX_METADATA_DEPTH + 2);
+  router.post('createTenant', '/tenants', async (ctx) => {
     ctx.body = present(await service.createTenant((await body(ctx)) as never));
     ctx.status = 201;
   });
-  router.get('/tenants', async (ctx) => {
+  router.get('listTenants', '/tenants', async (ctx) => {
     const { status, limit, after } = ctx.query;
     const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
     const limitText = one(limit);
@@ -62,23 +78,23 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
     });
     ctx.body = { ...page, tenants: page.tenants.map(present) };
   });
-  router.get('/tenants/:id', async (ctx) => {
+  router.get('getTenant', '/tenants/:id', async (ctx) => {
     ctx.body = present(await service.getTenant(ctx.params.id!));
   });
-  router.patch('/tenants/:id', async (ctx) => {
+  router.patch('updateTenant', '/tenants/:id', async (ctx) => {
     ctx.body = present(await service.updateTenant(ctx.params.id!, (await body(ctx)) as never));
   });
-  router.post('/tenants/:id/suspend', async (ctx) => {
+  router.post('suspendTenant', '/tenants/:id/suspend', async (ctx) => {
     ctx.body = present(await service.suspendTenant(ctx.params.id!));
   });
-  router.post('/tenants/:id/activate', async (ctx) => {
+  router.post('activateTenant', '/tenants/:id/activate', async (ctx) => {
     ctx.body = present(await service.activateTenant(ctx.params.id!));
   });
-  router.delete('/tenants/:id', async (ctx) => {
+  router.delete('deleteTenant', '/tenants/:id', async (ctx) => {
     await service.deleteTenant(ctx.params.id!);
     ctx.status = 204;
   });
-  router.post('/tenants/:id/purge', async (ctx) => {
+  router.post('purgeTenant', '/tenants/:id/purge', async (ctx) => {
     try {
       ctx.body = await service.purgeTenant(ctx.params.id!);
     } catch (error) {
@@ -89,5 +105,16 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
       ctx.body = { type: 'about:blank', title: 'Purge incomplete', status: error.status, detail: error.message, code: error.code, report: error.report };
     }
   });
+  const openapi = options.openapi;
+  if (openapi !== false) {
+    // Built on the first request, when every router has registered its routes; behind `authorize`
+    // like every route here (the document lists what exists, which is nobody else's business).
+    let document: Record<string, unknown> | undefined;
+    router.get('getOpenApiDocument', '/openapi.json', (ctx) => {
+      document ??= openApiDocument({ ...openapi, tenantIdType: service.tenancy.tenantIdType, routers: [router, ...(openapi?.routers ?? [])] });
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = document;
+    });
+  }
   return router;
 }

@@ -7,7 +7,8 @@ export { problemDetails, problemFor, sendProblem, setRetryAfter, type Problem } 
 export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, type MetricsRouterOptions } from './metrics.js';
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
 export { createAdminRouter, type AdminRouterOptions } from './admin-router.js';
-export { readJsonObject, MAX_JSON_BYTES } from './body.js';
+export { openApiDocument, type OpenApiOptions } from './openapi.js';
+export { readJsonObject, jsonBody, MAX_JSON_BYTES, MAX_JSON_DEPTH, type JsonBodyOptions } from './body.js';
 export { createMigrationRouter, type MigrationRouterOptions } from './migration-router.js';
 export { refuseWritesWhileMoving, type RefuseWritesWhileMovingOptions } from './moving.js';
 export { createPortabilityRouter, MAX_IMPORT_BYTES, type PortabilityRouterOptions } from './portability-router.js';

@@ -1,8 +1,11 @@
 import type { Middleware } from 'koa';
 import type { MoveOptions, TenantMigrationService } from '../tenant-migration.js';
+import type { z } from 'zod';
+import { parseTenantInput } from '../tenant-schema.js';
 import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';
 import { problemDetails } from './problem.js';
+import { moveBodySchema } from './schemas.js';
 
 export interface MigrationRouterOptions {
   /** Who may use it: throw or answer to refuse, `next()` to allow. Required. */
@@ -29,15 +32,14 @@ export function createMigrationRouter(service: TenantMigrationService, options: 
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the migration API must not be open');
   // `authorize` in every route, however the path is spelled (GuardedRouter, PITFALLS 27).
   const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
-  router.get('/tenants/:id/export', async (ctx) => {
+  router.get('exportTenantData', '/tenants/:id/export', async (ctx) => {
     const data = await service.exportTenantData(ctx.params.id!);
     ctx.body = { ...data, counts: Object.fromEntries(data.tables.map((t) => [t.table, t.rows.length])) };
   });
-  router.post('/tenants/:id/move', async (ctx) => {
-    const body = await readJsonObject(ctx);
-    const named = typeof body.target === 'string' && Object.hasOwn(options.targets, body.target) ? options.targets[body.target] : undefined;
+  router.post('moveTenant', '/tenants/:id/move', async (ctx) => {
+    const body = parseTenantInput<z.infer<typeof moveBodySchema>>(moveBodySchema, await readJsonObject(ctx));
+    const named = Object.hasOwn(options.targets, body.target) ? options.targets[body.target] : undefined;
     const target: MoveOptions = named ?? ctx.throw(422, '`target` must name a configured target database');
-    if (body.deleteSource !== undefined && typeof body.deleteSource !== 'boolean') ctx.throw(422, '`deleteSource` must be a boolean');
     ctx.body = await service.moveTenant(ctx.params.id!, { ...target, deleteSource: body.deleteSource === true });
   });
   return router;

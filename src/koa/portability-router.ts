@@ -3,9 +3,12 @@ import type { TenantPool } from '../pool.js';
 import { EXPORT_MEDIA_TYPE } from '../portability/format.js';
 import type { TenantMoveJobs } from '../portability/jobs.js';
 import type { TenantPortability } from '../portability/service.js';
+import type { z } from 'zod';
+import { parseTenantInput } from '../tenant-schema.js';
 import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';
 import { problemDetails } from './problem.js';
+import { moveJobBodySchema } from './schemas.js';
 
 /** Largest import body by default. */
 export const MAX_IMPORT_BYTES = 1024 * 1024 * 1024;
@@ -46,7 +49,7 @@ export function createPortabilityRouter(portability: TenantPortability, options:
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new TypeError('`maxImportBytes` must be a positive integer');
   const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
 
-  router.get('/tenants/:id/export', async (ctx) => {
+  router.get('exportTenant', '/tenants/:id/export', async (ctx) => {
     const stream = await portability.exportTenant(ctx.params.id!);
     ctx.type = EXPORT_MEDIA_TYPE;
     ctx.set('Cache-Control', 'no-store');
@@ -54,7 +57,7 @@ export function createPortabilityRouter(portability: TenantPortability, options:
     ctx.body = stream;
   });
 
-  router.post('/tenants/:id/import', async (ctx) => {
+  router.post('importTenant', '/tenants/:id/import', async (ctx) => {
     const into = ctx.query.into;
     const pools = options.importTargets ?? {};
     const pool = typeof into === 'string' && Object.hasOwn(pools, into) ? pools[into] : undefined;
@@ -77,13 +80,11 @@ export function createPortabilityRouter(portability: TenantPortability, options:
     }
   });
 
-  router.post('/tenants/:id/move', async (ctx) => {
+  router.post('startTenantMove', '/tenants/:id/move', async (ctx) => {
     if (!options.jobs) ctx.throw(404);
-    const body = await readJsonObject(ctx);
-    if (typeof body.target !== 'string') ctx.throw(422, '`target` must name a configured target database');
-    if (body.copyMode !== undefined && typeof body.copyMode !== 'boolean') ctx.throw(422, '`copyMode` must be a boolean');
+    const body = parseTenantInput<z.infer<typeof moveJobBodySchema>>(moveJobBodySchema, await readJsonObject(ctx));
     const jobs = options.jobs!;
-    const job = await jobs.start(ctx.params.id!, { target: body.target as string, copyMode: body.copyMode === true });
+    const job = await jobs.start(ctx.params.id!, { target: body.target, copyMode: body.copyMode === true });
     // Run here in the background; if this instance dies, any instance's `jobs.resume()` finishes it.
     void jobs.run(job.id).catch((error: unknown) => options.onMoveError?.(error));
     ctx.status = 202;
@@ -91,7 +92,7 @@ export function createPortabilityRouter(portability: TenantPortability, options:
     ctx.body = job;
   });
 
-  router.get('/jobs/:id', async (ctx) => {
+  router.get('getMoveJob', '/jobs/:id', async (ctx) => {
     if (!options.jobs) ctx.throw(404);
     ctx.body = await options.jobs!.get(ctx.params.id!);
   });

@@ -1,5 +1,5 @@
 import type { Context, Middleware } from 'koa';
-import { TenantError } from '../errors.js';
+import { TenantError, TenantInputError } from '../errors.js';
 
 /** RFC 9457 problem details. */
 export interface Problem {
@@ -9,6 +9,8 @@ export interface Problem {
   detail?: string;
   /** The library's stable error code, when the problem is a TenantError. */
   code?: string;
+  /** Each refused field of an invalid input (RFC 9457 §3's example extension): `pointer` is `#/<field>`. */
+  errors?: Array<{ detail: string; pointer: string }>;
 }
 
 const TITLES: Record<number, string> = {
@@ -26,10 +28,11 @@ const TITLES: Record<number, string> = {
 };
 
 /** Writes a problem+json response. */
-export function sendProblem(ctx: Context, status: number, detail?: string, code?: string): void {
+export function sendProblem(ctx: Context, status: number, detail?: string, code?: string, errors?: Problem['errors']): void {
   const body: Problem = { type: 'about:blank', title: TITLES[status] ?? 'Error', status };
   if (detail) body.detail = detail;
   if (code) body.code = code;
+  if (errors?.length) body.errors = errors;
   ctx.status = status;
   ctx.type = 'application/problem+json';
   ctx.body = body;
@@ -41,7 +44,11 @@ export function sendProblem(ctx: Context, status: number, detail?: string, code?
  * exposed message; everything else is a 500 that says nothing about internals. The server's own
  * error text (which can carry other tenants' values in a DETAIL) never reaches the response.
  */
-export function problemFor(error: unknown): { status: number; detail?: string; code?: string } {
+export function problemFor(error: unknown): { status: number; detail?: string; code?: string; errors?: Problem['errors'] } {
+  if (error instanceof TenantInputError && error.issues.length > 0) {
+    const errors = error.issues.map((issue) => ({ detail: issue.message, pointer: `#/${issue.field.replaceAll('.', '/')}` }));
+    return { status: error.status, detail: error.message, code: error.code, errors };
+  }
   if (error instanceof TenantError) return { status: error.status, detail: error.expose ? error.message : undefined, code: error.code };
   // A query builder's wrapper of the library's error (Drizzle's DrizzleQueryError, whose message
   // quotes the parameters) answers as the library's error.
@@ -76,7 +83,7 @@ export function problemDetails(): Middleware {
       await next();
     } catch (error) {
       const problem = problemFor(error);
-      sendProblem(ctx, problem.status, problem.detail, problem.code);
+      sendProblem(ctx, problem.status, problem.detail, problem.code, problem.errors);
       setRetryAfter(ctx, error);
       if (problem.status >= 500 && problem.status !== 503) ctx.app.emit('error', error, ctx);
     }

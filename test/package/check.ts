@@ -49,7 +49,7 @@ try {
     JSON.stringify({ compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', outDir: 'out', noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true, types: ['node'] }, files: ['consumer.ts'] }, null, 2),
   );
   const dev = own.devDependencies;
-  const peers = ['koa', '@koa/router', 'prom-client', 'kysely', '@opentelemetry/api', 'typescript', '@types/node', '@types/pg', '@types/koa'].map((name) => `${name}@${dev[name]}`);
+  const peers = ['koa', '@koa/router', '@koa/bodyparser', 'prom-client', 'kysely', '@opentelemetry/api', 'typescript', '@types/node', '@types/pg', '@types/koa'].map((name) => `${name}@${dev[name]}`);
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', join(work, packed!.filename), ...peers], project);
   await copyFile(join(repo, 'test/package/consumer.ts'), join(project, 'consumer.ts'));
 
