@@ -1,10 +1,13 @@
 import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
-import { InvalidTenantIdError, TenantExistsError, TenantInputError, TenantNotFoundError } from './errors.js';
+import { InvalidTenantIdError, TenantExistsError, TenantInputError, TenantNotFoundError, type OnboardingStep } from './errors.js';
 import { checkTenantDatabaseUrl } from './database-url.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { newTenantSchema, parseTenantInput, tenantPatchSchema } from './tenant-schema.js';
 import { purgeTenant, type PurgeReport } from './purge.js';
-import { TENANT_COLUMNS, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
+import { TENANT_COLUMNS, TENANT_STATUSES, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
+import { inAdminTransaction, type AdminDatabase } from './admin-transaction.js';
+import { auditContext, auditedTenant, listAudit, writeAudit, type AuditContext, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
+import { checkOnboardingOptions, hasOnboardingSteps, runOnboarding, type OnboardingOptions } from './onboarding.js';
 
 /** What a tenant is created with. Unknown fields are refused (a typo is not silently dropped). */
 export interface NewTenant {
@@ -24,9 +27,16 @@ export type TenantPatch = Partial<Omit<NewTenant, 'id'>>;
 export interface TenantAdminServiceOptions {
   tenancy?: TenancyConfig;
   /**
-   * Onboarding after the row is inserted (create a database, run migrations, seed data, a health
-   * check through TenantDBPool). When it throws, the row is removed again and the error rethrown:
-   * no half-created tenant stays in the registry.
+   * The onboarding steps after the registry row (src/onboarding.ts): the tenant's database created,
+   * its migrations, a seed hook, a health check through the tenant's own pool. While they run the
+   * tenant is `provisioning` (refused by every request); a failure undoes them and throws
+   * OnboardingError naming the step. Without any step a tenant is `active` at once.
+   */
+  onboarding?: OnboardingOptions;
+  /**
+   * @deprecated Use `onboarding.seed`. Run as part of the seed step (after `onboarding.seed`), with
+   * the tenant. Since 0.2 the tenant is `provisioning` (was `suspended`) while it runs, and a throw
+   * is an OnboardingError whose `cause` is the thrown error (was the error itself).
    */
   onCreate?: (tenant: Tenant) => Promise<void> | void;
   /**
@@ -59,22 +69,52 @@ export interface TenantList {
 export class TenantAdminService {
   /** The tenancy its ids are canonicalised for (the admin API documents ids of this type). */
   readonly tenancy: TenancyConfig;
+  private readonly onboarding: OnboardingOptions | undefined;
 
+  /**
+   * `db`: the admin role's pool (or one client). Each change and its audit row are one transaction
+   * on it: a pool lends a client for it.
+   */
   constructor(
-    private readonly db: Queryable,
+    private readonly db: AdminDatabase,
     private readonly options: TenantAdminServiceOptions = {},
   ) {
     this.tenancy = options.tenancy ?? DEFAULT_TENANCY;
+    checkOnboardingOptions(options.onboarding);
+    const { onCreate } = options;
+    const seed = options.onboarding?.seed;
+    this.onboarding =
+      onCreate || options.onboarding
+        ? {
+            ...options.onboarding,
+            ...(onCreate || seed
+              ? {
+                  seed: async (context) => {
+                    await seed?.(context);
+                    await onCreate?.(context.tenant);
+                  },
+                }
+              : {}),
+          }
+        : undefined;
   }
 
-  async createTenant(input: NewTenant): Promise<Tenant> {
+  /**
+   * Inserts the registry row (with its `create` audit row), then runs the onboarding steps, if any:
+   * the tenant is `provisioning` meanwhile and `active` once they all succeeded (OnboardingError when
+   * one failed: everything undone, no row left).
+   */
+  async createTenant(input: NewTenant, audit?: AuditContext): Promise<Tenant> {
     const fields = this.validate(input, true);
-    await this.checkDatabaseUrl(fields.databaseUrl);
+    const context = auditContext(audit);
+    // A database the onboarding creates does not exist yet: its URL is checked by the health check.
+    if (!(this.onboarding?.database && typeof fields.databaseUrl === 'string')) await this.checkDatabaseUrl(fields.databaseUrl);
     const id = input.id === undefined ? undefined : this.canonical(input.id);
     if (id === undefined && this.tenancy.tenantIdType === 'text') throw new TenantInputError('`id` is required for text tenant ids');
-    // With onboarding to do, the tenant is created suspended (refused by every request and every
-    // instance) and activated once onCreate succeeded.
-    const status = this.options.onCreate ? 'suspended' : 'active';
+    // With onboarding to do, the tenant is created `provisioning` (refused by every request and
+    // every instance) and activated once every step succeeded.
+    const onboarding = hasOnboardingSteps(this.onboarding, fields.databaseUrl) ? this.onboarding : undefined;
+    const status: TenantStatus = onboarding ? 'provisioning' : 'active';
     const columns = ['slug', 'name', 'domain', 'plan', 'metadata', 'database_url', 'status'];
     const values: unknown[] = [fields.slug, fields.name, fields.domain ?? null, fields.plan ?? 'default', JSON.stringify(fields.metadata ?? {}), fields.databaseUrl ?? null, status];
     if (id !== undefined) {
@@ -82,19 +122,50 @@ export class TenantAdminService {
       values.unshift(id);
     }
     const placeholders = columns.map((c, i) => (c === 'metadata' ? `$${i + 1}::jsonb` : `$${i + 1}`));
-    const tenant = await this.write(
-      `INSERT INTO linkbay.tenants (${columns.join(', ')}) VALUES (${placeholders.join(', ')}) RETURNING ${TENANT_COLUMNS}`,
-      values,
-    );
-    if (!this.options.onCreate) return tenant;
-    try {
-      await this.options.onCreate(tenant);
-    } catch (error) {
-      // If even this fails the tenant stays suspended: refused, never half-usable.
-      await this.db.query('DELETE FROM linkbay.tenants WHERE id = $1', [tenant.id]).catch(() => undefined);
-      throw error;
-    }
-    return this.activateTenant(tenant.id);
+    const tenant = await inAdminTransaction(this.db, async (tx) => {
+      const created = await this.write(tx, `INSERT INTO linkbay.tenants (${columns.join(', ')}) VALUES (${placeholders.join(', ')}) RETURNING ${TENANT_COLUMNS}`, values);
+      await writeAudit(tx, { action: 'create', tenantId: created.id, after: auditedTenant(created), context });
+      return created;
+    });
+    if (!onboarding) return tenant;
+    return runOnboarding(tenant, onboarding, this.tenancy, {
+      activate: (t) => this.finishOnboarding(t, context),
+      purgeRows: async (t) => {
+        // The seed's rows in the shared database: purged as a deleted tenant's would be.
+        await this.db.query(`UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1`, [t.id]);
+        await purgeTenant(this.db, t.id, { tenancy: this.tenancy, audit: { ...context, reason: 'onboarding undone' } });
+      },
+      remove: (t, step, error) => this.removeOnboarded(t, step, error, context),
+    });
+  }
+
+  /** provisioning → active with the `onboarded` audit row; refused when the tenant was deleted meanwhile. */
+  private async finishOnboarding(tenant: Tenant, context: AuditContext): Promise<Tenant> {
+    return inAdminTransaction(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        `UPDATE linkbay.tenants SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'provisioning' RETURNING ${TENANT_COLUMNS}`,
+        [tenant.id],
+      );
+      if (!rows[0]) throw new TenantInputError('the tenant was deleted during its onboarding');
+      const active = toTenant(rows[0]);
+      await writeAudit(tx, { action: 'onboarded', tenantId: tenant.id, before: auditedTenant(tenant), after: auditedTenant(active), context });
+      return active;
+    });
+  }
+
+  /** The registry row removed with the `onboarding-failed` audit row (the step and the error's code). */
+  private async removeOnboarded(tenant: Tenant, step: OnboardingStep, error: unknown, context: AuditContext): Promise<void> {
+    await inAdminTransaction(this.db, async (tx) => {
+      const { rows } = await tx.query(`DELETE FROM linkbay.tenants WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [tenant.id]);
+      const code = (error as { code?: unknown } | null)?.code;
+      await writeAudit(tx, {
+        action: 'onboarding-failed',
+        tenantId: tenant.id,
+        before: auditedTenant(rows[0] ? toTenant(rows[0]) : tenant),
+        after: { step, error: typeof code === 'string' ? code : (error as Error | null)?.name ?? 'Error' },
+        context,
+      });
+    });
   }
 
   async getTenant(id: string | number | bigint): Promise<Tenant> {
@@ -107,8 +178,8 @@ export class TenantAdminService {
   async listTenants(options: { status?: TenantStatus; limit?: number; after?: string } = {}): Promise<TenantList> {
     const limit = options.limit ?? 100;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new TenantInputError('`limit` must be an integer from 1 to 1000');
-    if (options.status !== undefined && !['active', 'suspended', 'deleted'].includes(options.status)) {
-      throw new TenantInputError('`status` must be active, suspended or deleted');
+    if (options.status !== undefined && !TENANT_STATUSES.includes(options.status)) {
+      throw new TenantInputError('`status` must be provisioning, active, suspended or deleted');
     }
     const after = options.after === undefined ? null : this.canonical(options.after);
     const { rows } = await this.db.query(
@@ -123,9 +194,10 @@ export class TenantAdminService {
     return rows.length > limit ? { tenants, next: tenants[tenants.length - 1]!.id } : { tenants };
   }
 
-  async updateTenant(id: string | number | bigint, patch: TenantPatch): Promise<Tenant> {
+  async updateTenant(id: string | number | bigint, patch: TenantPatch, audit?: AuditContext): Promise<Tenant> {
     if ('id' in (patch ?? {})) throw new TenantInputError('`id` cannot be changed');
     const fields = this.validate(patch, false);
+    const context = auditContext(audit);
     await this.checkDatabaseUrl(fields.databaseUrl);
     const sets: string[] = [];
     const values: unknown[] = [this.canonical(id)];
@@ -142,46 +214,76 @@ export class TenantAdminService {
     if (sets.length === 0) throw new TenantInputError('nothing to change');
     // Set here as well as by the registry's trigger: a Citus reference table has no such trigger.
     sets.push('updated_at = now()');
+    return inAdminTransaction(this.db, async (tx) => {
+      const before = await this.locked(tx, values[0] as string);
+      if (before.status === 'deleted') throw new TenantInputError('a deleted tenant cannot be changed');
+      if (before.status === 'provisioning') throw new TenantInputError('a provisioning tenant is changed only by its onboarding');
+      const after = await this.write(tx, `UPDATE linkbay.tenants SET ${sets.join(', ')} WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, values);
+      await writeAudit(tx, { action: 'update', tenantId: after.id, before: auditedTenant(before), after: auditedTenant(after), context });
+      return after;
+    });
+  }
+
+  suspendTenant(id: string | number | bigint, audit?: AuditContext): Promise<Tenant> {
+    return this.setStatus(id, 'suspended', audit);
+  }
+
+  activateTenant(id: string | number | bigint, audit?: AuditContext): Promise<Tenant> {
+    return this.setStatus(id, 'active', audit);
+  }
+
+  /**
+   * Marks the tenant deleted: refused everywhere from now on; a deleted tenant is not reactivated.
+   * A `provisioning` tenant may be deleted too (a crashed onboarding's row): its onboarding, if it
+   * still runs, then fails at activation and undoes itself.
+   */
+  deleteTenant(id: string | number | bigint, audit?: AuditContext): Promise<Tenant> {
+    return this.setStatus(id, 'deleted', audit);
+  }
+
+  /** Removes a deleted tenant's rows from every tenant table and proves it (src/purge.ts); audited with its report. */
+  purgeTenant(id: string | number | bigint, audit?: AuditContext): Promise<PurgeReport> {
+    return purgeTenant(this.db, id, { tenancy: this.tenancy, audit: auditContext(audit) });
+  }
+
+  /** The audit log, newest first (src/audit.ts). */
+  listAudit(filter: AuditFilter = {}): Promise<AuditPage> {
+    return listAudit(this.db, filter, this.tenancy);
+  }
+
+  /**
+   * One audit row in its own transaction: for actions whose work is not a registry change in this
+   * database (an export read from the tenant's database, an import into another one).
+   */
+  async recordAudit(record: AuditRecord): Promise<void> {
+    await inAdminTransaction(this.db, (tx) => writeAudit(tx, record));
+  }
+
+  private async setStatus(id: string | number | bigint, status: TenantStatus, audit?: AuditContext): Promise<Tenant> {
+    const canonical = this.canonical(id);
+    const context = auditContext(audit);
+    const action = status === 'active' ? 'activate' : status === 'suspended' ? 'suspend' : 'delete';
+    return inAdminTransaction(this.db, async (tx) => {
+      const before = await this.locked(tx, canonical);
+      if (before.status === 'deleted' && status !== 'deleted') throw new TenantInputError('a deleted tenant cannot be reactivated or suspended');
+      if (before.status === 'provisioning' && status !== 'deleted') throw new TenantInputError('a provisioning tenant is activated by its onboarding');
+      const { rows } = await tx.query(`UPDATE linkbay.tenants SET status = $2, updated_at = now() WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [canonical, status]);
+      const after = toTenant(rows[0]);
+      await writeAudit(tx, { action, tenantId: canonical, before: auditedTenant(before), after: auditedTenant(after), context });
+      return after;
+    });
+  }
+
+  /** The tenant's row, locked until the transaction ends (the audit's `before` is what was changed). */
+  private async locked(tx: Queryable, id: string): Promise<Tenant> {
+    const { rows } = await tx.query(`SELECT ${TENANT_COLUMNS} FROM linkbay.tenants WHERE id = $1 FOR UPDATE`, [id]);
+    if (!rows[0]) throw new TenantNotFoundError();
+    return toTenant(rows[0]);
+  }
+
+  private async write(tx: Queryable, text: string, values: unknown[]): Promise<Tenant> {
     try {
-      return await this.write(`UPDATE linkbay.tenants SET ${sets.join(', ')} WHERE id = $1 AND status <> 'deleted' RETURNING ${TENANT_COLUMNS}`, values);
-    } catch (error) {
-      if (!(error instanceof TenantNotFoundError)) throw error;
-      await this.getTenant(id); // TenantNotFoundError when there is no such tenant
-      throw new TenantInputError('a deleted tenant cannot be changed');
-    }
-  }
-
-  suspendTenant(id: string | number | bigint): Promise<Tenant> {
-    return this.setStatus(id, 'suspended');
-  }
-
-  activateTenant(id: string | number | bigint): Promise<Tenant> {
-    return this.setStatus(id, 'active');
-  }
-
-  /** Marks the tenant deleted: refused everywhere from now on; a deleted tenant is not reactivated. */
-  deleteTenant(id: string | number | bigint): Promise<Tenant> {
-    return this.setStatus(id, 'deleted');
-  }
-
-  /** Removes a deleted tenant's rows from every tenant table and proves it (src/purge.ts). */
-  purgeTenant(id: string | number | bigint): Promise<PurgeReport> {
-    return purgeTenant(this.db, id, { tenancy: this.tenancy });
-  }
-
-  private async setStatus(id: string | number | bigint, status: TenantStatus): Promise<Tenant> {
-    const { rows } = await this.db.query(
-      `UPDATE linkbay.tenants SET status = $2, updated_at = now() WHERE id = $1 AND (status <> 'deleted' OR $2 = 'deleted') RETURNING ${TENANT_COLUMNS}`,
-      [this.canonical(id), status],
-    );
-    if (rows[0]) return toTenant(rows[0]);
-    await this.getTenant(id); // TenantNotFoundError when there is no such tenant
-    throw new TenantInputError('a deleted tenant cannot be reactivated or suspended');
-  }
-
-  private async write(text: string, values: unknown[]): Promise<Tenant> {
-    try {
-      const { rows } = await this.db.query(text, values);
+      const { rows } = await tx.query(text, values);
       if (!rows[0]) throw new TenantNotFoundError();
       return toTenant(rows[0]);
     } catch (error) {

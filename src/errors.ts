@@ -188,6 +188,28 @@ export class TenantLimitError extends TenantError {
   }
 }
 
+/** The steps of an onboarding, in order (src/onboarding.ts). */
+export type OnboardingStep = 'registry' | 'database' | 'migrations' | 'seed' | 'health-check' | 'activate';
+
+/**
+ * An onboarding step failed (`step`, the original in `cause`); every step before it was undone, in
+ * reverse: the tenant's database dropped, the roles it created dropped, its seeded rows purged, its
+ * registry row removed. `undoFailures` lists what could not be undone (empty when everything was).
+ * 502 when the failure came from a database the onboarding depends on, 500 otherwise.
+ */
+export class OnboardingError extends TenantError {
+  constructor(
+    readonly step: OnboardingStep,
+    readonly undoFailures: ReadonlyArray<{ readonly step: OnboardingStep; readonly error: unknown }>,
+    options: TenantErrorOptions & { status?: number } = {},
+  ) {
+    const cause = options.cause as { code?: unknown; message?: unknown } | undefined;
+    const why = cause instanceof TenantError && cause.expose ? cause.message : typeof cause?.code === 'string' ? `SQLSTATE ${cause.code}` : 'see the server log';
+    const undone = undoFailures.length === 0 ? 'every earlier step was undone' : `undoing failed at: ${undoFailures.map((f) => f.step).join(', ')}`;
+    super('LBMT_ONBOARDING_FAILED', `onboarding failed at the ${step} step (${why}); ${undone}`, options.status ?? 500, true, options);
+  }
+}
+
 /** The configuration is invalid; the message names the option. */
 export class TenancyConfigError extends TenantError {
   constructor(message: string, options?: TenantErrorOptions) {

@@ -26,6 +26,8 @@ export {
   IsolationBreachError,
   CitusTenantNotSetError,
   TenantLimitError,
+  OnboardingError,
+  type OnboardingStep,
   type TenantErrorOptions,
   type FieldIssue,
 } from './errors.js';
@@ -70,11 +72,14 @@ export {
   type FleetProgress,
 } from './fleet-migrations.js';
 export { redactUrl } from './redact-url.js';
-export { PgTenantService, type Tenant, type TenantService, type TenantStatus } from './tenants.js';
+export { PgTenantService, TENANT_STATUSES, type Tenant, type TenantService, type TenantStatus } from './tenants.js';
 export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCacheStats, type TenantKey } from './cache.js';
 export { TenantDBPool, type TenantDBPoolOptions, type TenantDBPoolStats } from './db-pool.js';
 export { TenantAdminService, type NewTenant, type TenantPatch, type TenantAdminServiceOptions, type TenantList } from './admin.js';
 export { newTenantSchema, tenantPatchSchema, MAX_METADATA_BYTES, MAX_METADATA_DEPTH, type TenantSchemaOptions } from './tenant-schema.js';
+export type { OnboardingOptions, TenantDatabaseProvisioning, SeedContext } from './onboarding.js';
+export { listAudit, writeAudit, AUDIT_ACTIONS, type AuditAction, type AuditContext, type AuditEntry, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
+export { runWithAuditContext, currentAuditContext } from './audit-context.js';
 export { TenantMigrationService, type TenantExport, type ImportResult, type MoveOptions, type TenantMigrationServiceOptions } from './tenant-migration.js';
 export {
   TenantPortability,

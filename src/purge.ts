@@ -2,6 +2,8 @@ import { DEFAULT_TENANCY, qualifiedName, quoteIdent, type TenancyConfig } from '
 import { TenantError, TenantInputError, TenantNotFoundError, type TenantErrorOptions } from './errors.js';
 import type { Queryable } from './pool.js';
 import { canonicalTenantId } from './tenant-id.js';
+import { inAdminTransaction } from './admin-transaction.js';
+import { writeAudit, type AuditContext } from './audit.js';
 
 /** One table of a purge: what was deleted, and what a count afterwards found left. */
 export interface PurgedTable {
@@ -36,6 +38,8 @@ export class PurgeIncompleteError extends TenantError {
 export interface PurgeOptions {
   /** Default `defineTenancy()`. */
   readonly tenancy?: TenancyConfig;
+  /** Who purges and why, for the `purge` audit row (written with the report, complete or not). Default actor `system`. */
+  readonly audit?: AuditContext;
 }
 
 interface TenantColumnRow {
@@ -90,9 +94,13 @@ export async function purgeTenant(pool: Queryable, tenantId: string | number | b
     }
     results.push({ table: table.table, column: table.column, configured: configured.has(name), deleted, remaining, ...(error ? { error } : {}) });
   }
-  // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant.
-  await pool.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
   const report: PurgeReport = { tenantId: id, tables: results, complete: results.every((t) => t.remaining === 0) };
+  // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant. The
+  // audit row (the report, table by table) commits with it.
+  await inAdminTransaction(pool, async (tx) => {
+    await tx.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
+    await writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) });
+  });
   if (!report.complete) throw new PurgeIncompleteError(report);
   return report;
 }

@@ -153,6 +153,7 @@ export class TenantMigrationService {
     const before = await admin.getTenant(tenantId);
     const id = before.id;
     if (before.status === 'deleted') throw new TenantInputError('a deleted tenant cannot be moved');
+    if (before.status === 'provisioning') throw new TenantInputError('a provisioning tenant cannot be moved');
     const targetUrl = options.databaseUrl ?? null;
     if ((before.databaseUrl ?? null) === targetUrl) throw new TenantInputError('the tenant already lives in that database');
     if (this.moving.has(id)) throw new TenantInputError('this tenant is being moved already');

@@ -3,7 +3,14 @@ import { SLUG, tryCanonicalTenantId } from './tenant-id.js';
 import type { Queryable } from './pool.js';
 export type { Queryable } from './pool.js';
 
-export type TenantStatus = 'active' | 'suspended' | 'deleted';
+/**
+ * Where a tenant is in its lifecycle: `provisioning` (its onboarding runs) → `active` ↔ `suspended`
+ * → `deleted` (then purged). Every status but `active` is refused by requests.
+ */
+export type TenantStatus = 'provisioning' | 'active' | 'suspended' | 'deleted';
+
+/** Every status, in lifecycle order. */
+export const TENANT_STATUSES: readonly TenantStatus[] = ['provisioning', 'active', 'suspended', 'deleted'];
 
 /** A row of the tenants registry (`linkbay.tenants`). */
 export interface Tenant {

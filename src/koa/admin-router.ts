@@ -8,6 +8,7 @@ import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';
 import { openApiDocument, type OpenApiOptions } from './openapi.js';
 import { problemDetails } from './problem.js';
+import { addAuditRoute, auditScope, type AuditActor } from './audit.js';
 
 export interface AdminRouterOptions {
   /**
@@ -26,6 +27,11 @@ export interface AdminRouterOptions {
    * `false`: not served. Default: served, documenting this router.
    */
   openapi?: false | (Partial<Pick<OpenApiOptions, 'routers' | 'info' | 'securitySchemes'>>);
+  /**
+   * Who the request is, for the audit log. Default: `ctx.state.actor` (set by `authorize`, e.g.
+   * requireBearerToken's token `actor`), else `admin`. The reason comes from `X-Audit-Reason`.
+   */
+  actor?: AuditActor;
 }
 
 /**
@@ -45,6 +51,10 @@ export interface AdminRouterOptions {
  *
  * Bodies are read by @koa/bodyparser (`maxBodyBytes`) and validated by the zod schemas of
  * src/tenant-schema.ts (in TenantAdminService), which the OpenAPI document is generated from.
+ *   GET    /audit                 the audit log, newest first  ?tenant=&action=&actor=&since=&until=&limit=&after=
+ *
+ * Every change is audited (linkbay.audit_log) in its own transaction: the actor from `actor`, the
+ * reason from the `X-Audit-Reason` header.
  *
  * @example
  * app.use(createAdminRouter(new TenantAdminService(adminPool), { authorize: requireAdminToken }).routes());
@@ -58,7 +68,7 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the admin API must not be open');
   // `authorize` runs first in every route, however the path is spelled (GuardedRouter); problems
   // before it, so that its refusal is rendered too.
-  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
+  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize, auditScope(options.actor)] });
   // Deep enough for a `metadata` one level over its limit (the body is one level more) to be
   // refused naming the field; a body nested 30,000 levels deep still never reaches JSON.stringify
   // or jsonb.
@@ -105,6 +115,7 @@ export function createAdminRouter(service: TenantAdminService, options: AdminRou
       ctx.body = { type: 'about:blank', title: 'Purge incomplete', status: error.status, detail: error.message, code: error.code, report: error.report };
     }
   });
+  addAuditRoute(router, service);
   const openapi = options.openapi;
   if (openapi !== false) {
     // Built on the first request, when every router has registered its routes; behind `authorize`

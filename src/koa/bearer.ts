@@ -2,9 +2,20 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Middleware, Next } from 'koa';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 
+/** A token with the name the audit log records for its requests (`ctx.state.actor`). */
+export interface NamedToken {
+  readonly token: string;
+  /** 1 to 200 printable characters, e.g. `ops:jane` or `deploy-bot`. */
+  readonly actor: string;
+}
+
 export interface BearerTokenOptions {
-  /** The accepted token(s). Each at least 16 characters: a short admin token is guessable. */
-  token: string | readonly string[];
+  /**
+   * The accepted token(s). Each at least 16 characters: a short admin token is guessable. A named
+   * token (`{ token, actor }`) sets `ctx.state.actor` to its actor (the admin routers' audit
+   * actor); a plain one sets `admin`.
+   */
+  token: string | readonly (string | NamedToken)[];
   /** Failed attempts allowed per client address within `windowSeconds`; then 429 until the window ends. Default 10. */
   maxFailures?: number;
   /** Default 60. */
@@ -28,11 +39,16 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
  * app.use(createAdminRouter(admin, { authorize: requireBearerToken({ token: process.env.ADMIN_TOKEN! }) }).routes());
  */
 export function requireBearerToken(options: BearerTokenOptions): Middleware {
-  const tokens = typeof options?.token === 'string' ? [options.token] : options?.token;
-  if (!Array.isArray(tokens) || tokens.length === 0 || tokens.some((t) => typeof t !== 'string' || t.length < 16)) {
+  const given = typeof options?.token === 'string' ? [options.token] : options?.token;
+  if (!Array.isArray(given) || given.length === 0) throw new TypeError('`token` must be a string of at least 16 characters (or a non-empty array of them)');
+  const tokens = given.map((t: string | NamedToken) => (typeof t === 'string' ? { token: t, actor: 'admin' } : t));
+  if (tokens.some((t) => typeof t?.token !== 'string' || t.token.length < 16)) {
     throw new TypeError('`token` must be a string of at least 16 characters (or a non-empty array of them)');
   }
-  const expected = tokens.map(digest);
+  if (tokens.some((t) => typeof t.actor !== 'string' || t.actor.trim() === '' || t.actor.length > 200 || /[\u0000-\u001f\u007f]/.test(t.actor))) {
+    throw new TypeError('a named token\'s `actor` must be 1 to 200 printable characters');
+  }
+  const expected = tokens.map((t) => digest(t.token));
   const maxFailures = options.maxFailures ?? 10;
   const windowSeconds = options.windowSeconds ?? 60;
   if (!Number.isSafeInteger(maxFailures) || maxFailures < 1) throw new TypeError('`maxFailures` must be a positive integer');
@@ -57,13 +73,14 @@ export function requireBearerToken(options: BearerTokenOptions): Middleware {
     }
     const given = digest(match[1]!);
     // Every token compared, so the time does not say which one (or whether the first) matched.
-    let ok = false;
-    for (const candidate of expected) ok = timingSafeEqual(given, candidate) || ok;
-    if (!ok) {
+    let matched = -1;
+    for (const [i, candidate] of expected.entries()) if (timingSafeEqual(given, candidate) && matched === -1) matched = i;
+    if (matched === -1) {
       await failures.penalty(key, 1);
       ctx.set('WWW-Authenticate', `Bearer realm="${realm}", error="invalid_token"`);
       ctx.throw(403, 'the token is not valid');
     }
+    ctx.state.actor = tokens[matched]!.actor;
     await next();
   };
 }

@@ -2,7 +2,7 @@
 export { multitenant, type MultitenantMiddlewareOptions } from './middleware.js';
 export { requireTenant, createTenantRouter } from './router.js';
 export { GuardedRouter, type GuardedRouterOptions } from './guarded-router.js';
-export { requireBearerToken, type BearerTokenOptions } from './bearer.js';
+export { requireBearerToken, type BearerTokenOptions, type NamedToken } from './bearer.js';
 export { problemDetails, problemFor, sendProblem, setRetryAfter, type Problem } from './problem.js';
 export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, type MetricsRouterOptions } from './metrics.js';
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
@@ -12,3 +12,4 @@ export { readJsonObject, jsonBody, MAX_JSON_BYTES, MAX_JSON_DEPTH, type JsonBody
 export { createMigrationRouter, type MigrationRouterOptions } from './migration-router.js';
 export { refuseWritesWhileMoving, type RefuseWritesWhileMovingOptions } from './moving.js';
 export { createPortabilityRouter, MAX_IMPORT_BYTES, type PortabilityRouterOptions } from './portability-router.js';
+export { auditScope, addAuditRoute, AUDIT_REASON_HEADER, type AuditActor } from './audit.js';

@@ -6,6 +6,7 @@ import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';
 import { problemDetails } from './problem.js';
 import { moveBodySchema } from './schemas.js';
+import { auditScope } from './audit.js';
 
 export interface MigrationRouterOptions {
   /** Who may use it: throw or answer to refuse, `next()` to allow. Required. */
@@ -31,7 +32,7 @@ export interface MigrationRouterOptions {
 export function createMigrationRouter(service: TenantMigrationService, options: MigrationRouterOptions): GuardedRouter {
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the migration API must not be open');
   // `authorize` in every route, however the path is spelled (GuardedRouter, PITFALLS 27).
-  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
+  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize, auditScope()] });
   router.get('exportTenantData', '/tenants/:id/export', async (ctx) => {
     const data = await service.exportTenantData(ctx.params.id!);
     ctx.body = { ...data, counts: Object.fromEntries(data.tables.map((t) => [t.table, t.rows.length])) };

@@ -9,6 +9,7 @@ import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';
 import { problemDetails } from './problem.js';
 import { moveJobBodySchema } from './schemas.js';
+import { auditScope, type AuditActor } from './audit.js';
 
 /** Largest import body by default. */
 export const MAX_IMPORT_BYTES = 1024 * 1024 * 1024;
@@ -29,6 +30,8 @@ export interface PortabilityRouterOptions {
   jobs?: TenantMoveJobs;
   /** A move that fails in the background after its 202 (its job records the outcome). Default: ignored. */
   onMoveError?: (error: unknown) => void;
+  /** Who the request is, for the audit log (export, import, move): as createAdminRouter's `actor`. */
+  actor?: AuditActor;
 }
 
 /**
@@ -47,7 +50,7 @@ export function createPortabilityRouter(portability: TenantPortability, options:
   if (typeof options?.authorize !== 'function') throw new TypeError('`authorize` is required: the portability API must not be open');
   const maxBytes = options.maxImportBytes ?? MAX_IMPORT_BYTES;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new TypeError('`maxImportBytes` must be a positive integer');
-  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize] });
+  const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize, auditScope(options.actor)] });
 
   router.get('exportTenant', '/tenants/:id/export', async (ctx) => {
     const stream = await portability.exportTenant(ctx.params.id!);

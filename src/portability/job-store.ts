@@ -1,5 +1,7 @@
 import { TenantExistsError, TenantNotFoundError } from '../errors.js';
 import type { Queryable } from '../pool.js';
+import { inAdminTransaction, type AdminDatabase } from '../admin-transaction.js';
+import { writeAudit, type AuditContext } from '../audit.js';
 import type { TableDigest } from './checksum.js';
 
 /** The steps of a move, in order; a job's `step` is the last one completed. */
@@ -61,25 +63,36 @@ export function publicJob(job: MoveJobRecord): MoveJob {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** `linkbay.tenant_moves` (sql/00002-tenant-moves.sql), through the admin role. */
+/**
+ * `linkbay.tenant_moves` (sql/00002-tenant-moves.sql), through the admin role. A job's start and
+ * its outcome (succeeded, failed) are audited in the same transaction as the job row's change; the
+ * outcome's actor and reason are those of the start.
+ */
 export class MoveJobStore {
-  constructor(private readonly db: Queryable) {}
+  constructor(private readonly db: AdminDatabase) {}
 
-  async create(input: {
-    tenantId: string;
-    target: string;
-    copyMode: boolean;
-    previousStatus: 'active' | 'suspended';
-    sourceDatabaseUrl: string | null;
-    targetDatabaseUrl: string | null;
-  }): Promise<MoveJobRecord> {
+  async create(
+    input: {
+      tenantId: string;
+      target: string;
+      copyMode: boolean;
+      previousStatus: 'active' | 'suspended';
+      sourceDatabaseUrl: string | null;
+      targetDatabaseUrl: string | null;
+    },
+    audit?: AuditContext,
+  ): Promise<MoveJobRecord> {
     try {
-      const { rows } = await this.db.query(
-        `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, copy_mode, previous_status, source_database_url, target_database_url)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
-        [input.tenantId, input.target, input.copyMode, input.previousStatus, input.sourceDatabaseUrl, input.targetDatabaseUrl],
-      );
-      return toJob(rows[0]);
+      return await inAdminTransaction(this.db, async (tx) => {
+        const { rows } = await tx.query(
+          `INSERT INTO linkbay.tenant_moves (moved_tenant_id, target, copy_mode, previous_status, source_database_url, target_database_url)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+          [input.tenantId, input.target, input.copyMode, input.previousStatus, input.sourceDatabaseUrl, input.targetDatabaseUrl],
+        );
+        const job = toJob(rows[0]);
+        await writeAudit(tx, { action: 'move-started', tenantId: job.tenantId, after: { job: job.id, target: job.target, copyMode: job.copyMode }, ...(audit ? { context: audit } : {}) });
+        return job;
+      });
     } catch (error) {
       if ((error as { code?: string }).code === '23505') throw new TenantExistsError('this tenant is being moved already', { cause: error });
       throw error;
@@ -96,7 +109,12 @@ export class MoveJobStore {
   /** Records a completed step (and the digests once copied), only if the job is still running. */
   async advance(id: string, step: MoveStep, tables?: readonly TableDigest[]): Promise<MoveJobRecord> {
     const done = step === 'cleaned';
-    const { rows } = await this.db.query(
+    if (done) return inAdminTransaction(this.db, (tx) => this.advanceOn(tx, id, step, tables, done));
+    return this.advanceOn(this.db, id, step, tables, done);
+  }
+
+  private async advanceOn(db: Queryable, id: string, step: MoveStep, tables: readonly TableDigest[] | undefined, done: boolean): Promise<MoveJobRecord> {
+    const { rows } = await db.query(
       `UPDATE linkbay.tenant_moves
           SET step = $2, checksums = COALESCE($3::jsonb, checksums), counts = COALESCE($4::jsonb, counts),
               state = CASE WHEN $5 THEN 'succeeded' ELSE state END, finished_at = CASE WHEN $5 THEN now() END,
@@ -105,7 +123,15 @@ export class MoveJobStore {
       [id, step, tables ? JSON.stringify(tables) : null, tables ? JSON.stringify(Object.fromEntries(tables.map((t) => [t.name, t.rows]))) : null, done],
     );
     if (!rows[0]) throw new Error('the move job is no longer running');
-    return toJob(rows[0]);
+    const job = toJob(rows[0]);
+    if (done) await this.audit(db, job, 'move-succeeded', { job: job.id, target: job.target, tables: job.tables, sourceKept: job.copyMode || job.error?.code === 'LBMT_MOVE_SOURCE_KEPT' });
+    return job;
+  }
+
+  /** The outcome's audit row, as the actor (and with the reason) that started the job. */
+  private async audit(db: Queryable, job: MoveJobRecord, action: 'move-succeeded' | 'move-failed', after: Record<string, unknown>): Promise<void> {
+    const { rows } = await db.query(`SELECT actor, reason FROM linkbay.audit_log WHERE action = 'move-started' AND after->>'job' = $1 ORDER BY id LIMIT 1`, [job.id]);
+    await writeAudit(db, { action, tenantId: job.tenantId, after, context: { actor: rows[0]?.actor ?? 'system', ...(rows[0]?.reason ? { reason: rows[0].reason } : {}) } });
   }
 
   /** Claimed by a runner: counts the attempt. */
@@ -118,12 +144,18 @@ export class MoveJobStore {
   }
 
   async fail(id: string, code: string, message: string): Promise<MoveJobRecord> {
-    const { rows } = await this.db.query(
-      `UPDATE linkbay.tenant_moves SET state = 'failed', error_code = $2, error_message = $3, finished_at = now()
-        WHERE id = $1 AND state = 'running' RETURNING ${COLUMNS}`,
-      [id, code, message],
-    );
-    return rows[0] ? toJob(rows[0]) : this.get(id);
+    const failed = await inAdminTransaction(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        `UPDATE linkbay.tenant_moves SET state = 'failed', error_code = $2, error_message = $3, finished_at = now()
+          WHERE id = $1 AND state = 'running' RETURNING ${COLUMNS}`,
+        [id, code, message],
+      );
+      if (!rows[0]) return undefined;
+      const job = toJob(rows[0]);
+      await this.audit(tx, job, 'move-failed', { job: job.id, target: job.target, step: job.step, error: { code, message } });
+      return job;
+    });
+    return failed ?? this.get(id);
   }
 
   /** Notes an error after the switch (the job stays running: resuming finishes it). */

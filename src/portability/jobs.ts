@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { qualifiedName, quoteIdent } from '../config.js';
 import { TenantError, TenantInputError } from '../errors.js';
 import type { TenantPool } from '../pool.js';
+import { auditContext, type AuditContext } from '../audit.js';
 import { withTenantTransaction } from '../transaction.js';
 import type { TableDigest } from './checksum.js';
 import { exportTenantStream, writeExport } from './export.js';
@@ -78,11 +79,13 @@ export class TenantMoveJobs {
   }
 
   /** Records a move of the tenant to the named target; `run` (or any instance's `resume`) performs it. */
-  async start(tenantId: string | number | bigint, options: { target: string; copyMode?: boolean }): Promise<MoveJob> {
+  async start(tenantId: string | number | bigint, options: { target: string; copyMode?: boolean } & AuditContext): Promise<MoveJob> {
     const target = Object.hasOwn(this.options.targets, options.target) ? this.options.targets[options.target] : undefined;
     if (!target) throw new TenantInputError('`target` must name a configured target database');
+    const audit = auditContext(options);
     const tenant = await this.options.portability.options.admin.getTenant(tenantId);
     if (tenant.status === 'deleted') throw new TenantInputError('a deleted tenant cannot be moved');
+    if (tenant.status === 'provisioning') throw new TenantInputError('a provisioning tenant cannot be moved');
     if ((tenant.databaseUrl ?? null) === target.databaseUrl) throw new TenantInputError('the tenant already lives in that database');
     const job = await this.store.create({
       tenantId: tenant.id,
@@ -91,7 +94,7 @@ export class TenantMoveJobs {
       previousStatus: tenant.status,
       sourceDatabaseUrl: tenant.databaseUrl,
       targetDatabaseUrl: target.databaseUrl,
-    });
+    }, audit);
     return publicJob(job);
   }
 

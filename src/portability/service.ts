@@ -4,6 +4,7 @@ import { TenancyConfigError } from '../errors.js';
 import type { TenantAdminService } from '../admin.js';
 import type { TenantDBPool } from '../db-pool.js';
 import type { TenantPool } from '../pool.js';
+import { auditContext, type AuditContext } from '../audit.js';
 import type { ExportTrailer } from './checksum.js';
 import { exportTenantStream } from './export.js';
 import { importTenantStream, type ImportStreamOptions, type ImportStreamResult } from './import.js';
@@ -33,9 +34,13 @@ export class TenantPortability {
   /**
    * The tenant's rows, from the database it lives in now, as an NDJSON stream. Resolves once the
    * tenant is known (TenantNotFoundError before any byte); the stream errors if the export fails.
+   * The `export` audit row is written before the first byte (the rows are read in the tenant's
+   * database, not in the registry's transaction): it records that the export was handed out.
    */
-  async exportTenant(tenantId: string | number | bigint, onTrailer?: (trailer: ExportTrailer) => void): Promise<Readable> {
+  async exportTenant(tenantId: string | number | bigint, onTrailer?: (trailer: ExportTrailer) => void, audit?: AuditContext): Promise<Readable> {
+    const context = auditContext(audit);
     const tenant = await this.options.admin.getTenant(tenantId);
+    await this.options.admin.recordAudit({ action: 'export', tenantId: tenant.id, after: { tables: this.tenancy.tables.map((t) => `${t.schema}.${t.table}`) }, context });
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     // The tenant's pool stays open (usePool) until the stream has ended or failed.
@@ -54,15 +59,28 @@ export class TenantPortability {
 
   /**
    * Imports an export of the tenant into the database of `targetPool` (a role under RLS that owns
-   * the tables' sequences, e.g. the owner role), in one transaction: see importTenantStream.
+   * the tables' sequences, e.g. the owner role), in one transaction: see importTenantStream. The
+   * `import` audit row follows the import's outcome (its result, or the error's code): the rows go
+   * into the target's transaction, which the registry's database cannot share.
    */
   async importTenant(
     tenantId: string | number | bigint,
     source: AsyncIterable<Buffer | string>,
     targetPool: TenantPool,
-    options: Omit<ImportStreamOptions, 'tenancy'> = {},
+    options: Omit<ImportStreamOptions, 'tenancy'> & { readonly audit?: AuditContext } = {},
   ): Promise<ImportStreamResult> {
+    const { audit, ...importOptions } = options;
+    const context = auditContext(audit);
     const tenant = await this.options.admin.getTenant(tenantId);
-    return importTenantStream(targetPool, tenant.id, source, { ...options, tenancy: this.tenancy });
+    let result: ImportStreamResult;
+    try {
+      result = await importTenantStream(targetPool, tenant.id, source, { ...importOptions, tenancy: this.tenancy });
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      await this.options.admin.recordAudit({ action: 'import', tenantId: tenant.id, after: { outcome: 'failed', error: typeof code === 'string' ? code : 'Error' }, context }).catch(() => undefined);
+      throw error;
+    }
+    await this.options.admin.recordAudit({ action: 'import', tenantId: tenant.id, after: { outcome: 'succeeded', ...result }, context });
+    return result;
   }
 }

@@ -1,0 +1,172 @@
+import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
+import { InvalidTenantIdError, TenantInputError } from './errors.js';
+import type { Queryable } from './pool.js';
+import { redactUrl } from './redact-url.js';
+import { canonicalTenantId } from './tenant-id.js';
+import { currentAuditContext } from './audit-context.js';
+import type { Tenant } from './tenants.js';
+
+/**
+ * What the audit log records (`linkbay.audit_log`, sql/00003-tenant-lifecycle.sql). Each row is
+ * written in the same transaction as the change it records, through the admin role.
+ */
+export const AUDIT_ACTIONS = [
+  'create', // the registry row inserted (status provisioning while an onboarding runs, else active)
+  'onboarded', // every onboarding step succeeded: provisioning → active
+  'onboarding-failed', // a step failed: everything done before it undone, the registry row removed
+  'update',
+  'suspend',
+  'activate',
+  'delete',
+  'purge',
+  'export',
+  'import',
+  'move-started',
+  'move-succeeded',
+  'move-failed',
+  'system-context', // withSystemContext with `audit`: cross-tenant work, its reason
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** Who asks for an admin action, and why. Both optional; `actor` defaults to `system`. */
+export interface AuditContext {
+  /** 1 to 200 printable characters: a user name, a token's name, a service. Default `system`. */
+  readonly actor?: string;
+  /** Why: up to 500 printable characters. */
+  readonly reason?: string;
+}
+
+/** One row of the audit log. */
+export interface AuditEntry {
+  /** Increasing with each row written; the `after` cursor of the next page. */
+  readonly id: string;
+  readonly occurredAt: Date;
+  readonly actor: string;
+  readonly action: AuditAction;
+  /** The tenant acted on (canonical id), null for work not about one tenant. */
+  readonly tenantId: string | null;
+  /** The tenant as it was, and as it is after the action; database URLs without their password. */
+  readonly before: Record<string, unknown> | null;
+  readonly after: Record<string, unknown> | null;
+  readonly reason: string | null;
+}
+
+export interface AuditFilter {
+  readonly tenantId?: string;
+  readonly action?: string;
+  readonly actor?: string;
+  /** From this moment on (inclusive). */
+  readonly since?: Date;
+  /** Before this moment (exclusive). */
+  readonly until?: Date;
+  /** 1 to 1000, default 100. */
+  readonly limit?: number;
+  /** The `next` of the previous page. */
+  readonly after?: string;
+}
+
+export interface AuditPage {
+  /** Newest first. */
+  readonly entries: readonly AuditEntry[];
+  /** Pass as `after` for the next (older) page; absent on the last page. */
+  readonly next?: string;
+}
+
+export interface AuditRecord {
+  readonly action: AuditAction;
+  readonly tenantId: string | null;
+  readonly before?: unknown;
+  readonly after?: unknown;
+  readonly context?: AuditContext;
+}
+
+const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/;
+
+/**
+ * The actor and reason checked (TenantInputError naming the field): each as given, else the current
+ * scope's (runWithAuditContext, set by the admin routers), else actor `system` and no reason.
+ */
+export function auditContext(given: AuditContext | undefined): { readonly actor: string; readonly reason?: string } {
+  const scope = currentAuditContext();
+  const actor = given?.actor ?? scope?.actor ?? 'system';
+  if (typeof actor !== 'string' || actor.trim().length === 0 || actor.length > 200 || !PRINTABLE.test(actor)) {
+    throw new TenantInputError('`actor` must be 1 to 200 printable characters');
+  }
+  const reason = given?.reason ?? scope?.reason ?? null;
+  if (reason !== null && (typeof reason !== 'string' || reason.length > 500 || !PRINTABLE.test(reason))) {
+    throw new TenantInputError('`reason` must be at most 500 printable characters');
+  }
+  return reason === null || reason.trim() === '' ? { actor } : { actor, reason };
+}
+
+/** A tenant as the audit log keeps it: its database URL without the password. */
+export function auditedTenant(tenant: Tenant | undefined | null): Record<string, unknown> | null {
+  if (!tenant) return null;
+  return { ...tenant, databaseUrl: tenant.databaseUrl ? redactUrl(tenant.databaseUrl) : null };
+}
+
+/** Inserts one audit row on `tx`: call it inside the transaction of the change it records. */
+export async function writeAudit(tx: Queryable, record: AuditRecord): Promise<void> {
+  const { actor, reason } = auditContext(record.context);
+  await tx.query(
+    `INSERT INTO linkbay.audit_log (actor, action, subject_tenant, before, after, reason) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6)`,
+    [actor, record.action, record.tenantId, json(record.before), json(record.after), reason ?? null],
+  );
+}
+
+function json(value: unknown): string | null {
+  return value === undefined || value === null ? null : JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+/**
+ * The audit log, newest first, `limit` rows at a time (keyset pagination on the row id), filtered by
+ * tenant, action, actor and time. Invalid filters are TenantInputError naming the field.
+ */
+export async function listAudit(db: Queryable, filter: AuditFilter = {}, tenancy: TenancyConfig = DEFAULT_TENANCY): Promise<AuditPage> {
+  const limit = filter.limit ?? 100;
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new TenantInputError('`limit` must be an integer from 1 to 1000');
+  let tenant: string | null = null;
+  if (filter.tenantId !== undefined) {
+    try {
+      tenant = canonicalTenantId(filter.tenantId, tenancy.tenantIdType);
+    } catch (error) {
+      throw new TenantInputError('`tenant` must be a tenant id', { cause: error instanceof InvalidTenantIdError ? error : undefined });
+    }
+  }
+  if (filter.action !== undefined && !(AUDIT_ACTIONS as readonly string[]).includes(filter.action)) {
+    throw new TenantInputError(`\`action\` must be one of ${AUDIT_ACTIONS.join(', ')}`);
+  }
+  if (filter.actor !== undefined && (typeof filter.actor !== 'string' || filter.actor.length === 0 || filter.actor.length > 200)) {
+    throw new TenantInputError('`actor` must be 1 to 200 characters');
+  }
+  for (const key of ['since', 'until'] as const) {
+    const value = filter[key];
+    if (value !== undefined && (!(value instanceof Date) || Number.isNaN(value.getTime()))) throw new TenantInputError(`\`${key}\` must be a date-time (ISO 8601)`);
+  }
+  if (filter.after !== undefined && !/^[1-9]\d{0,18}$/.test(filter.after)) throw new TenantInputError('`after` must be the `next` of a previous page');
+  const { rows } = await db.query(
+    `SELECT id::text, occurred_at, actor, action, subject_tenant, before, after, reason FROM linkbay.audit_log
+      WHERE ($1::text IS NULL OR subject_tenant = $1)
+        AND ($2::text IS NULL OR action = $2)
+        AND ($3::text IS NULL OR actor = $3)
+        AND ($4::timestamptz IS NULL OR occurred_at >= $4)
+        AND ($5::timestamptz IS NULL OR occurred_at < $5)
+        AND ($6::bigint IS NULL OR id < $6)
+      ORDER BY id DESC
+      LIMIT ${limit + 1}`,
+    [tenant, filter.action ?? null, filter.actor ?? null, filter.since ?? null, filter.until ?? null, filter.after ?? null],
+  );
+  const entries = rows.slice(0, limit).map(
+    (row): AuditEntry => ({
+      id: row.id,
+      occurredAt: row.occurred_at,
+      actor: row.actor,
+      action: row.action,
+      tenantId: row.subject_tenant,
+      before: row.before,
+      after: row.after,
+      reason: row.reason,
+    }),
+  );
+  return rows.length > limit ? { entries, next: entries[entries.length - 1]!.id } : { entries };
+}
