@@ -3,6 +3,7 @@ import Koa from 'koa';
 import request from 'supertest';
 import {
   InvalidTenantIdError,
+  OnboardingError,
   PgTenantService,
   TenantAdminService,
   TenantExistsError,
@@ -97,7 +98,7 @@ test('bad input is a TenantInputError naming the field; taken slugs and domains 
   await t.throwsAsync(admin.getTenant('../../etc/passwd'), { instanceOf: InvalidTenantIdError });
 });
 
-test('a failing onCreate removes the tenant again', async (t) => {
+test('a failing onCreate (the deprecated seed hook) removes the tenant again', async (t) => {
   const { db } = t.context;
   const name = slug('onboard');
   const admin = new TenantAdminService(db.adminPool, {
@@ -106,9 +107,10 @@ test('a failing onCreate removes the tenant again', async (t) => {
       throw new Error('provisioning failed');
     },
   });
-  await t.throwsAsync(admin.createTenant({ slug: name, name: 'Onboard' }), { message: 'provisioning failed' });
+  const error = await t.throwsAsync(admin.createTenant({ slug: name, name: 'Onboard' }), { instanceOf: OnboardingError, message: /at the seed step/ });
+  t.is((error?.cause as Error).message, 'provisioning failed');
   t.is((await db.superQuery(`SELECT count(*)::int AS n FROM linkbay.tenants WHERE slug = $1`, [name])).rows[0].n, 0);
-  // During onboarding the tenant exists but is suspended: no request resolves it before it is ready.
+  // During onboarding the tenant exists but is provisioning: no request resolves it before it is ready.
   let during: string | undefined;
   const ok = new TenantAdminService(db.adminPool, {
     tenancy: db.config,
@@ -117,7 +119,7 @@ test('a failing onCreate removes the tenant again', async (t) => {
     },
   });
   const created = await ok.createTenant({ slug: name, name: 'Onboard' });
-  t.is(during, 'suspended');
+  t.is(during, 'provisioning');
   t.is(created.status, 'active');
 });
 

@@ -11,6 +11,8 @@ import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js'
 
 // The library's sql/ as released before the tenant-moves migration (commit f111b3f), frozen.
 const PREVIOUS_SQL = fileURLToPath(new URL('./fixtures/library-sql-f111b3f/', import.meta.url));
+// And before the tenant-lifecycle migration (commit 411d4d9: tenants, tenant-moves, policy-manifest), frozen.
+const BEFORE_LIFECYCLE_SQL = fileURLToPath(new URL('./fixtures/library-sql-411d4d9/', import.meta.url));
 
 /** Catalog objects of the library's schema and the tenant table: what an upgrade may only add to. */
 async function catalog(db: Awaited<ReturnType<typeof createTestDatabase>>) {
@@ -48,7 +50,7 @@ test('a database migrated with the previous version upgrades by appending the ne
   // Numbered after what is applied: the applied files keep their number and bytes, the new ones
   // follow; the table migrated by the previous version gets its manifest recorded by the last.
   const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
-  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql', '00005-linkbay-policy-manifest.sql', '00006-manifest-public-orders.sql']);
+  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql', '00005-linkbay-tenant-lifecycle.sql', '00006-linkbay-policy-manifest.sql', '00007-manifest-public-orders.sql']);
   const manifest = await db.superQuery(`SELECT table_name FROM linkbay.policy_manifest`);
   t.deepEqual(manifest.rows, [{ table_name: 'public.orders' }]);
   t.deepEqual(await drift(), [], 'the upgraded database reports no drift');
@@ -90,13 +92,17 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders'] }));
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
   t.deepEqual((await readdir(migrations)).sort(), [
-    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-linkbay-tenant-moves.sql', '00005-linkbay-policy-manifest.sql', '00006-manifest-public-orders.sql',
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-linkbay-tenant-moves.sql', '00005-linkbay-tenant-lifecycle.sql',
+    '00006-linkbay-policy-manifest.sql', '00007-manifest-public-orders.sql',
   ]);
   const names = (await readdir(migrations)).sort();
   for (const [i, bytes] of previousBytes.entries()) t.is(await readFile(join(migrations, names[i]!), 'utf8'), bytes, `${names[i]} unchanged`);
   const out: string[] = [];
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
-  t.deepEqual(out, ['applied 00004-linkbay-tenant-moves.sql', 'applied 00005-linkbay-policy-manifest.sql', 'applied 00006-manifest-public-orders.sql', '3 migration(s) applied']);
+  t.deepEqual(out, [
+    'applied 00004-linkbay-tenant-moves.sql', 'applied 00005-linkbay-tenant-lifecycle.sql', 'applied 00006-linkbay-policy-manifest.sql', 'applied 00007-manifest-public-orders.sql',
+    '4 migration(s) applied',
+  ]);
 
   // A file already there that differs from this version's output is kept, and said so.
   const said: string[] = [];
@@ -109,10 +115,10 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   // A table added after the upgrade comes after the library's file, not before it.
   await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders', 'notes'] }));
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
-  t.deepEqual((await readdir(migrations)).sort().slice(6), ['00007-rls-public-notes.sql', '00008-manifest-public-notes.sql']);
+  t.deepEqual((await readdir(migrations)).sort().slice(7), ['00008-rls-public-notes.sql', '00009-manifest-public-notes.sql']);
   out.length = 0;
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
-  t.deepEqual(out, ['applied 00007-rls-public-notes.sql', 'applied 00008-manifest-public-notes.sql', '2 migration(s) applied']);
+  t.deepEqual(out, ['applied 00008-rls-public-notes.sql', 'applied 00009-manifest-public-notes.sql', '2 migration(s) applied']);
   const recorded = await db.superQuery(`SELECT table_name FROM linkbay.policy_manifest ORDER BY 1`);
   t.deepEqual(recorded.rows.map((r) => r.table_name), ['public.notes', 'public.orders']);
 });
@@ -122,9 +128,56 @@ test('appendAfterExisting keeps existing numbers, appends the rest in order, and
   t.deepEqual(appendAfterExisting(files, []), files, 'no existing files: the canonical numbering');
   const names = appendAfterExisting(files, ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00007-my-own.sql']).map((f) => f.name);
   t.deepEqual(names, [
-    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00008-linkbay-tenant-moves.sql', '00009-linkbay-policy-manifest.sql',
-    '00010-manifest-public-orders.sql', '00011-rls-public-notes.sql', '00012-manifest-public-notes.sql',
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00008-linkbay-tenant-moves.sql', '00009-linkbay-tenant-lifecycle.sql',
+    '00010-linkbay-policy-manifest.sql', '00011-manifest-public-orders.sql', '00012-rls-public-notes.sql', '00013-manifest-public-notes.sql',
   ]);
   const later = generateRlsSql(defineTenancy({ tables: ['orders'] }), { startIndex: 40, only: 'tables', existing: [] });
   t.deepEqual(later.map((f) => f.name), ['00040-rls-public-orders.sql', '00041-manifest-public-orders.sql']);
+});
+
+test('a database of the version before the lifecycle migration upgrades: provisioning allowed, the audit log added, rows kept', async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] }, migrate: false });
+  t.teardown(() => db.drop());
+  const previous = generateRlsSqlFrom(BEFORE_LIFECYCLE_SQL, db.config);
+  t.deepEqual(previous.map((f) => f.name), [
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-policy-manifest.sql', '00005-rls-public-orders.sql', '00006-manifest-public-orders.sql',
+  ]);
+  await migrateFiles({ databaseUrl: db.superUrl, files: previous });
+  for (const status of ['active', 'suspended', 'deleted']) await db.adminPool.query(`INSERT INTO linkbay.tenants (id, slug, name, status) VALUES ($1, $2, $2, $3)`, [newTenantId(), status, status]);
+  await t.throwsAsync(db.adminPool.query(`INSERT INTO linkbay.tenants (slug, name, status) VALUES ('early', 'Early', 'provisioning')`), { code: '23514' });
+  // Found in the catalog, not by its name: a constraint someone renamed is replaced too.
+  await db.superQuery(`ALTER TABLE linkbay.tenants RENAME CONSTRAINT tenants_status_check TO status_is_known`);
+  const before = await catalog(db);
+
+  const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
+  t.deepEqual(upgraded.applied, ['00007-linkbay-tenant-lifecycle.sql']);
+  const after = await catalog(db);
+  for (const relation of before.relations) t.true(after.relations.includes(relation), `${relation} kept`);
+  for (const column of before.columns) t.true(after.columns.includes(column), `${column} kept`);
+  t.deepEqual(after.policies, before.policies);
+  t.true(after.relations.includes('audit_log:r'));
+  const checks = async () =>
+    (
+      await db.superQuery(
+        `SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+          WHERE c.conrelid = 'linkbay.tenants'::regclass AND c.contype = 'c' AND a.attname = 'status'`,
+      )
+    ).rows.map((r) => r.def as string);
+  const defs = await checks();
+  t.is(defs.length, 1, 'one CHECK on status: the old one (renamed) was dropped');
+  t.regex(defs[0]!, /'provisioning'/);
+  t.deepEqual((await db.superQuery(`SELECT status FROM linkbay.tenants ORDER BY status`)).rows.map((r) => r.status), ['active', 'deleted', 'suspended']);
+  await db.adminPool.query(`INSERT INTO linkbay.tenants (slug, name, status) VALUES ('early', 'Early', 'provisioning')`);
+  await t.throwsAsync(db.adminPool.query(`INSERT INTO linkbay.tenants (slug, name, status) VALUES ('odd', 'Odd', 'archived')`), { code: '23514' });
+  // The tenant tables' recorded state is untouched: doctor sees no drift after the upgrade.
+  const drift = (await checkPosture(db.appPool, db.config)).findings.filter((f) => f.code.startsWith('LBMT_DRIFT_'));
+  t.deepEqual(drift, []);
+
+  // The file is idempotent: run again as it is, it changes nothing (and keeps the rows).
+  const lifecycle = generateRlsSql(db.config).find((f) => f.name.endsWith('-linkbay-tenant-lifecycle.sql'))!;
+  await db.adminPool.query(`INSERT INTO linkbay.audit_log (actor, action) VALUES ('test', 'create')`);
+  await db.superQuery(lifecycle.sql);
+  t.deepEqual(await checks(), defs);
+  t.is((await db.superQuery(`SELECT count(*)::int AS n FROM linkbay.audit_log`)).rows[0].n, 1);
+  t.deepEqual((await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) })).applied, []);
 });
