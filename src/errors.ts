@@ -195,7 +195,8 @@ export type OnboardingStep = 'registry' | 'database' | 'migrations' | 'seed' | '
  * An onboarding step failed (`step`, the original in `cause`); every step before it was undone, in
  * reverse: the tenant's database dropped, the roles it created dropped, its seeded rows purged, its
  * registry row removed. `undoFailures` lists what could not be undone (empty when everything was).
- * 502 when the failure came from a database the onboarding depends on, 500 otherwise.
+ * 502 when a database the onboarding depends on refused or failed (the cause has a SQLSTATE or a
+ * connection error code), 500 otherwise (a hook threw, a check failed).
  */
 export class OnboardingError extends TenantError {
   constructor(

@@ -180,7 +180,8 @@ export async function runOnboarding(tenant: Tenant, options: OnboardingOptions, 
       failures.push({ step: 'registry', error: undoError });
     }
     await release(server);
-    const upstream = !(error instanceof TenantError) && (step === 'database' || step === 'migrations' || step === 'health-check');
+    // 502: a database the onboarding depends on refused or failed (a SQLSTATE, a connection error code).
+    const upstream = !(error instanceof TenantError) && typeof (error as { code?: unknown } | null)?.code === 'string';
     throw new OnboardingError(step, failures, { cause: error, status: upstream ? 502 : 500 });
   }
 }
