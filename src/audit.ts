@@ -145,14 +145,15 @@ export async function listAudit(db: Queryable, filter: AuditFilter = {}, tenancy
   }
   if (filter.after !== undefined && !/^[1-9]\d{0,18}$/.test(filter.after)) throw new TenantInputError('`after` must be the `next` of a previous page');
   const { rows } = await db.query(
-    `SELECT id::text, occurred_at, actor, action, subject_tenant, before, after, reason FROM linkbay.audit_log
-      WHERE ($1::text IS NULL OR subject_tenant = $1)
-        AND ($2::text IS NULL OR action = $2)
-        AND ($3::text IS NULL OR actor = $3)
-        AND ($4::timestamptz IS NULL OR occurred_at >= $4)
-        AND ($5::timestamptz IS NULL OR occurred_at < $5)
-        AND ($6::bigint IS NULL OR id < $6)
-      ORDER BY id DESC
+    `SELECT a.id::text AS id, a.occurred_at, a.actor, a.action, a.subject_tenant, a.before, a.after, a.reason FROM linkbay.audit_log a
+      WHERE ($1::text IS NULL OR a.subject_tenant = $1)
+        AND ($2::text IS NULL OR a.action = $2)
+        AND ($3::text IS NULL OR a.actor = $3)
+        AND ($4::timestamptz IS NULL OR a.occurred_at >= $4)
+        AND ($5::timestamptz IS NULL OR a.occurred_at < $5)
+        AND ($6::bigint IS NULL OR a.id < $6)
+      -- The column, not the text output of the same name (which would sort '10' before '9').
+      ORDER BY a.id DESC
       LIMIT ${limit + 1}`,
     [tenant, filter.action ?? null, filter.actor ?? null, filter.since ?? null, filter.until ?? null, filter.after ?? null],
   );
