@@ -56,7 +56,8 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
   const pool = pools(databaseUrl);
   const tenantPools = new TenantDBPool({ tenantService: new PgTenantService(pool, { tenancy }), sharedPool: pool, tenancy });
   try {
-    const portability = new TenantPortability({ pools: tenantPools, admin: new TenantAdminService(pool, { tenancy }), tenancy });
+    // The export runs as the app role (under RLS), which may not write the audit log: not audited.
+    const portability = new TenantPortability({ pools: tenantPools, admin: new TenantAdminService(pool, { tenancy }), tenancy, audit: false });
     let rows = '';
     const stream = await portability.exportTenant(values.tenant, (trailer) => (rows = trailer.tables.map((t) => `${t.name} ${t.rows}`).join(', ')));
     const sink = values.out ? createWriteStream(values.out) : io.stdout;

@@ -3,6 +3,7 @@ import { releaseClient, settled, watchClient, type ReleaseFailure } from './clie
 import { TenantContext } from './context.js';
 import { mapDatabaseError } from './errors.js';
 import type { TenantPool } from './pool.js';
+import { writeAudit, auditContext } from './audit.js';
 
 export interface SystemContextOptions {
   /** Why cross-tenant access is needed: 1 to 200 printable characters. Required. */
@@ -11,6 +12,13 @@ export interface SystemContextOptions {
   readonly write?: boolean;
   /** `SET LOCAL statement_timeout`, in milliseconds. Default: the server's. */
   readonly statementTimeoutMs?: number;
+  /**
+   * Record the work in the audit log (`linkbay.audit_log`, action `system-context`, with the reason),
+   * in its own transaction: the row commits with the work, and a rolled-back system transaction
+   * leaves none (its diagnostics event still reports it). `true` uses the current audit scope's
+   * actor (runWithAuditContext), else `system`; or name the actor. Default false.
+   */
+  readonly audit?: boolean | { readonly actor: string };
 }
 
 export interface SystemTransaction {
@@ -49,6 +57,7 @@ export async function withSystemContext<T>(pool: TenantPool, options: SystemCont
   const write = options.write === true;
   const timeout = options.statementTimeoutMs;
   if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout < 1)) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+  const audit = options.audit ? auditContext({ ...(typeof options.audit === 'object' ? { actor: options.audit.actor } : {}), reason }) : undefined;
   const started = performance.now();
   return TenantContext.exit(async () => {
     const client = await pool.connect();
@@ -58,8 +67,14 @@ export async function withSystemContext<T>(pool: TenantPool, options: SystemCont
     let outcome: SystemContextEvent['outcome'] = 'rollback';
     let failure: ReleaseFailure | undefined;
     try {
-      await client.query(write ? 'BEGIN' : 'BEGIN READ ONLY');
+      // Audited: the row is written first, then the transaction turns read only (allowed at any
+      // point; only the way back to read-write is refused once a statement ran).
+      await client.query(write || audit ? 'BEGIN' : 'BEGIN READ ONLY');
       await client.query(`SELECT set_config('linkbay.system_reason', $1, true)${timeout ? `, set_config('statement_timeout', '${timeout}', true)` : ''}`, [reason]);
+      if (audit) {
+        await writeAudit(client, { action: 'system-context', tenantId: null, after: { write }, context: audit });
+        if (!write) await client.query('SET TRANSACTION READ ONLY');
+      }
       const sys: SystemTransaction = {
         reason,
         async query(text, values) {

@@ -7,7 +7,7 @@
 import anyTest, { type TestFn } from 'ava';
 import Koa from 'koa';
 import request from 'supertest';
-import { runWithAuditContext, TenantInputError } from '../src/index.js';
+import { runWithAuditContext, TenantInputError, withSystemContext } from '../src/index.js';
 import { createAdminRouter, createPortabilityRouter, requireBearerToken } from '../src/koa/index.js';
 import { TenantMoveJobs } from '../src/portability/index.js';
 import { portabilityFixture, type PortabilityFixture } from './helpers/portability.js';
@@ -245,4 +245,16 @@ test('service calls take { actor, reason } and refuse bad ones naming the field'
     ['create', 'system', null],
     ['suspend', 'system', 'by code'],
   ]);
+});
+
+test('withSystemContext with `audit` records its reason and actor with the work, and stays read only', async (t) => {
+  const { source } = t.context;
+  const reason = `audited invoicing ${process.pid}-${++counter}`;
+  const refused = await t.throwsAsync(runWithAuditContext({ actor: 'billing-job' }, () => withSystemContext(source.adminPool, { reason, audit: true }, (sys) => sys.query('DELETE FROM accounts'))));
+  t.is((refused as { code?: string }).code, '25006', 'read only after the audit row');
+  t.is((await source.superQuery('SELECT count(*)::int AS n FROM linkbay.audit_log WHERE reason = $1', [reason])).rows[0].n, 0, 'rolled back: no row');
+  const count = await withSystemContext(source.adminPool, { reason, audit: { actor: 'ops:lee' } }, async (sys) => (await sys.query('SELECT count(*)::int AS n FROM accounts')).rows[0].n);
+  t.is(typeof count, 'number');
+  const { rows: audited } = await source.superQuery('SELECT actor, action, subject_tenant, after, reason FROM linkbay.audit_log WHERE reason = $1', [reason]);
+  t.deepEqual(audited, [{ actor: 'ops:lee', action: 'system-context', subject_tenant: null, after: { write: false }, reason }]);
 });

@@ -16,6 +16,11 @@ export interface TenantPortabilityOptions {
   readonly admin: TenantAdminService;
   /** Its `tables`, parents before children: the order rows are exported and written in. */
   readonly tenancy?: TenancyConfig;
+  /**
+   * Write the `export` and `import` audit rows through `admin` (its pool must be the admin role's).
+   * Default true; false where no admin role is at hand (the CLI's export runs as the app role).
+   */
+  readonly audit?: boolean;
 }
 
 /**
@@ -40,7 +45,7 @@ export class TenantPortability {
   async exportTenant(tenantId: string | number | bigint, onTrailer?: (trailer: ExportTrailer) => void, audit?: AuditContext): Promise<Readable> {
     const context = auditContext(audit);
     const tenant = await this.options.admin.getTenant(tenantId);
-    await this.options.admin.recordAudit({ action: 'export', tenantId: tenant.id, after: { tables: this.tenancy.tables.map((t) => `${t.schema}.${t.table}`) }, context });
+    if (this.options.audit !== false) await this.options.admin.recordAudit({ action: 'export', tenantId: tenant.id, after: { tables: this.tenancy.tables.map((t) => `${t.schema}.${t.table}`) }, context });
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     // The tenant's pool stays open (usePool) until the stream has ended or failed.
@@ -77,10 +82,12 @@ export class TenantPortability {
       result = await importTenantStream(targetPool, tenant.id, source, { ...importOptions, tenancy: this.tenancy });
     } catch (error) {
       const code = (error as { code?: unknown } | null)?.code;
-      await this.options.admin.recordAudit({ action: 'import', tenantId: tenant.id, after: { outcome: 'failed', error: typeof code === 'string' ? code : 'Error' }, context }).catch(() => undefined);
+      if (this.options.audit !== false) {
+        await this.options.admin.recordAudit({ action: 'import', tenantId: tenant.id, after: { outcome: 'failed', error: typeof code === 'string' ? code : 'Error' }, context }).catch(() => undefined);
+      }
       throw error;
     }
-    await this.options.admin.recordAudit({ action: 'import', tenantId: tenant.id, after: { outcome: 'succeeded', ...result }, context });
+    if (this.options.audit !== false) await this.options.admin.recordAudit({ action: 'import', tenantId: tenant.id, after: { outcome: 'succeeded', ...result }, context });
     return result;
   }
 }
