@@ -11,7 +11,9 @@ export type AdminDatabase = Queryable | (Queryable & TenantPool);
  * already inside a transaction `fn` joins that one (the caller commits).
  */
 export async function inAdminTransaction<T>(db: AdminDatabase, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-  if (typeof (db as TenantPool).connect === 'function') {
+  // A client (pg.Client has `connect` too, to open itself) says what transaction it is in; a pool does not.
+  const isClient = typeof (db as Partial<TenantClient>).getTransactionStatus === 'function';
+  if (!isClient && typeof (db as TenantPool).connect === 'function') {
     const client = await (db as TenantPool).connect();
     const watch = watchClient(client);
     let failure: { reason: 'rollback-failed' | 'connection-error'; error: unknown } | undefined;
@@ -27,7 +29,12 @@ export async function inAdminTransaction<T>(db: AdminDatabase, fn: (tx: Queryabl
     }
   }
   const client = db as Queryable & Partial<TenantClient>;
-  if (client.getTransactionStatus?.() === 'T') return fn(client);
+  // Something with only `query` may be a pool in disguise: BEGIN and COMMIT could then go to
+  // different connections, and the change would not be atomic with its audit row.
+  if (!isClient) {
+    throw new TypeError('the admin database must be a pool (`connect`) or one client (pg.Client, a PoolClient): a change and its audit row are one transaction');
+  }
+  if (client.getTransactionStatus!() === 'T') return fn(client);
   return run(client, fn);
 }
 

@@ -7,7 +7,8 @@
 import anyTest, { type TestFn } from 'ava';
 import Koa from 'koa';
 import request from 'supertest';
-import { runWithAuditContext, TenantInputError, withSystemContext } from '../src/index.js';
+import pg from 'pg';
+import { runWithAuditContext, TenantAdminService, TenantInputError, withSystemContext } from '../src/index.js';
 import { createAdminRouter, createPortabilityRouter, requireBearerToken } from '../src/koa/index.js';
 import { TenantMoveJobs } from '../src/portability/index.js';
 import { portabilityFixture, type PortabilityFixture } from './helpers/portability.js';
@@ -257,4 +258,23 @@ test('withSystemContext with `audit` records its reason and actor with the work,
   t.is(typeof count, 'number');
   const { rows: audited } = await source.superQuery('SELECT actor, action, subject_tenant, after, reason FROM linkbay.audit_log WHERE reason = $1', [reason]);
   t.deepEqual(audited, [{ actor: 'ops:lee', action: 'system-context', subject_tenant: null, after: { write: false }, reason }]);
+});
+
+test("on one client inside the caller's transaction, the change and its audit row join it: rolled back together", async (t) => {
+  const { source, admin } = t.context;
+  const tenant = await admin.createTenant({ slug: slug('joined'), name: 'Joined' });
+  const client = new pg.Client({ connectionString: source.adminUrl });
+  await client.connect();
+  t.teardown(() => client.end());
+  const onClient = new TenantAdminService(client, { tenancy: source.config });
+  await client.query('BEGIN');
+  t.is((await onClient.suspendTenant(tenant.id, { actor: 'tx-test' })).status, 'suspended');
+  await client.query('ROLLBACK');
+  t.is((await admin.getTenant(tenant.id)).status, 'active');
+  t.false((await auditRows(t, tenant.id)).some((r) => r.actor === 'tx-test'));
+  // Outside a transaction it opens its own; something with only `query` is refused.
+  t.is((await onClient.suspendTenant(tenant.id, { actor: 'tx-test' })).status, 'suspended');
+  t.true((await auditRows(t, tenant.id)).some((r) => r.actor === 'tx-test' && r.action === 'suspend'));
+  const queryOnly = new TenantAdminService({ query: (text: string, values?: unknown[]) => source.adminPool.query(text, values) }, { tenancy: source.config });
+  await t.throwsAsync(queryOnly.activateTenant(tenant.id), { instanceOf: TypeError, message: /one transaction/ });
 });
