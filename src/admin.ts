@@ -60,11 +60,13 @@ export interface TenantList {
  * Input is validated by zod schemas (src/tenant-schema.ts), errors naming the field (TenantInputError, 422); a taken id, slug or
  * domain is TenantExistsError (409); an unknown tenant TenantNotFoundError (404). Deleting is a
  * status (`deleted`): the row stays, so the id is never reused and the tenant is refused everywhere.
+ * Every change writes its audit row (src/audit.ts) in the same transaction; creating runs the
+ * onboarding steps (src/onboarding.ts).
  *
  * @example
- * const admin = new TenantAdminService(adminPool, { tenancy, onCreate: (t) => provisionDatabase(t) });
- * const acme = await admin.createTenant({ slug: 'acme', name: 'Acme' });
- * await admin.suspendTenant(acme.id);
+ * const admin = new TenantAdminService(adminPool, { tenancy, onboarding: { pools, seed: ({ withTenantTransaction }) => seedDefaults(withTenantTransaction) } });
+ * const acme = await admin.createTenant({ slug: 'acme', name: 'Acme' }, { actor: 'ops:jane', reason: 'signup' });
+ * await admin.suspendTenant(acme.id, { actor: 'ops:jane', reason: 'unpaid' });
  */
 export class TenantAdminService {
   /** The tenancy its ids are canonicalised for (the admin API documents ids of this type). */

@@ -58,7 +58,7 @@ export class MultitenantCore {
   /**
    * Resolves the request's tenant. Throws a TenantError: TenantRequiredError (no strategy named a
    * tenant), InvalidTenantIdError (malformed), TenantConflictError (strategies disagree),
-   * TenantNotFoundError, TenantSuspendedError (suspended or deleted). With `optional`, a request
+   * TenantNotFoundError, TenantSuspendedError (suspended, deleted or provisioning). With `optional`, a request
    * naming no tenant resolves to undefined; one naming a bad tenant still throws.
    */
   async resolve(request: TenantRequest, options: { optional?: boolean } = {}): Promise<Resolution | undefined> {

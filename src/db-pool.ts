@@ -46,7 +46,7 @@ export interface TenantDBPoolStats {
  * apply in a tenant database too), and goes through `withTenantTransaction` / `tenantQuery`, with
  * their guarantees.
  *
- * Unknown tenants are TenantNotFoundError, suspended or deleted ones TenantSuspendedError, before any
+ * Unknown tenants are TenantNotFoundError, suspended, deleted or provisioning ones TenantSuspendedError, before any
  * connection is opened. `closeTenantPool` (when a tenant is deleted or moved) stops the pool taking
  * new work at once and lets transactions in flight finish: pg's `end()` closes each connection as it
  * is released.

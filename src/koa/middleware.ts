@@ -19,7 +19,7 @@ export interface MultitenantMiddlewareOptions {
  * Koa middleware that resolves the tenant of each request, puts it in `ctx.state.tenant` and runs
  * the rest of the request inside TenantContext, so data code can call
  * `withTenantTransaction(pool, undefined, fn)`. Failures answer problem+json: 400 missing,
- * malformed or conflicting, 404 unknown, 403 suspended or deleted.
+ * malformed or conflicting, 404 unknown, 403 suspended, deleted or provisioning.
  *
  * @example
  * app.use(multitenant({ core }));
