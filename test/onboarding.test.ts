@@ -12,6 +12,7 @@ import pg from 'pg';
 import {
   createMultitenant,
   generateRlsSql,
+  migrateFiles,
   OnboardingError,
   PgTenantService,
   TenantAdminService,
@@ -264,4 +265,26 @@ test("a provisioning tenant's requests are refused like a suspended one's, then 
   t.is(after.status, 200);
   t.deepEqual(after.body, [{ item: 'seeded' }]);
   t.true((await admin.listTenants({ status: 'provisioning', limit: 1000 })).tenants.every((x) => x.status === 'provisioning'));
+});
+
+test('from a template: the database is a copy of a migrated one, and the migrations find nothing left to apply', async (t) => {
+  const { db, pools, root, files } = t.context;
+  const n = names(db);
+  const template = `${n.database}_tpl`;
+  await root.query(`CREATE DATABASE ${template}`);
+  const databaseUrl = withUrl(db.appUrl, { database: n.database });
+  t.teardown(async () => {
+    await pools.closeDatabasePool(databaseUrl);
+    for (const name of [n.database, template]) await root.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+  await migrateFiles({ databaseUrl: withUrl(serverUrl(), { database: template }), files });
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { database: { adminUrl: serverUrl(), template }, migrations: { files }, pools } });
+  const tenant = await admin.createTenant({ slug: n.slug, name: 'Templated', databaseUrl });
+  t.is(tenant.status, 'active');
+  const copy = new pg.Client({ connectionString: withUrl(serverUrl(), { database: n.database }) });
+  await copy.connect();
+  t.teardown(() => copy.end());
+  const applied = await copy.query('SELECT count(*)::int AS n FROM atdatabases_migrations_applied');
+  t.is(applied.rows[0].n, files.length, 'the template brought every migration; none was applied twice');
+  t.deepEqual((await pools.tenantQuery(tenant.id, 'SELECT count(*)::int AS n FROM orders')).rows, [{ n: 0 }]);
 });
