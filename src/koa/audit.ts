@@ -55,7 +55,7 @@ function dateParameter(ctx: Context, name: 'since' | 'until'): Date | undefined 
  * page by `after` (the `next` of the page before). 422 names an invalid filter.
  */
 export function addAuditRoute(router: GuardedRouter, service: TenantAdminService): void {
-  router.get('/audit', async (ctx) => {
+  router.get('listAudit', '/audit', async (ctx) => {
     const limitText = one(ctx.query.limit);
     const tenant = one(ctx.query.tenant);
     const action = one(ctx.query.action);

@@ -3,7 +3,10 @@ import { z } from 'zod';
 import { newTenantSchema, tenantPatchSchema } from '../tenant-schema.js';
 import type { TenantIdType } from '../tenant-id.js';
 import { EXPORT_MEDIA_TYPE } from '../portability/format.js';
+import { AUDIT_ACTIONS } from '../audit.js';
+import { AUDIT_REASON_HEADER } from './audit.js';
 import {
+  auditPageSchema,
   importResultSchema,
   moveBodySchema,
   moveJobBodySchema,
@@ -39,7 +42,7 @@ export interface OpenApiOptions {
   readonly securitySchemes?: Readonly<Record<string, Record<string, unknown>>>;
 }
 
-type Component = 'NewTenant' | 'TenantPatch' | 'Tenant' | 'TenantList' | 'Problem' | 'PurgeReport' | 'MoveJobRequest' | 'MoveJob' | 'MoveRequest' | 'MoveResult' | 'ImportResult' | 'TenantExport';
+type Component = 'NewTenant' | 'TenantPatch' | 'Tenant' | 'TenantList' | 'Problem' | 'PurgeReport' | 'MoveJobRequest' | 'MoveJob' | 'MoveRequest' | 'MoveResult' | 'ImportResult' | 'TenantExport' | 'AuditPage';
 
 interface Reply {
   readonly description: string;
@@ -100,6 +103,21 @@ const OPERATIONS: Readonly<Record<string, OperationDoc>> = {
       500: problem('LBMT_PURGE_INCOMPLETE: the problem carries the `report`; fix the cause and run it again.'),
     },
   },
+  listAudit: {
+    summary: 'The audit log, newest first',
+    description: `Every admin action, written in its transaction: who (the actor of \`authorize\`), what, which tenant, before and after, when, and why (the \`${AUDIT_REASON_HEADER}\` header of the request).`,
+    tag: 'tenants',
+    query: [
+      { name: 'tenant', description: 'Only rows about this tenant.', schema: { type: 'string' } },
+      { name: 'action', description: 'Only this action.', schema: { type: 'string', enum: [...AUDIT_ACTIONS] } },
+      { name: 'actor', description: 'Only this actor.', schema: { type: 'string' } },
+      { name: 'since', description: 'From this moment (inclusive), ISO 8601 with a zone.', schema: { type: 'string', format: 'date-time' } },
+      { name: 'until', description: 'Before this moment (exclusive), ISO 8601 with a zone.', schema: { type: 'string', format: 'date-time' } },
+      { name: 'limit', description: 'Page size, 1 to 1000 (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+      { name: 'after', description: 'The `next` of the previous page.', schema: { type: 'string' } },
+    ],
+    responses: { 200: { description: 'One page.', schema: 'AuditPage' } },
+  },
   getOpenApiDocument: {
     summary: 'This document',
     tag: 'meta',
@@ -159,6 +177,7 @@ function components(tenantIdType: TenantIdType): Record<Component, Record<string
   add(moveResultSchema, 'MoveResult');
   add(importResultSchema, 'ImportResult');
   add(tenantExportSchema, 'TenantExport');
+  add(auditPageSchema, 'AuditPage');
   const { schemas } = z.toJSONSchema(registry, { target: 'draft-2020-12', io: 'input', uri: (id) => `#/components/schemas/${id}` });
   // Each is a component of the document, not a JSON Schema document of its own.
   for (const schema of Object.values(schemas)) {

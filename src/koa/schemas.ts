@@ -30,7 +30,9 @@ export const moveBodySchema = strict({
 const timestamp = z.string().meta({ format: 'date-time' });
 
 // The registry's statuses; keep in step with TenantStatus (src/tenants.ts).
-export const tenantStatusSchema = z.enum(['active', 'suspended', 'deleted']).meta({ description: 'Only `active` tenants are served; `deleted` is final.' });
+export const tenantStatusSchema = z
+  .enum(['provisioning', 'active', 'suspended', 'deleted'])
+  .meta({ description: 'Only `active` tenants are served; `provisioning` while the onboarding runs; `deleted` is final.' });
 
 export const tenantSchema = z
   .object({
@@ -122,3 +124,22 @@ export const tenantExportSchema = z
   .meta({ title: 'TenantExport', description: "The tenant's rows as JSON (a dry run, for inspection)." });
 
 export const moveResultSchema = z.looseObject({}).meta({ title: 'MoveResult', description: 'What the move copied, per table.' });
+
+/** `GET /audit` of createAdminRouter: a page of the audit log (src/audit.ts). */
+export const auditPageSchema = z
+  .object({
+    entries: z.array(
+      z.object({
+        id: z.string().meta({ description: 'Increasing with each row; pages go by it.' }),
+        occurredAt: timestamp,
+        actor: z.string(),
+        action: z.string().meta({ examples: ['suspend'] }),
+        tenantId: z.string().nullable(),
+        before: z.record(z.string(), z.unknown()).nullable().meta({ description: 'The tenant before the action (database URL without its password).' }),
+        after: z.record(z.string(), z.unknown()).nullable().meta({ description: 'The tenant after it, or what the action produced (a purge report, a move job).' }),
+        reason: z.string().nullable(),
+      }),
+    ),
+    next: z.string().optional().meta({ description: 'Pass as `after` for the next (older) page; absent on the last page.' }),
+  })
+  .meta({ title: 'AuditPage', description: 'Audit rows, newest first.' });
