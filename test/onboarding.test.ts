@@ -22,7 +22,7 @@ import {
   type OnboardingOptions,
   type Tenant,
 } from '../src/index.js';
-import { createTenantRouter, multitenant, problemDetails } from '../src/koa/index.js';
+import { createAdminRouter, createTenantRouter, multitenant, problemDetails } from '../src/koa/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl, type TestDatabase } from './helpers/db.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase; pools: TenantDBPool; files: MigrationFile[]; root: pg.Client }>;
@@ -287,4 +287,32 @@ test('from a template: the database is a copy of a migrated one, and the migrati
   const applied = await copy.query('SELECT count(*)::int AS n FROM atdatabases_migrations_applied');
   t.is(applied.rows[0].n, files.length, 'the template brought every migration; none was applied twice');
   t.deepEqual((await pools.tenantQuery(tenant.id, 'SELECT count(*)::int AS n FROM orders')).rows, [{ n: 0 }]);
+});
+
+test('over HTTP a failed onboarding is a problem naming the step: 500 for a hook, 502 for a database that refused', async (t) => {
+  const { db } = t.context;
+  const n = names(db);
+  const post = (onboarding: OnboardingOptions) => {
+    const app = new Koa();
+    const router = createAdminRouter(new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding }), { authorize: async (_ctx, next) => next() });
+    app.use(router.routes());
+    return request(app.callback()).post('/admin/tenants').send({ slug: n.slug, name: 'Doomed', databaseUrl: withUrl(db.appUrl, { database: n.database }) });
+  };
+  const hook = await post(
+    ownDatabase(t, n, {
+      seed: () => {
+        throw new Error('internal detail that must not leak');
+      },
+    }),
+  );
+  t.is(hook.status, 500);
+  t.regex(String(hook.headers['content-type']), /application\/problem\+json/);
+  t.like(hook.body, { code: 'LBMT_ONBOARDING_FAILED' });
+  t.regex(hook.body.detail, /seed step/);
+  t.notRegex(JSON.stringify(hook.body), /internal detail/);
+  const refused = await post(ownDatabase(t, n, { database: { adminUrl: serverUrl(), template: `${n.database}_missing_template` } }));
+  t.is(refused.status, 502);
+  t.like(refused.body, { code: 'LBMT_ONBOARDING_FAILED', title: 'Bad Gateway' });
+  t.regex(refused.body.detail, /database step \(SQLSTATE 3D000\)/);
+  t.deepEqual(await traces(t, n), { database: 0, role: 0, registry: 0 });
 });
