@@ -13,7 +13,7 @@ export interface PurgedTable {
   /** Whether the table is in the tenancy's `tables` (under RLS); others were found in the catalog. */
   readonly configured: boolean;
   readonly deleted: number;
-  /** Rows of the tenant counted after the delete: 0, or the purge is not complete. Null when the count failed. */
+  /** Rows of the tenant counted after the delete: 0, or the purge is not complete (then rolled back: the rows there now). Null when the count failed. */
   readonly remaining: number | null;
   /** Why the table could not be purged or counted (a privilege, a foreign key from another table). */
   readonly error?: string;
@@ -30,8 +30,9 @@ export interface PurgeReport {
 /** A purge left rows behind or could not check a table; `report` says which. Re-run it after the fix. */
 export class PurgeIncompleteError extends TenantError {
   constructor(readonly report: PurgeReport, options?: TenantErrorOptions) {
-    const failed = report.tables.filter((t) => t.remaining !== 0).map((t) => t.table);
-    super('LBMT_PURGE_INCOMPLETE', `the purge is incomplete: ${failed.join(', ')} still hold rows of the tenant or could not be checked; fix the cause and run it again`, 500, true, options);
+    const failing = report.tables.filter((t) => t.error).map((t) => t.table);
+    const failed = failing.length > 0 ? failing : report.tables.filter((t) => t.remaining !== 0).map((t) => t.table);
+    super('LBMT_PURGE_INCOMPLETE', `the purge is incomplete and was rolled back (nothing was deleted): ${failed.join(', ')} could not be purged or checked; fix the cause and run it again`, 500, true, options);
   }
 }
 
@@ -54,9 +55,10 @@ interface TenantColumnRow {
  * not only the configured tables (a table someone forgot to add still holds the tenant's data) — in
  * foreign-key-safe order (children first), then counts each table again and reports, table by
  * table, that zero rows remain. Runs through `pool`, a role that sees and may delete every row (the
- * admin role: BYPASSRLS; grant it DELETE on tables outside the config). Each table is its own
- * transaction, so a purge that fails part-way (a privilege, a foreign key from a table without a
- * tenant column) leaves whole tables done and can be run again. The registry row is kept (status
+ * admin role: BYPASSRLS; grant it DELETE on tables outside the config). All tables are one
+ * transaction, so no reader ever sees the tenant half-purged; when a table fails (a privilege, a
+ * foreign key from a table without a tenant column) the purge is rolled back, its report names each
+ * cause (PurgeIncompleteError), and it can be run again after the fix. The registry row is kept (status
  * `deleted`: the id is never reused) and touched, so every instance's cache drops the tenant.
  *
  * A tenant column is a column with the name of a configured `tenantColumn` (or `tenant_id`) and the
@@ -75,34 +77,65 @@ export async function purgeTenant(pool: Queryable, tenantId: string | number | b
 
   const tables = await tenantTables(pool, tenancy);
   const configured = new Set(tenancy.tables.map((t) => qualifiedName(t)));
-  const results: PurgedTable[] = [];
-  for (const table of tables) {
-    const name = qualifiedName({ schema: table.schema, table: table.name });
-    const where = `${quoteIdent(table.column)} = $1`;
-    let deleted = 0;
-    let error: string | undefined;
-    try {
-      deleted = (await pool.query(`DELETE FROM ${name} WHERE ${where}`, [id])).rowCount ?? 0;
-    } catch (e) {
-      error = describe(e);
+  const nameOf = (table: TenantColumnRow) => qualifiedName({ schema: table.schema, table: table.name });
+  const whereOf = (table: TenantColumnRow) => `${quoteIdent(table.column)} = $1`;
+  const count = async (db: Queryable, table: TenantColumnRow) => Number((await db.query(`SELECT count(*) AS n FROM ${nameOf(table)} WHERE ${whereOf(table)}`, [id])).rows[0]?.n);
+  // One transaction for every table: a request of an instance that has not heard of the delete yet
+  // sees the tenant whole or gone, never half-purged (MVCC). A table that fails is rolled back to its
+  // savepoint so that the others are still tried and the report names every cause; then the whole
+  // purge is rolled back, nothing is deleted, and a re-run after the fix does it all at once.
+  const attempt = await inAdminTransaction(pool, async (tx) => {
+    const results: PurgedTable[] = [];
+    for (const table of tables) {
+      let deleted = 0;
+      let remaining: number | null = null;
+      let error: string | undefined;
+      await tx.query('SAVEPOINT lbmt_purge_table');
+      try {
+        deleted = (await tx.query(`DELETE FROM ${nameOf(table)} WHERE ${whereOf(table)}`, [id])).rowCount ?? 0;
+        remaining = await count(tx, table);
+        await tx.query('RELEASE SAVEPOINT lbmt_purge_table');
+      } catch (e) {
+        error = describe(e);
+        await tx.query('ROLLBACK TO SAVEPOINT lbmt_purge_table');
+      }
+      results.push({ table: table.table, column: table.column, configured: configured.has(nameOf(table)), deleted, remaining, ...(error ? { error } : {}) });
     }
+    const report: PurgeReport = { tenantId: id, tables: results, complete: results.every((t) => t.remaining === 0 && !t.error) };
+    if (!report.complete) throw new PurgeRolledBack(report);
+    // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant. The
+    // audit row (the report, table by table) commits with the deletes.
+    await tx.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
+    await writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) });
+    return report;
+  }).catch((error: unknown) => {
+    if (error instanceof PurgeRolledBack) return error;
+    throw error;
+  });
+  if (!(attempt instanceof PurgeRolledBack)) return attempt;
+  // Rolled back: what is there now, table by table, and the causes the attempt met.
+  const tablesNow: PurgedTable[] = [];
+  for (const [i, table] of tables.entries()) {
+    const tried = attempt.report.tables[i]!;
     let remaining: number | null = null;
+    let error = tried.error;
     try {
-      remaining = Number((await pool.query(`SELECT count(*) AS n FROM ${name} WHERE ${where}`, [id])).rows[0]?.n);
+      remaining = await count(pool, table);
     } catch (e) {
       error ??= describe(e);
     }
-    results.push({ table: table.table, column: table.column, configured: configured.has(name), deleted, remaining, ...(error ? { error } : {}) });
+    tablesNow.push({ ...tried, deleted: 0, remaining, ...(error ? { error } : {}) });
   }
-  const report: PurgeReport = { tenantId: id, tables: results, complete: results.every((t) => t.remaining === 0) };
-  // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant. The
-  // audit row (the report, table by table) commits with it.
-  await inAdminTransaction(pool, async (tx) => {
-    await tx.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
-    await writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) });
-  });
-  if (!report.complete) throw new PurgeIncompleteError(report);
-  return report;
+  const report: PurgeReport = { tenantId: id, tables: tablesNow, complete: false };
+  await inAdminTransaction(pool, (tx) => writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) }));
+  throw new PurgeIncompleteError(report);
+}
+
+/** Internal: a purge attempt that must roll back (a table failed), carrying what it found. */
+class PurgeRolledBack extends Error {
+  constructor(readonly report: PurgeReport) {
+    super('purge rolled back');
+  }
 }
 
 /** Tables with a tenant column, children before the parents they reference. */

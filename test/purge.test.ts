@@ -75,21 +75,56 @@ test('purge removes a deleted tenant from every tenant table, the forgotten one 
   t.true(again.complete && again.tables.every((r) => r.deleted === 0), 'a second purge finds nothing and says so');
 });
 
-test('a purge that cannot delete somewhere says where, leaves the other tables done, and finishes when run again', async (t) => {
+test('a purge that cannot delete somewhere says where, rolls back whole (nothing deleted), and finishes when run again', async (t) => {
   const { db, admin, gone } = await setup();
   t.teardown(() => db.drop());
   await db.superQuery(`REVOKE DELETE ON forgotten_notes FROM ${db.config.roles.admin}`);
   await admin.deleteTenant(gone.id);
+  const before = await counts(db, gone.id);
   const error = await t.throwsAsync(purgeTenant(db.adminPool, gone.id, { tenancy: db.config }), { instanceOf: PurgeIncompleteError });
+  t.regex(error!.message, /rolled back \(nothing was deleted\): public\.forgotten_notes could not be purged/);
   const failed = error!.report.tables.find((r) => r.table === 'public.forgotten_notes')!;
   t.is(failed.remaining, 3);
   t.regex(failed.error ?? '', /^42501 /, 'the privilege error is named');
-  t.deepEqual(await counts(db, gone.id), { orders: 0, order_lines: 0, forgotten_notes: 3, imports: 1 });
+  t.deepEqual(error!.report.tables.map((r) => [r.table, r.deleted, r.remaining, r.error === undefined]), [
+    ['public.forgotten_notes', 0, 3, false],
+    ['public.order_lines', 0, 6, true],
+    ['public.orders', 0, 3, true],
+  ], 'the other tables were tried (no error there) and rolled back with the rest');
+  t.deepEqual(await counts(db, gone.id), before, 'nothing was deleted: no reader sees the tenant half-purged');
 
   await db.superQuery(`GRANT DELETE ON forgotten_notes TO ${db.config.roles.admin}`);
   const report = await purgeTenant(db.adminPool, gone.id, { tenancy: db.config });
   t.true(report.complete);
   t.deepEqual(await counts(db, gone.id), { orders: 0, order_lines: 0, forgotten_notes: 0, imports: 1 });
+});
+
+test('while a purge waits on its last table, a reader sees the tenant whole; once it commits, gone from every table at once', async (t) => {
+  const { db, admin, gone } = await setup();
+  t.teardown(() => db.drop());
+  await admin.deleteTenant(gone.id);
+  const before = await counts(db, gone.id);
+  // One statement, one snapshot: what an instance that has not heard of the delete would read.
+  const snapshot = async () =>
+    (await db.superQuery(
+      `SELECT (SELECT count(*) FROM orders WHERE tenant_id = $1)::int AS orders, (SELECT count(*) FROM order_lines WHERE tenant_id = $1)::int AS order_lines,
+              (SELECT count(*) FROM forgotten_notes WHERE tenant_id = $1)::int AS forgotten_notes`,
+      [gone.id],
+    )).rows[0];
+  const blocker = new pg.Client({ connectionString: db.superUrl });
+  await blocker.connect();
+  t.teardown(() => blocker.end());
+  // orders is purged last (children first): its DELETE waits here, after the other two tables.
+  await blocker.query('BEGIN; LOCK TABLE orders IN SHARE MODE');
+  const purging = purgeTenant(db.adminPool, gone.id, { tenancy: db.config });
+  await waitFor(
+    async () => (await db.superQuery(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM %orders%'`)).rows.length > 0,
+    { message: 'the purge reached orders and waits for the lock' },
+  );
+  t.deepEqual(await snapshot(), { orders: before.orders, order_lines: before.order_lines, forgotten_notes: before.forgotten_notes }, 'the first two tables are deleted but not committed');
+  await blocker.query('COMMIT');
+  t.true((await purging).complete);
+  t.deepEqual(await snapshot(), { orders: 0, order_lines: 0, forgotten_notes: 0 });
 });
 
 test('POST /admin/tenants/:id/purge: 401 without the token, 422 for a tenant not deleted, the report once deleted', async (t) => {
