@@ -2,12 +2,13 @@ import { DEFAULT_TENANCY, type TenancyConfig } from './config.js';
 import { InvalidTenantIdError, TenantExistsError, TenantInputError, TenantNotFoundError, type OnboardingStep } from './errors.js';
 import { checkTenantDatabaseUrl } from './database-url.js';
 import { canonicalTenantId } from './tenant-id.js';
-import { newTenantSchema, parseTenantInput, tenantPatchSchema } from './tenant-schema.js';
 import { purgeTenant, type PurgeReport } from './purge.js';
 import { TENANT_COLUMNS, TENANT_STATUSES, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 import { inAdminTransaction, type AdminDatabase } from './admin-transaction.js';
 import { auditContext, auditedTenant, listAudit, writeAudit, type AuditContext, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
 import { checkOnboardingOptions, hasOnboardingSteps, runOnboarding, type OnboardingOptions } from './onboarding.js';
+
+let schemas: Promise<typeof import('./tenant-schema.js')> | undefined;
 
 /** What a tenant is created with. Unknown fields are refused (a typo is not silently dropped). */
 export interface NewTenant {
@@ -107,7 +108,7 @@ export class TenantAdminService {
    * one failed: everything undone, no row left).
    */
   async createTenant(input: NewTenant, audit?: AuditContext): Promise<Tenant> {
-    const fields = this.validate(input, true);
+    const fields = await this.validate(input, true);
     const context = auditContext(audit);
     // A database the onboarding creates does not exist yet: its URL is checked by the health check.
     if (!(this.onboarding?.database && typeof fields.databaseUrl === 'string')) await this.checkDatabaseUrl(fields.databaseUrl);
@@ -198,7 +199,7 @@ export class TenantAdminService {
 
   async updateTenant(id: string | number | bigint, patch: TenantPatch, audit?: AuditContext): Promise<Tenant> {
     if ('id' in (patch ?? {})) throw new TenantInputError('`id` cannot be changed');
-    const fields = this.validate(patch, false);
+    const fields = await this.validate(patch, false);
     const context = auditContext(audit);
     await this.checkDatabaseUrl(fields.databaseUrl);
     const sets: string[] = [];
@@ -321,8 +322,12 @@ export class TenantAdminService {
     }
   }
 
-  /** Checks each given field against the input schemas (src/tenant-schema.ts); `create` requires slug and name. */
-  private validate(input: unknown, create: boolean): TenantPatch {
+  /**
+   * Checks each given field against the input schemas (src/tenant-schema.ts); `create` requires
+   * slug and name. The schemas (zod) are loaded on the first call, not with the core.
+   */
+  private async validate(input: unknown, create: boolean): Promise<TenantPatch> {
+    const { newTenantSchema, parseTenantInput, tenantPatchSchema } = await (schemas ??= import('./tenant-schema.js'));
     return parseTenantInput<TenantPatch>(create ? newTenantSchema(this.tenancy.tenantIdType) : tenantPatchSchema(), input);
   }
 }

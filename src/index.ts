@@ -76,7 +76,7 @@ export { PgTenantService, TENANT_STATUSES, type Tenant, type TenantService, type
 export { TenantCache, TenantCacheService, type TenantCacheOptions, type TenantCacheStats, type TenantKey } from './cache.js';
 export { TenantDBPool, type TenantDBPoolOptions, type TenantDBPoolStats } from './db-pool.js';
 export { TenantAdminService, type NewTenant, type TenantPatch, type TenantAdminServiceOptions, type TenantList } from './admin.js';
-export { newTenantSchema, tenantPatchSchema, MAX_METADATA_BYTES, MAX_METADATA_DEPTH, type TenantSchemaOptions } from './tenant-schema.js';
+export { MAX_METADATA_BYTES, MAX_METADATA_DEPTH } from './tenant-limits.js';
 export type { OnboardingOptions, TenantDatabaseProvisioning, SeedContext } from './onboarding.js';
 export { listAudit, writeAudit, AUDIT_ACTIONS, type AuditAction, type AuditContext, type AuditEntry, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
 export { runWithAuditContext, currentAuditContext } from './audit-context.js';

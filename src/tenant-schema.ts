@@ -12,13 +12,14 @@ import { canonicalTenantId, MAX_TEXT_TENANT_ID_LENGTH, SLUG, type TenantIdType }
  * everywhere else, every other refusal a TenantInputError (422) carrying every issue.
  *
  * zod is a dependency of the core (pure JavaScript, no dependencies of its own, no WebAssembly):
- * the rules belong to TenantAdminService, which programs call without any HTTP layer.
+ * the rules belong to TenantAdminService, which programs call without any HTTP layer. It is loaded
+ * on the first validation, not by importing the core (~80 ms of a cold start): the schemas are
+ * exported from the `koa` subpath, which needs them for the OpenAPI document anyway.
  */
 
-/** Largest `metadata`, as JSON. */
-export const MAX_METADATA_BYTES = 16 * 1024;
-/** jsonb refuses deep nesting with a stack-depth error; well before that it is not metadata. */
-export const MAX_METADATA_DEPTH = 32;
+import { MAX_METADATA_BYTES, MAX_METADATA_DEPTH } from './tenant-limits.js';
+
+export { MAX_METADATA_BYTES, MAX_METADATA_DEPTH };
 
 const PLAN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 // What normaliseHost leaves unchanged: lower case, no port, no trailing dot, no empty label. The

@@ -10,7 +10,7 @@ import test from 'ava';
 const src = (path: string) => fileURLToPath(new URL(`../src/${path}`, import.meta.url));
 
 /** Runs `body` (an async function's text) in a new Node process with WebAssembly counted; returns its JSON. */
-function inFreshProcess(imports: readonly string[], after = ''): { wasm: number; loaded: string[] } {
+function inFreshProcess(imports: readonly string[], after = ''): { wasm: number; loaded: string[]; zod: boolean } {
   const script = `
     let wasm = 0;
     // Node's own HTTP parser and tsx's lexer use WebAssembly too: count what the parser package causes.
@@ -25,11 +25,23 @@ function inFreshProcess(imports: readonly string[], after = ''): { wasm: number;
     ${after}
     const { createRequire } = await import('node:module');
     const loaded = Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('libpg-query'));
-    console.log(JSON.stringify({ wasm, loaded }));
+    // zod is ESM (not in require's cache); its core sets this global when it is evaluated.
+    const zod = globalThis.__zod_globalConfig !== undefined;
+    console.log(JSON.stringify({ wasm, loaded, zod }));
   `;
   const out = execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
+
+test('importing the core loads neither libpg-query nor zod (loaded on the first validation); the probe sees zod once validation runs', (t) => {
+  t.like(inFreshProcess([src('index.ts')]), { wasm: 0, loaded: [], zod: false });
+  const validated = inFreshProcess([src('index.ts')], `
+    const { TenantAdminService } = await import(${JSON.stringify(src('index.ts'))});
+    const admin = new TenantAdminService({ connect: async () => { throw new Error('not reached'); } });
+    await admin.createTenant({ slug: 'Not A Slug', name: 'x' }).catch(() => undefined);
+  `);
+  t.true(validated.zod, 'zod was loaded by the first validation');
+});
 
 test('importing linkbay-multitenant and its koa, metrics and testing subpaths loads no WebAssembly and not libpg-query', (t) => {
   const seen = inFreshProcess([src('index.ts'), src('koa/index.ts'), src('metrics/index.ts'), src('testing/index.ts')]);

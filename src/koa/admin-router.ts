@@ -2,7 +2,7 @@ import type { Middleware } from 'koa';
 import type { TenantAdminService } from '../admin.js';
 import { PurgeIncompleteError } from '../purge.js';
 import { redactUrl } from '../database-url.js';
-import { MAX_METADATA_DEPTH } from '../tenant-schema.js';
+import { MAX_METADATA_DEPTH } from '../tenant-limits.js';
 import type { Tenant, TenantStatus } from '../tenants.js';
 import { readJsonObject } from './body.js';
 import { GuardedRouter } from './guarded-router.js';

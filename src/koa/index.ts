@@ -8,6 +8,7 @@ export { metricsMiddleware, createMetricsRouter, type MetricsMiddlewareOptions, 
 export { tenantRateLimit, rateLimitTableSql, type TenantRateLimitOptions, type RateLimit, type PostgresRateLimitStore } from './rate-limit.js';
 export { createAdminRouter, type AdminRouterOptions } from './admin-router.js';
 export { openApiDocument, type OpenApiOptions } from './openapi.js';
+export { newTenantSchema, tenantPatchSchema, type TenantSchemaOptions } from '../tenant-schema.js';
 export { readJsonObject, jsonBody, MAX_JSON_BYTES, MAX_JSON_DEPTH, type JsonBodyOptions } from './body.js';
 export { createMigrationRouter, type MigrationRouterOptions } from './migration-router.js';
 export { refuseWritesWhileMoving, type RefuseWritesWhileMovingOptions } from './moving.js';
