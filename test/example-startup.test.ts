@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { checkPosture, defineTenancy } from '../src/index.js';
+import { main } from '../src/cli.js';
+import { probeTenantIsolation } from '../src/testing/index.js';
 import { createTestDatabase, withUrl, type TestDatabase } from './helpers/db.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase }>;
@@ -62,6 +64,32 @@ test.serial('it starts on a safe database (the control: what the refusals below 
     t.deepEqual(report.findings.filter((f) => f.code.startsWith('LBMT_DRIFT_')), []);
   } finally {
     await pool.end();
+  }
+  // The ready CI step of the README on the example schema: doctor with live probes and policy
+  // performance, JUnit out, exit 0 (issue 14: the probe runs in CI against the example schema).
+  // The probes copy a real row of each table (rolled back afterwards): one tenant, one order.
+  const seed = new pg.Pool({ connectionString: t.context.db.superUrl, max: 1 });
+  try {
+    const { rows } = await seed.query(`INSERT INTO linkbay.tenants (slug, name) VALUES ('probe-seed', 'Probe seed') RETURNING id`);
+    await seed.query(`INSERT INTO orders (tenant_id, item, quantity) VALUES ($1, 'seed', 1)`, [rows[0].id]);
+  } finally {
+    await seed.end();
+  }
+  const out: string[] = [];
+  const err: string[] = [];
+  const config = new URL('../examples/multitenant.config.json', import.meta.url).pathname;
+  const code = await main(['doctor', '--database-url', t.context.db.superUrl, '--config', config, '--probe', '--perf', '--format', 'junit'], (line) => out.push(line), (line) => err.push(line));
+  const xml = out.join('\n');
+  t.is(code, 0, `${xml}\n${err.join('\n')}`);
+  t.regex(xml, /<testsuites[^>]*failures="0"/);
+  t.notRegex(xml, /LBMT_PROBE_SKIPPED|LBMT_PROBE_BREACH/, 'the live probes ran on orders (a table not probed is reported as skipped) and found no breach');
+  const probePool = new pg.Pool({ connectionString: t.context.db.superUrl, max: 2 });
+  try {
+    const probes = await probeTenantIsolation({ pool: probePool, config: tenancy });
+    t.true(probes.ok, JSON.stringify(probes.breaches));
+    t.deepEqual(probes.probed, ['public.orders'], probes.notes.join('; '));
+  } finally {
+    await probePool.end();
   }
 });
 
