@@ -76,7 +76,7 @@ export async function runWriteGate(env: BenchEnv, latency: LatencyPlan, throughp
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const env = await setupBench({ rows: 200_000, tenants: 200, bigShare: 0.3 }, (line) => console.log(line));
   try {
-    const result = await runWriteGate(env, { rounds: 9, perRound: 300, warmup: 300 }, { rounds: 5, callers: 16, durationMs: 1500, warmupMs: 500 });
+    const result = await runWriteGate(env, { rounds: 9, perRound: 300, warmup: 300 }, { rounds: 11, callers: 16, durationMs: 1500, warmupMs: 1000 });
     console.log(result.markdown);
     for (const target of result.targets) console.log(`${target.ok ? 'met' : 'NOT MET'}: ${target.target}: ${target.measured}`);
   } finally {
