@@ -2,6 +2,7 @@ import { DEFAULT_TENANCY, qualifiedName, quoteIdent, type TenancyConfig } from '
 import { TenantError, TenantInputError, TenantNotFoundError, type TenantErrorOptions } from './errors.js';
 import type { Queryable } from './pool.js';
 import { canonicalTenantId } from './tenant-id.js';
+import { WRITE_FREEZE_SQL } from './write-gate.js';
 import { inAdminTransaction } from './admin-transaction.js';
 import { writeAudit, type AuditContext } from './audit.js';
 
@@ -85,6 +86,13 @@ export async function purgeTenant(pool: Queryable, tenantId: string | number | b
   // savepoint so that the others are still tried and the report names every cause; then the whole
   // purge is rolled back, nothing is deleted, and a re-run after the fix does it all at once.
   const attempt = await inAdminTransaction(pool, async (tx) => {
+    // Still deleted, and stays so until COMMIT (no activate in between).
+    const { rows: locked } = await tx.query('SELECT status FROM linkbay.tenants WHERE id = $1 FOR UPDATE', [id]);
+    if (locked[0]?.status !== 'deleted') throw new TenantInputError('only a deleted tenant can be purged: delete it first, so that no request is served while its rows go');
+    // The tenant's write key (src/write-gate.ts), exclusively: waits for its transactions still
+    // running here (an instance that had not heard of the delete), so their rows are purged too; the
+    // ones after it are read-only until COMMIT. Without it a late INSERT could commit after the count.
+    await tx.query(WRITE_FREEZE_SQL, [id]);
     const results: PurgedTable[] = [];
     for (const table of tables) {
       let deleted = 0;

@@ -89,6 +89,12 @@ test('a statement of more than maxTokens tokens is refused before it is parsed; 
   t.is(lists.inspect(`SELECT * FROM t0 WHERE tenant_id = $1 AND id IN (${Array.from({ length: 60 }, (_, i) => i).join(', ')})`, [A], A)[0]?.code, 'LBMT_GUARD_TOO_COMPLEX');
   t.deepEqual(lists.inspect('SELECT * FROM t0 WHERE tenant_id = $1 AND id = ANY($2)', [A, [1, 2, 3]], A), [], 'the same list as one array parameter');
   await t.throwsAsync(createQueryGuard({ tables: TABLES, maxTokens: 0 }), { instanceOf: TypeError });
+  // The count reads strings as the server does: an escape string's \' does not end it (so a
+  // `--` after it is not a comment), a standard string's backslash is an ordinary character.
+  const list = Array.from({ length: 3000 }, (_, i) => i).join(',');
+  for (const sql of [`SELECT E'\\' --', ${list} FROM t0 WHERE tenant_id = $1`, `SELECT 'x\\', ${list} FROM t0 WHERE tenant_id = $1 --'`]) {
+    t.regex(guard.inspect(sql, [A], A)[0]?.reason ?? '', /more than maxTokens/, sql.slice(0, 30));
+  }
 });
 
 test('500-table statements past maxAnalysisSteps finish, refused with LBMT_GUARD_TOO_COMPLEX', async (t) => {

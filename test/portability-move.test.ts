@@ -137,6 +137,28 @@ for (const step of ['frozen', 'copied', 'verified', 'switched', 'invalidated'] a
   });
 }
 
+test.serial('a runner that died between the switch and its record: the resume finds the registry on the target and never undoes it', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 6);
+  const a = instance(f, { afterStep: (_job, at) => (at === 'verified' ? crash(f) : undefined) });
+  const b = instance(f);
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const job = await a.jobs.start(tenant.id, { target: 'eu' });
+  await t.throwsAsync(a.jobs.run(job.id));
+  // What the dead runner did next: the switch (the registry on the target) but not its record.
+  await f.source.superQuery('UPDATE linkbay.tenants SET database_url = $2 WHERE id = $1', [tenant.id, f.target.appUrl]);
+  t.like(await b.jobs.get(job.id), { state: 'running', step: 'verified' });
+  // A write acknowledged on the new placement meanwhile (a caller outside Koa, through the registry).
+  await b.pools.withTenantTransaction(tenant.id, (tx) => tx.query(`INSERT INTO accounts (tenant_id, name) VALUES ($1, 'after the switch')`, [tenant.id]));
+  const resumed = (await b.jobs.resume()).find((j) => j.id === job.id);
+  t.like(resumed, { state: 'succeeded', step: 'cleaned' });
+  const { rows } = await f.target.superQuery(`SELECT count(*)::int AS n, count(*) FILTER (WHERE name = 'after the switch')::int AS late FROM accounts WHERE tenant_id = $1`, [tenant.id]);
+  t.deepEqual(rows[0], { n: 7, late: 1 }, 'the target kept its rows and the write made after the switch');
+});
+
 test.serial('two instances never run one job at once; one move per tenant', async (t) => {
   const f = t.context;
   const tenant = await seedTenant(f, 5);

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import pg from 'pg';
-import { PurgeIncompleteError, purgeTenant, TenantAdminService, TenantInputError } from '../src/index.js';
+import { PurgeIncompleteError, purgeTenant, TenantAdminService, TenantInputError, withTenantTransaction } from '../src/index.js';
 import { createTestDatabase } from './helpers/db.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -125,6 +125,32 @@ test('while a purge waits on its last table, a reader sees the tenant whole; onc
   await blocker.query('COMMIT');
   t.true((await purging).complete);
   t.deepEqual(await snapshot(), { orders: 0, order_lines: 0, forgotten_notes: 0 });
+});
+
+test('a tenant transaction still running when the purge starts (an instance that had not heard of the delete) is waited for, and its rows purged too', async (t) => {
+  const { db, admin, gone } = await setup();
+  t.teardown(() => db.drop());
+  await admin.deleteTenant(gone.id);
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let inserted!: () => void;
+  const sent = new Promise<void>((resolve) => (inserted = resolve));
+  const stale = withTenantTransaction(db.appPool, gone.id, async (tx) => {
+    await tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'late')`, [gone.id]);
+    inserted();
+    await held;
+  }, { tenancy: db.config });
+  await sent;
+  const purging = purgeTenant(db.adminPool, gone.id, { tenancy: db.config });
+  await waitFor(
+    async () => (await db.superQuery(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND mode = 'ExclusiveLock'`)).rows.length > 0,
+    { message: 'the purge waits for the running tenant transaction' },
+  );
+  release();
+  await stale;
+  const report = await purging;
+  t.true(report.complete);
+  t.deepEqual(await counts(db, gone.id), { orders: 0, order_lines: 0, forgotten_notes: 0, imports: 1 }, 'the late order too');
 });
 
 test('POST /admin/tenants/:id/purge: 401 without the token, 422 for a tenant not deleted, the report once deleted', async (t) => {

@@ -34,17 +34,22 @@ export function countTokens(text: string, limit: number): number {
     }
     if (++count > limit) return count;
     if (c === 39 || c === 34) {
-      // 'string' or "identifier"; a doubled quote stays inside
+      // 'string' or "identifier"; a doubled quote stays inside. In an escape string (E'...', the E
+      // just before the quote) a backslash also skips the character after it (\' does not end it).
+      // Elsewhere a backslash is an ordinary character: standard_conforming_strings is on, and the
+      // guard refuses changing it.
+      const escapes = c === 39 && i > 0 && (text.charCodeAt(i - 1) | 32) === 101 && (i < 2 || !isWordChar(text.charCodeAt(i - 2)));
       i += 1;
-      for (;;) {
-        const end = text.indexOf(c === 39 ? "'" : '"', i);
-        if (end < 0) {
-          i = n;
-          break;
-        }
-        i = end + 1;
-        if (text.charCodeAt(i) !== c) break;
-        i += 1;
+      while (i < n) {
+        const d = text.charCodeAt(i);
+        if (d === 92 && escapes) i += 2;
+        else if (d === c) {
+          if (text.charCodeAt(i + 1) === c) i += 2;
+          else {
+            i += 1;
+            break;
+          }
+        } else i += 1;
       }
     } else if (c === 36) {
       // $1, or a dollar quote $tag$ ... $tag$

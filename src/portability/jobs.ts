@@ -149,7 +149,8 @@ export class TenantMoveJobs {
     const target = this.options.targets[job.target]!;
     const { admin, pools } = this.options.portability.options;
     const tenancy = this.options.portability.tenancy;
-    const source = { ...(await admin.getTenant(job.tenantId)), databaseUrl: job.sourceDatabaseUrl };
+    const registered = await admin.getTenant(job.tenantId);
+    const source = { ...registered, databaseUrl: job.sourceDatabaseUrl };
     const record = async (step: MoveStep, tables?: readonly TableDigest[]) => {
       const error = await lost();
       if (error) throw error; // our lock is gone: another instance may take over; stop here
@@ -157,6 +158,10 @@ export class TenantMoveJobs {
       await this.options.afterStep?.(publicJob(job), step);
     };
     const at = (step: MoveStep) => MOVE_STEPS.indexOf(job.step) < MOVE_STEPS.indexOf(step);
+    // The switch and its record are two writes: a runner that died between them left the registry on
+    // the target with the job before `switched`. The target then serves (and may have taken writes):
+    // the job is switched, and nothing of the target may ever be undone again.
+    if (at('switched') && (registered.databaseUrl ?? null) === job.targetDatabaseUrl) job = await this.store.advance(job.id, 'switched');
     // The write gate (src/write-gate.ts), held on the source from `frozen` until the switch settled.
     let freeze: WriteFreeze | undefined;
     const unfreeze = async () => {
@@ -168,7 +173,13 @@ export class TenantMoveJobs {
       if (at('invalidated')) {
         // Waits for the tenant's transactions already running on the source (a write that passed
         // every check before the freeze commits now, so the copy has it); new ones are read-only.
-        freeze = await pools.usePool(source, (pool) => WriteFreeze.take(pool, job.tenantId, this.freezeTimeoutMs));
+        try {
+          freeze = await pools.usePool(source, (pool) => WriteFreeze.take(pool, job.tenantId, this.freezeTimeoutMs));
+        } catch (error) {
+          // After the switch the target holds the tenant: a source that cannot be frozen (gone, busy)
+          // must not keep the job, and the tenant's writes, waiting; the settle wait still runs.
+          if (at('switched')) throw error;
+        }
         // Resumed after `verified`: no instance held the key meanwhile, so the source is read again.
         if (job.step === 'verified') job = await this.store.advance(job.id, 'copied');
       }
@@ -210,6 +221,10 @@ export class TenantMoveJobs {
     }
     try {
       if (at('switched')) {
+        // The key still held, right before the switch: a write cannot have landed on the source since
+        // the verification (after the switch it would be left there).
+        const released = await freeze?.lost();
+        if (released) throw new BeforeSwitch(new TenantError('LBMT_MOVE_FREEZE_LOST', "the connection holding the tenant's writes frozen was lost; the source is unchanged", 503, true, { cause: released }));
         await admin.updateTenant(job.tenantId, { databaseUrl: job.targetDatabaseUrl });
         await record('switched');
       }
@@ -227,7 +242,8 @@ export class TenantMoveJobs {
       }
     } catch (error) {
       await unfreeze();
-      if (await lost()) throw error;
+      if (await lost()) throw error instanceof BeforeSwitch ? error.cause : error;
+      if (error instanceof BeforeSwitch) return this.failBeforeSwitch(job, target, error.cause);
       const failure = error instanceof TenantError && error.expose ? error : undefined;
       await this.store.note(job.id, failure?.code ?? 'LBMT_MOVE_INCOMPLETE', failure?.message ?? 'the move stopped after the switch; resume finishes it');
       throw error;
@@ -237,9 +253,19 @@ export class TenantMoveJobs {
 
   /** Before the switch the source still serves: the copy is undone so that the move can be tried again. */
   private async failBeforeSwitch(job: MoveJobRecord, target: MoveTarget, error: unknown): Promise<MoveJobRecord> {
+    // Never the target the registry points at: then it serves the tenant (a switch not yet recorded).
+    const now = await this.options.portability.options.admin.getTenant(job.tenantId);
+    if ((now.databaseUrl ?? null) === job.targetDatabaseUrl) throw error;
     await deleteRows(target.targetPool, job.tenantId, this.options.portability.tenancy).catch(() => undefined);
     const failure = error instanceof TenantError ? error : undefined;
     return this.store.fail(job.id, failure?.code ?? 'LBMT_MOVE_FAILED', failure?.expose ? failure.message : 'the move failed before the switch; the source is unchanged');
+  }
+}
+
+/** A failure found after the copy was verified and before the switch was made: the source still serves. */
+class BeforeSwitch extends Error {
+  constructor(override readonly cause: unknown) {
+    super('before the switch');
   }
 }
 
