@@ -63,6 +63,11 @@ export interface BatchOptions {
    * A COPY FROM STDIN then destroys the connection: the server would swallow the next batches.
    */
   readonly pipelined?: boolean;
+  /**
+   * Called with the fields (text) of the last prelude statement's row: the tenant statement, whose
+   * second field is the write gate's (src/write-gate.ts: NULL, or 'on' when a move holds the tenant).
+   */
+  readonly onPreludeRow?: (fields: ReadonlyArray<string | null>) => void;
 }
 
 /** The connection interface of node-postgres we write to (pg/lib/connection.js). */
@@ -263,6 +268,7 @@ export class PipelinedBatch {
 
   handleDataRow(msg: unknown): void {
     if (this.step === this.prelude.length) this.final.handleDataRow(msg);
+    else if (this.step === this.prelude.length - 1) this.options.onPreludeRow?.((msg as { fields: Array<string | null> }).fields);
   }
 
   handleCommandComplete(msg: unknown, connection: unknown): void {

@@ -17,7 +17,7 @@ export function send(
   if (internal.connection?.stream && !internal.pipeline) {
     return PipelinedBatch.run(client, prelude, statement, options);
   }
-  return sendQueued(client, prelude, statement, implicitTransaction);
+  return sendQueued(client, prelude, statement, implicitTransaction, options.onPreludeRow);
 }
 
 /**
@@ -31,10 +31,15 @@ async function sendQueued(
   prelude: readonly PreludeStatement[],
   statement: StatementConfig,
   implicitTransaction: boolean,
+  onPreludeRow?: (fields: ReadonlyArray<string | null>) => void,
 ): Promise<QueryResult> {
   const queue: Array<Promise<unknown>> = [];
   if (implicitTransaction) queue.push(client.query('BEGIN'));
-  for (const p of prelude) queue.push(client.query(p.text, [...p.values]));
+  prelude.forEach((p, i) => {
+    if (i < prelude.length - 1 || !onPreludeRow) return void queue.push(client.query(p.text, [...p.values]));
+    const last = client.query({ text: p.text, values: [...p.values], rowMode: 'array' } as never) as Promise<QueryResult>;
+    queue.push(last.then((r) => onPreludeRow((r.rows[0] as unknown[] | undefined)?.map((v) => (v === null || v === undefined ? null : String(v))) ?? [])));
+  });
   const result = client.query({ text: statement.text, values: statement.values, rowMode: statement.rowMode, types: statement.types });
   queue.push(result);
   if (implicitTransaction) queue.push(client.query('COMMIT'));

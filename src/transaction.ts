@@ -17,6 +17,7 @@ import { send } from './send.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import { checkLimits, type TenantLimits } from './limits.js';
 import { refineWriteRefusal, WRITE_KEY_FREE_SQL } from './write-gate.js';
+import { TenantMovingError } from './portability/errors.js';
 import type { StatementConfig } from './pipeline.js';
 import { runCitusTenantQuery } from './citus/batch.js';
 
@@ -84,6 +85,8 @@ class ActiveTransaction implements TenantTransaction {
   private confirmed = false;
   private savepoints = 0;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The prelude's write gate found the tenant's key held by a move: the transaction is read-only. */
+  private moving = false;
 
   constructor(
     readonly pool: TenantPool,
@@ -132,7 +135,9 @@ class ActiveTransaction implements TenantTransaction {
     const first = !this.started;
     const prelude = first ? this.prelude : [];
     this.started = true;
-    const result = send(this.client, prelude, statement, this.batch);
+    // The write gate's answer (src/write-gate.ts), read from the prelude's row: 'on' when a move holds the tenant.
+    const batch = first ? { ...this.batch, onPreludeRow: (fields: ReadonlyArray<string | null>) => (this.moving = fields[1] === 'on') } : this.batch;
+    const result = send(this.client, prelude, statement, batch);
     this.chain = result.catch(() => undefined);
     // Our BEGIN has been answered once the first batch got past its prelude (it succeeded, or only
     // the caller's statement failed); from then on an idle status means fn ended the transaction.
@@ -143,6 +148,9 @@ class ActiveTransaction implements TenantTransaction {
       );
     }
     return result.catch((error) => {
+      // Refused because the gate made this transaction read-only: a move, reported as such to the
+      // caller's own code too (query builders pass the error on as it is).
+      if (this.moving && (error as { code?: unknown } | null)?.code === '25006') throw new TenantMovingError(undefined, { cause: error });
       throw mapDatabaseError(error);
     }) as Promise<QueryResult<R>>;
   }

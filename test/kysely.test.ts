@@ -135,3 +135,31 @@ test('concurrent tenants on one Kysely instance and a pool of few connections ne
     t.true(rows.length > 0 && rows.every((r) => r.tenant_id === tenant));
   }
 });
+
+test('while a tenant move holds the write key, a Kysely transaction reads and its write is TenantMovingError (503), not a raw 25006', async (t) => {
+  const { test: db, kysely, a } = await setup(t);
+  // What a move's runner holds (src/write-gate.ts): the tenant's write key, exclusively.
+  const mover = db.pool(db.superUrl, { max: 1 });
+  const holder = await mover.connect();
+  t.teardown(async () => {
+    holder.release();
+    await mover.end();
+  });
+  await holder.query('BEGIN');
+  await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('linkbay-writes:' || $1, 0))`, [a]);
+  let read: string[] = [];
+  const error = await t.throwsAsync(
+    TenantContext.run(a, () =>
+      kysely.transaction().execute(async (trx) => {
+        read = items(await trx.selectFrom('orders').select('item').execute());
+        await trx.insertInto('orders').values({ tenant_id: a, item: 'during the move' }).execute();
+      }),
+    ),
+  );
+  t.deepEqual(read, ['a1', 'a2'], 'reads are served');
+  t.is((error as { code?: string }).code, 'LBMT_TENANT_MOVING');
+  t.is((error as { status?: number }).status, 503);
+  await holder.query('ROLLBACK');
+  await TenantContext.run(a, () => kysely.insertInto('orders').values({ tenant_id: a, item: 'after' }).execute());
+  t.pass('writes again once the key is released');
+});
