@@ -138,7 +138,7 @@ export class TenantAdminService {
         await this.db.query(`UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1`, [t.id]);
         await purgeTenant(this.db, t.id, { tenancy: this.tenancy, audit: { ...context, reason: 'onboarding undone' } });
       },
-      remove: (t, step, error) => this.removeOnboarded(t, step, error, context),
+      remove: (t, step, error, keep) => this.removeOnboarded(t, step, error, keep, context),
     });
   }
 
@@ -156,10 +156,16 @@ export class TenantAdminService {
     });
   }
 
-  /** The registry row removed with the `onboarding-failed` audit row (the step and the error's code). */
-  private async removeOnboarded(tenant: Tenant, step: OnboardingStep, error: unknown, context: AuditContext): Promise<void> {
+  /**
+   * The registry row removed with the `onboarding-failed` audit row (the step and the error's code);
+   * kept as `deleted` when an undo step failed (something of the tenant may be left: the id must not
+   * be reused, and purgeTenant can finish the undo).
+   */
+  private async removeOnboarded(tenant: Tenant, step: OnboardingStep, error: unknown, keep: boolean, context: AuditContext): Promise<void> {
     await inAdminTransaction(this.db, async (tx) => {
-      const { rows } = await tx.query(`DELETE FROM linkbay.tenants WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [tenant.id]);
+      const { rows } = keep
+        ? await tx.query(`UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [tenant.id])
+        : await tx.query(`DELETE FROM linkbay.tenants WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [tenant.id]);
       const code = (error as { code?: unknown } | null)?.code;
       await writeAudit(tx, {
         action: 'onboarding-failed',

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { qualifiedName, quoteIdent, type TenancyConfig } from './config.js';
 import { checkTenantDatabaseUrl } from './database-url.js';
 import type { TenantDBPool } from './db-pool.js';
-import { OnboardingError, TenancyConfigError, TenantError, type OnboardingStep } from './errors.js';
+import { OnboardingError, TenancyConfigError, TenantError, TenantInputError, type OnboardingStep } from './errors.js';
 import { tenantMigrationUrl } from './fleet-migrations.js';
 import { migrate, migrateFiles } from './migrations.js';
 import type { MigrationFile } from './policies.js';
@@ -74,8 +74,12 @@ export interface OnboardingRegistry {
   activate(tenant: Tenant): Promise<Tenant>;
   /** Removes the tenant's rows from the shared database's tenant tables (seed undone). */
   purgeRows(tenant: Tenant): Promise<void>;
-  /** Deletes the registry row, with its audit row (the failed step), in one transaction. */
-  remove(tenant: Tenant, step: OnboardingStep, error: unknown): Promise<void>;
+  /**
+   * Deletes the registry row, with its audit row (the failed step), in one transaction; with
+   * `keep` (an undo step failed, so something of the tenant may be left) marks it `deleted` instead:
+   * its id is then never reused, and a purge can finish the undo.
+   */
+  remove(tenant: Tenant, step: OnboardingStep, error: unknown, keep: boolean): Promise<void>;
 }
 
 /** 'lbmt' + 'onbd': onboardings on one server take turns, so the roles one creates are its own. */
@@ -175,14 +179,16 @@ export async function runOnboarding(tenant: Tenant, options: OnboardingOptions, 
       }
     }
     try {
-      await registry.remove(tenant, step, error);
+      await registry.remove(tenant, step, error, failures.length > 0);
     } catch (undoError) {
       failures.push({ step: 'registry', error: undoError });
     }
     await release(server);
-    // 502: a database the onboarding depends on refused or failed (a SQLSTATE, a connection error code).
-    const upstream = !(error instanceof TenantError) && typeof (error as { code?: unknown } | null)?.code === 'string';
-    throw new OnboardingError(step, failures, { cause: error, status: upstream ? 502 : 500 });
+    // 502: a database the onboarding depends on refused or failed (a SQLSTATE, a connection error
+    // code) in a step of the library's own; a seed hook's own SQL error is the hook's (500). 422: the
+    // input (a databaseUrl on another server).
+    const upstream = step !== 'seed' && !(error instanceof TenantError) && typeof (error as { code?: unknown } | null)?.code === 'string';
+    throw new OnboardingError(step, failures, { cause: error, status: error instanceof TenantInputError ? 422 : upstream ? 502 : 500 });
   }
 }
 
@@ -220,8 +226,12 @@ function serverConnectionUrl(tenantUrl: string, options: OnboardingOptions): str
   if (options.database) {
     const tenant = new URL(tenantUrl);
     const url = new URL(options.database.adminUrl);
-    url.hostname = tenant.hostname;
-    url.port = tenant.port;
+    // The provisioning credentials go to adminUrl's server only: a databaseUrl (from an admin
+    // request) naming another host would have them sent there (a server may ask for the password
+    // in clear text). Databases on other servers are provisioned with an onboarding of their own.
+    if (tenant.hostname.toLowerCase() !== url.hostname.toLowerCase() || (tenant.port || '5432') !== (url.port || '5432')) {
+      throw new TenantInputError('`databaseUrl` must name the server onboarding provisions on (the host and port of `onboarding.database.adminUrl`)');
+    }
     return url.toString();
   }
   // An existing database: the migration role, to see (and undo) the roles its migrations create.

@@ -106,6 +106,11 @@ test('a plain token is audited as admin; a request without a reason records none
   t.is(bad.status, 422);
   t.regex(bad.body.detail, /X-Audit-Reason/);
   t.is((await t.context.admin.getTenant(created.body.id)).status, 'active', 'refused before anything changed');
+  // Control and format characters would rewrite what a terminal or a UI shows of the trail.
+  for (const reason of ['bidi \u202e override', 'zero\u200bwidth', 'line\u2028separator']) {
+    await t.throwsAsync(t.context.admin.suspendTenant(created.body.id, { reason }), { message: /`reason` must be/ });
+  }
+  await t.throwsAsync(t.context.admin.suspendTenant(created.body.id, { actor: 'admin\u0085' }), { message: /`actor` must be/ });
 });
 
 test('the app role can neither read nor write the audit log; the admin role only appends; even the owner cannot rewrite it', async (t) => {

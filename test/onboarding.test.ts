@@ -205,6 +205,20 @@ test('a database that cannot be created: nothing left, step database; an existin
   t.deepEqual(await traces(t, n), { database: 1, role: 0, registry: 0 });
 });
 
+test('a databaseUrl on another server than adminUrl is refused (422) before any connection: the provisioning credentials go nowhere else', async (t) => {
+  const { db } = t.context;
+  const n = names(db);
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: ownDatabase(t, n) });
+  const elsewhere = new URL(withUrl(db.appUrl, { database: n.database }));
+  elsewhere.hostname = '127.0.0.2';
+  elsewhere.port = '1';
+  const error = await failedStep(t, admin, { slug: n.slug, databaseUrl: elsewhere.toString() });
+  t.is(error.step, 'database');
+  t.is(error.status, 422);
+  t.regex(error.message, /server onboarding provisions on/);
+  t.deepEqual(await traces(t, n), { database: 0, role: 0, registry: 0 });
+});
+
 test('a tenant of the shared database: its seeded rows are purged when a later step fails', async (t) => {
   const { db, pools } = t.context;
   const n = names(db);
