@@ -25,7 +25,7 @@ import { Progress } from './progress.js';
 
 const USAGE = `Usage:
   linkbay-multitenant generate --config multitenant.config.json --out <dir> [--start <n>] [--only setup|tables] [--no-registry] [--overwrite]
-  linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants [--concurrency <n>] [--canary <n>] [--stop-on-failure]]
+  linkbay-multitenant migrate  --database-url <url> --dir <dir> [--all-tenants [--concurrency <n>] [--canary <n>] [--stop-on-failure] [--server <host:port>]...]
   linkbay-multitenant doctor   --database-url <url> --config multitenant.config.json [--json | --format text|json|junit] [--perf] [--probe]
   linkbay-multitenant export   --database-url <app-role url> --config <file> --tenant <id> [--out <file.ndjson>]
   linkbay-multitenant import   --database-url <target owner-role url> --config <file> --tenant <id> [--in <file.ndjson>] [--mode insert|upsert] [--dry-run]
@@ -38,6 +38,8 @@ migrate --all-tenants: the shared database, then every tenant database in its re
   query parameters of --database-url (registry URLs are app-role URLs, which cannot run DDL);
   --concurrency databases at once (4), the first --canary of them before the others (which are
   skipped when a canary fails), --stop-on-failure to start no other database after a failure.
+  The credentials go only to --database-url's server and each --server given (a registry URL on
+  another server is reported as failed, not connected to).
   Exit code 1 when any database failed or was skipped; a re-run applies only what is missing.
 Exit codes: 0 ok, 1 failure (doctor: a finding breaks isolation), 2 bad usage.`;
 
@@ -128,6 +130,7 @@ async function runMigrate(args: string[], out: (s: string) => void): Promise<num
       concurrency: { type: 'string' },
       canary: { type: 'string' },
       'stop-on-failure': { type: 'boolean' },
+      server: { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -149,12 +152,13 @@ async function runMigrate(args: string[], out: (s: string) => void): Promise<num
       ...(concurrency ? { concurrency } : {}),
       ...(canary ? { canary } : {}),
       stopOnFailure: values['stop-on-failure'] === true,
+      ...(values.server ? { servers: values.server } : {}),
       onProgress: (progress: FleetProgress) => reporter.progress(progress),
     });
     reporter.summary(results);
     return ok ? 0 : 1;
-  } else if (values.concurrency !== undefined || values.canary !== undefined || values['stop-on-failure']) {
-    throw new UsageError('--concurrency, --canary and --stop-on-failure go with --all-tenants');
+  } else if (values.concurrency !== undefined || values.canary !== undefined || values['stop-on-failure'] || values.server) {
+    throw new UsageError('--concurrency, --canary, --stop-on-failure and --server go with --all-tenants');
   }
   const result = await migrate({ databaseUrl, directory, onApplied: (name) => out(`applied ${name}`) });
   out(`${result.applied.length} migration(s) applied`);

@@ -24,6 +24,14 @@ export interface MigrateAllOptions extends Omit<MigrateOptions, 'databaseUrl'> {
    */
   readonly tenantMigrationUrl?: (tenantUrl: string) => string;
   /**
+   * Servers (`host:port`), besides `databaseUrl`'s own, that the default `tenantMigrationUrl` may
+   * send `databaseUrl`'s credentials to. Default none. A registry URL on another server is reported as failed, not
+   * connected to: whoever may set a tenant's database URL (the admin API) must not be able to have
+   * the migrator's password sent to a server of their choosing. A custom `tenantMigrationUrl`
+   * decides for itself.
+   */
+  readonly servers?: readonly string[];
+  /**
    * Staged rollout: the first `canary` tenant databases (in the registry's URL order) are migrated
    * first; the others only when every canary succeeded (else they are `skipped`). Default 0.
    */
@@ -68,6 +76,17 @@ export function tenantMigrationUrl(tenantUrl: string, migratorUrl: string): stri
   return url.toString();
 }
 
+/** `host:port` of a URL (port 5432 when none), host in lower case. */
+function serverOf(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname.toLowerCase()}:${parsed.port || '5432'}`;
+}
+
+function normaliseServer(server: string): string {
+  if (typeof server !== 'string' || !/^[^\s:/@]+(:\d{1,5})?$/.test(server)) throw new TypeError('`servers` must be host or host:port strings');
+  return serverOf(`postgres://${server}`);
+}
+
 /** Which database a URL reaches: server and database name (users and parameters aside). */
 function databaseKey(url: string): string {
   const parsed = new URL(url);
@@ -108,7 +127,8 @@ async function migrateOne(options: MigrateOptions): Promise<string[]> {
  * nothing else is tried.
  */
 export async function migrateAllTenants(options: MigrateAllOptions): Promise<MigrateAllResult> {
-  const { databaseUrl, concurrency = 4, tenantMigrationUrl: derive, canary = 0, stopOnFailure = false, onProgress, ...rest } = options;
+  const { databaseUrl, concurrency = 4, tenantMigrationUrl: derive, canary = 0, stopOnFailure = false, onProgress, servers, ...rest } = options;
+  const allowed = new Set([serverOf(databaseUrl), ...(servers ?? []).map((server) => normaliseServer(server))]);
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new TypeError('`concurrency` must be a positive integer');
   if (!Number.isSafeInteger(canary) || canary < 0) throw new TypeError('`canary` must be a non-negative integer');
   const results: FleetOutcome[] = [];
@@ -134,6 +154,9 @@ export async function migrateAllTenants(options: MigrateAllOptions): Promise<Mig
   const seen = new Set([databaseKey(databaseUrl)]);
   for (const tenantUrl of await registryUrls(databaseUrl)) {
     try {
+      if (!derive && !allowed.has(serverOf(tenantUrl))) {
+        throw new Error(`its server ${serverOf(tenantUrl)} is not among the servers the migrator's credentials may be sent to (\`servers\`, --server ${serverOf(tenantUrl)}); not connected`);
+      }
       const url = derive ? derive(tenantUrl) : tenantMigrationUrl(tenantUrl, databaseUrl);
       if (seen.has(databaseKey(url))) continue;
       seen.add(databaseKey(url));

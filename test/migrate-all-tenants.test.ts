@@ -1,5 +1,6 @@
 import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateRlsSql, migrateAllTenants, redactUrl, tenantMigrationUrl } from '../src/index.js';
@@ -108,4 +109,32 @@ test('migrateAllTenants: tenantMigrationUrl chooses the URL of each tenant datab
   t.false(results.some((r) => r.status === 'failed'));
   t.true(await hasWidgets(other));
   t.false(await hasWidgets(own));
+});
+
+test('migrateAllTenants sends the migrator credentials only to its own server and the `servers` listed: a registry URL elsewhere is failed, not connected to', async (t) => {
+  const { shared, own, dir } = await registryWithTenantDatabases(t);
+  // A tenant URL someone with the admin API pointed at a server of their own.
+  let connected = 0;
+  const listener = createServer((socket) => {
+    connected += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => listener.close(() => resolve())));
+  const port = (listener.address() as AddressInfo).port;
+  const elsewhere = new URL(own.appUrl);
+  elsewhere.hostname = '127.0.0.1';
+  elsewhere.port = String(port);
+  await shared.superQuery(`INSERT INTO linkbay.tenants (id, slug, name, database_url) VALUES ($1, 'elsewhere', 'Elsewhere', $2)`, [newTenantId(), elsewhere.toString()]);
+  const first = await migrateAllTenants({ databaseUrl: shared.superUrl, directory: dir });
+  const refused = first.results.find((r) => r.database.includes(`:${port}/`));
+  t.like(refused, { status: 'failed' });
+  t.regex((refused as { error?: Error }).error?.message ?? "", /is not among the servers the migrator's credentials may be sent to/);
+  t.is(connected, 0, 'nothing connected to that server');
+  t.true(await hasWidgets(own), 'the others were migrated');
+  // Listed: now it is tried (and fails there, the listener being no PostgreSQL).
+  const listed = await migrateAllTenants({ databaseUrl: shared.superUrl, directory: dir, servers: [`127.0.0.1:${port}`] });
+  t.like(listed.results.find((r) => r.database.includes(`:${port}/`)), { status: 'failed' });
+  t.true(connected > 0, 'a listed server is connected to');
+  await t.throwsAsync(migrateAllTenants({ databaseUrl: shared.superUrl, directory: dir, servers: ['not a server'] }), { instanceOf: TypeError });
 });
