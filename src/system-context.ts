@@ -67,14 +67,13 @@ export async function withSystemContext<T>(pool: TenantPool, options: SystemCont
     let outcome: SystemContextEvent['outcome'] = 'rollback';
     let failure: ReleaseFailure | undefined;
     try {
-      // Audited: the row is written first, then the transaction turns read only (allowed at any
-      // point; only the way back to read-write is refused once a statement ran).
-      await client.query(write || audit ? 'BEGIN' : 'BEGIN READ ONLY');
+      // Audited reads: the row is committed on its own before the work, so a cross-tenant read
+      // leaves its trace even when the callback fails after reading. Audited writes: the row is in
+      // the work's transaction (a rolled-back change left nothing to record).
+      if (audit && !write) await writeAudit(client, { action: 'system-context', tenantId: null, after: { write }, context: audit });
+      await client.query(write ? 'BEGIN' : 'BEGIN READ ONLY');
       await client.query(`SELECT set_config('linkbay.system_reason', $1, true)${timeout ? `, set_config('statement_timeout', '${timeout}', true)` : ''}`, [reason]);
-      if (audit) {
-        await writeAudit(client, { action: 'system-context', tenantId: null, after: { write }, context: audit });
-        if (!write) await client.query('SET TRANSACTION READ ONLY');
-      }
+      if (audit && write) await writeAudit(client, { action: 'system-context', tenantId: null, after: { write }, context: audit });
       const sys: SystemTransaction = {
         reason,
         async query(text, values) {

@@ -253,16 +253,22 @@ test('service calls take { actor, reason } and refuse bad ones naming the field'
   ]);
 });
 
-test('withSystemContext with `audit` records its reason and actor with the work, and stays read only', async (t) => {
+test('withSystemContext with `audit` records its reason and actor before a read (kept when the read fails), with a write in its transaction, and stays read only', async (t) => {
   const { source } = t.context;
   const reason = `audited invoicing ${process.pid}-${++counter}`;
+  const rows = async () => (await source.superQuery('SELECT actor, action, subject_tenant, after, reason FROM linkbay.audit_log WHERE reason = $1 ORDER BY id', [reason])).rows;
   const refused = await t.throwsAsync(runWithAuditContext({ actor: 'billing-job' }, () => withSystemContext(source.adminPool, { reason, audit: true }, (sys) => sys.query('DELETE FROM accounts'))));
-  t.is((refused as { code?: string }).code, '25006', 'read only after the audit row');
-  t.is((await source.superQuery('SELECT count(*)::int AS n FROM linkbay.audit_log WHERE reason = $1', [reason])).rows[0].n, 0, 'rolled back: no row');
+  t.is((refused as { code?: string }).code, '25006', 'read only');
+  t.deepEqual(await rows(), [{ actor: 'billing-job', action: 'system-context', subject_tenant: null, after: { write: false }, reason }], 'the read left its trace though it failed');
   const count = await withSystemContext(source.adminPool, { reason, audit: { actor: 'ops:lee' } }, async (sys) => (await sys.query('SELECT count(*)::int AS n FROM accounts')).rows[0].n);
   t.is(typeof count, 'number');
-  const { rows: audited } = await source.superQuery('SELECT actor, action, subject_tenant, after, reason FROM linkbay.audit_log WHERE reason = $1', [reason]);
-  t.deepEqual(audited, [{ actor: 'ops:lee', action: 'system-context', subject_tenant: null, after: { write: false }, reason }]);
+  t.is((await rows()).length, 2);
+  // A write rolled back leaves no row: it changed nothing.
+  await t.throwsAsync(withSystemContext(source.adminPool, { reason, write: true, audit: { actor: 'ops:lee' } }, async (sys) => {
+    await sys.query('SELECT 1');
+    throw new Error('changed my mind');
+  }));
+  t.is((await rows()).length, 2);
 });
 
 test("on one client inside the caller's transaction, the change and its audit row join it: rolled back together", async (t) => {
