@@ -13,9 +13,10 @@ export interface SystemContextOptions {
   /** `SET LOCAL statement_timeout`, in milliseconds. Default: the server's. */
   readonly statementTimeoutMs?: number;
   /**
-   * Record the work in the audit log (`linkbay.audit_log`, action `system-context`, with the reason),
-   * in its own transaction: the row commits with the work, and a rolled-back system transaction
-   * leaves none (its diagnostics event still reports it). `true` uses the current audit scope's
+   * Record the work in the audit log (`linkbay.audit_log`, action `system-context`, with the reason):
+   * for a read, committed on its own before the work (a read that fails after reading still leaves
+   * its trace); for a write, in the work's transaction (a change rolled back leaves none; its
+   * diagnostics event still reports it). `true` uses the current audit scope's
    * actor (runWithAuditContext), else `system`; or name the actor. Default false.
    */
   readonly audit?: boolean | { readonly actor: string };
