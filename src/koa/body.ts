@@ -40,7 +40,7 @@ function parserFor(maxBytes: number): Parse {
           ctx.set('Connection', 'close');
           ctx.throw(413, `the body must be at most ${maxBytes} bytes`);
         }
-        if (e.status === 415) ctx.throw(415, 'send application/json, identity, gzip or deflate encoded');
+        if (e.status === 415) ctx.throw(415, 'send application/json, identity, gzip, deflate or br encoded');
         if (e.body !== undefined || error instanceof SyntaxError) {
           ctx.throw(422, /prototype/.test(e.message ?? '') ? 'the body must not have a `__proto__` key' : 'the body is not valid JSON');
         }
