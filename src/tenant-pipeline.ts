@@ -6,7 +6,7 @@ import type { BatchOptions, PreludeStatement, StatementConfig } from './pipeline
 import type { TenantPool } from './pool.js';
 import { batchOptions, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type QueryInput } from './prelude.js';
 import { inTenantTransaction, resolveTenant, tenantQuery, type TenantQueryOptions } from './transaction.js';
-import { refineWriteRefusal, WRITE_KEY_FREE_SQL } from './write-gate.js';
+import { WriteGateAnswer } from './write-gate.js';
 
 /**
  * Pipelined tenant statements: `createTenantDb(pool, { pipeline: { connections, depth } })`.
@@ -162,13 +162,13 @@ export async function pipelinedTenantQuery<R extends QueryResultRow = any>(
   const batch = 'then' in known ? await known : known;
   const prelude = [tenantStatement(tenancy, id, limitsOf(options), options.readOnly ?? false, forceCustomPlans(batch))];
   let outcome: TransactionEvent['outcome'] = 'rollback';
+  const gate = new WriteGateAnswer();
   try {
-    const result = await pipeline.send(prelude, statement, batch);
+    const result = await pipeline.send(prelude, statement, { ...batch, onPreludeRow: gate.onPreludeRow });
     outcome = 'commit';
     return result as QueryResult<R>;
   } catch (error) {
-    const keyFree = async () => (await pipeline.send([], { text: WRITE_KEY_FREE_SQL, values: [id] }, batch)).rows[0]?.free === true;
-    throw mapDatabaseError(await refineWriteRefusal(error, options.readOnly === true, keyFree));
+    throw mapDatabaseError(gate.refine(error));
   } finally {
     if (transactionChannel.hasSubscribers) {
       transactionChannel.publish({ tenantId: id, outcome, statements: 1, durationMs: performance.now() - started, single: true } satisfies TransactionEvent);

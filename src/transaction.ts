@@ -16,8 +16,7 @@ import type { BatchOptions, PrepareMode, PreludeStatement } from './pipeline.js'
 import { send } from './send.js';
 import { batchOptions, beginStatement, checkStatementTimeout, forceCustomPlans, limitsOf, prepareMode, tenantStatement, toStatement, type IsolationLevel, type QueryInput } from './prelude.js';
 import { checkLimits, type TenantLimits } from './limits.js';
-import { refineWriteRefusal, WRITE_KEY_FREE_SQL } from './write-gate.js';
-import { TenantMovingError } from './portability/errors.js';
+import { WriteGateAnswer } from './write-gate.js';
 import type { StatementConfig } from './pipeline.js';
 import { runCitusTenantQuery } from './citus/batch.js';
 
@@ -85,8 +84,8 @@ class ActiveTransaction implements TenantTransaction {
   private confirmed = false;
   private savepoints = 0;
   private chain: Promise<unknown> = Promise.resolve();
-  /** The prelude's write gate found the tenant's key held by a move: the transaction is read-only. */
-  private moving = false;
+  /** The prelude's write gate (src/write-gate.ts): closed when a move holds the tenant's key. */
+  private readonly gate = new WriteGateAnswer();
 
   constructor(
     readonly pool: TenantPool,
@@ -135,8 +134,7 @@ class ActiveTransaction implements TenantTransaction {
     const first = !this.started;
     const prelude = first ? this.prelude : [];
     this.started = true;
-    // The write gate's answer (src/write-gate.ts), read from the prelude's row: 'on' when a move holds the tenant.
-    const batch = first ? { ...this.batch, onPreludeRow: (fields: ReadonlyArray<string | null>) => (this.moving = fields[1] === 'on') } : this.batch;
+    const batch = first ? { ...this.batch, onPreludeRow: this.gate.onPreludeRow } : this.batch;
     const result = send(this.client, prelude, statement, batch);
     this.chain = result.catch(() => undefined);
     // Our BEGIN has been answered once the first batch got past its prelude (it succeeded, or only
@@ -150,8 +148,7 @@ class ActiveTransaction implements TenantTransaction {
     return result.catch((error) => {
       // Refused because the gate made this transaction read-only: a move, reported as such to the
       // caller's own code too (query builders pass the error on as it is).
-      if (this.moving && (error as { code?: unknown } | null)?.code === '25006') throw new TenantMovingError(undefined, { cause: error });
-      throw mapDatabaseError(error);
+      throw mapDatabaseError(this.gate.refine(error));
     }) as Promise<QueryResult<R>>;
   }
 
@@ -230,8 +227,7 @@ export async function withTenantTransaction<T>(
       return value;
     } catch (error) {
       lease.destroy ??= await rollback(lease, tx);
-      const refined = lease.destroy || tenancy.engine === 'citus' ? error : await refineWriteRefusal(error, options.readOnly === true, () => keyFree(lease.client, id));
-      throw mapDatabaseError(refined);
+      throw mapDatabaseError(error);
     }
   });
 }
@@ -268,24 +264,18 @@ export async function tenantQuery<R extends QueryResultRow = any>(
   // Not awaited when known (the common case): an await costs a turn of the microtask queue.
   const batch = 'then' in known ? await known : known;
   const prelude = [tenantStatement(tenancy, id, limitsOf(options), options.readOnly ?? false, forceCustomPlans(batch))];
+  const gate = new WriteGateAnswer();
   return withLease(pool, id, true, started, async (lease) => {
     try {
-      const result = await send(lease.client, prelude, statement, batch, true);
+      const result = await send(lease.client, prelude, statement, { ...batch, onPreludeRow: gate.onPreludeRow }, true);
       lease.outcome = 'commit';
       return result as QueryResult<R>;
     } catch (error) {
       // The implicit transaction ended at Sync; the status check on release covers the rest.
       await settled(lease.client);
-      const refined = await refineWriteRefusal(error, options.readOnly === true, () => keyFree(lease.client, id));
-      throw mapDatabaseError(refined);
+      throw mapDatabaseError(gate.refine(error));
     }
   });
-}
-
-/** Whether no tenant move holds the tenant's write key (src/write-gate.ts), asked on `client`. */
-async function keyFree(client: TenantClient, tenantId: string): Promise<boolean> {
-  const { rows } = await client.query(WRITE_KEY_FREE_SQL, [tenantId]);
-  return rows[0]?.free === true;
 }
 
 /**

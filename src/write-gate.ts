@@ -10,7 +10,8 @@
  *   the barrier a check before the transaction (the Koa middleware, a registry read) cannot give;
  * - while it is held, a tenant transaction cannot take the shared lock and the prelude makes it READ
  *   ONLY instead: its reads are served, its first write fails (25006), which the library reports as
- *   TenantMovingError (503 with Retry-After through Koa) after checking that the key is really held.
+ *   TenantMovingError (503 with Retry-After through Koa), knowing from the prelude's row that the
+ *   gate closed (WriteGateAnswer).
  *
  * The lock is xact-level inside an open transaction on the move's side (safe through PgBouncer in
  * transaction mode: the server connection stays pinned to that transaction), and it dies with the
@@ -29,23 +30,22 @@ export const WRITE_GATE_SQL = `CASE WHEN pg_catalog.pg_try_advisory_xact_lock_sh
 /** The move's side: waits for the tenant's running transactions, then holds the key to the end of its transaction. */
 export const WRITE_FREEZE_SQL = `SELECT pg_catalog.pg_advisory_xact_lock(${KEY})`;
 
-/** True when no move holds the key (a one-statement implicit transaction: the shared lock ends with it). */
-export const WRITE_KEY_FREE_SQL = `SELECT pg_catalog.pg_try_advisory_xact_lock_shared(${KEY}) AS free`;
-
 const READ_ONLY_TRANSACTION = '25006';
 
 /**
- * A write refused in a transaction the caller did not make read-only: when a move holds the
- * tenant's key (asked with `keyFree`, one statement, only on this error path), TenantMovingError;
- * otherwise (a standby, a `SET TRANSACTION READ ONLY` of the caller's own) the error unchanged.
+ * The gate's answer for one transaction, read from the prelude's own row (its second field: NULL,
+ * or 'on' when a move holds the key; pass `onPreludeRow` in the batch options): no extra query. A
+ * write then refused (25006) is TenantMovingError; a read-only refusal of the caller's own or of a
+ * standby, with the gate open, stays what it is.
  */
-export async function refineWriteRefusal(error: unknown, readOnlyRequested: boolean, keyFree: () => Promise<boolean>): Promise<unknown> {
-  if (readOnlyRequested || (error as { code?: unknown } | null)?.code !== READ_ONLY_TRANSACTION) return error;
-  let free: boolean;
-  try {
-    free = await keyFree();
-  } catch {
-    return error;
+export class WriteGateAnswer {
+  closed = false;
+  readonly onPreludeRow = (fields: ReadonlyArray<string | null>): void => {
+    this.closed = fields[1] === 'on';
+  };
+
+  refine(error: unknown): unknown {
+    if (!this.closed || (error as { code?: unknown } | null)?.code !== READ_ONLY_TRANSACTION) return error;
+    return new TenantMovingError(undefined, { cause: error });
   }
-  return free ? error : new TenantMovingError(undefined, { cause: error });
 }

@@ -159,6 +159,12 @@ test('while a tenant move holds the write key, a Kysely transaction reads and it
   t.deepEqual(read, ['a1', 'a2'], 'reads are served');
   t.is((error as { code?: string }).code, 'LBMT_TENANT_MOVING');
   t.is((error as { status?: number }).status, 503);
+  // The same answer through a single statement and the pipelined mode (each its own transaction).
+  const insert = `INSERT INTO orders (tenant_id, item) VALUES ($1, 'during the move')`;
+  await t.throwsAsync(createTenantDb(db.appPool, { tenancy: db.config }).tenantQuery(a, insert, [a]), { code: 'LBMT_TENANT_MOVING' });
+  const pipelined = createTenantDb(db.appPool, { tenancy: db.config, pipeline: { connections: 1 } });
+  await t.throwsAsync(pipelined.tenantQuery(a, insert, [a]), { code: 'LBMT_TENANT_MOVING' });
+  t.is((await pipelined.tenantQuery(a, 'SELECT count(*)::int AS n FROM orders')).rows[0].n, 2, 'pipelined reads are served');
   await holder.query('ROLLBACK');
   await TenantContext.run(a, () => kysely.insertInto('orders').values({ tenant_id: a, item: 'after' }).execute());
   t.pass('writes again once the key is released');
