@@ -48,11 +48,17 @@ export function releaseClient(client: TenantClient, tenantId: string, failure?: 
     return;
   }
   const error = failure?.error instanceof Error ? failure.error : new Error(`linkbay-multitenant: client destroyed (${reason})`);
+  // pg may still emit 'error' on a client it is ending (a backend killed meanwhile, the FATAL of a
+  // terminated connection arriving after the lease stopped watching): with no listener left that
+  // would crash the process. Nobody needs it any more.
+  client.on?.('error', ignore);
   client.release(error);
   if (clientDestroyedChannel.hasSubscribers) {
     clientDestroyedChannel.publish({ tenantId, reason, error: failure?.error } satisfies ClientDestroyedEvent);
   }
 }
+
+const ignore = (): void => undefined;
 
 /**
  * Watches a checked-out client for connection errors (a killed backend, a reset socket). pg emits
