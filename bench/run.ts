@@ -17,7 +17,7 @@ import { setupBench } from './setup.js';
 import { runSkew } from './skew.js';
 import { runThroughput } from './throughput.js';
 import { runHttp } from './http.js';
-import { benchGuard } from './guard.js';
+import { benchGuardIsolated, type GuardBench } from './guard.js';
 import { runPeers, type PeersResults } from './peers.js';
 import { peersTargets, renderPeers, writePeersSection } from './peers-report.js';
 import { FLOOR_PROFILE_NOTES } from './floor-notes.js';
@@ -48,6 +48,13 @@ async function peers(env: Awaited<ReturnType<typeof setupBench>>): Promise<strin
   const measured = await runPeers(env, peersPlans);
   for (const t of peersTargets(measured)) log(`${t.ok ? 'met    ' : 'NOT MET'}${t.info ? ' (info)' : ''} ${t.target}: ${t.measured}`);
   return renderPeers(env, measured, FLOOR_PROFILE_NOTES);
+}
+
+// The guard needs no database and costs CPU only: timed first, in its own process (bench/guard.ts).
+let guard: GuardBench | undefined;
+if (only !== 'peers') {
+  log('sql guard (in its own process, before the database phases)');
+  guard = await benchGuardIsolated({ quick });
 }
 
 const env = await setupBench(
@@ -87,8 +94,6 @@ try {
   );
   log('http (autocannon)');
   const http = await runHttp(env, quick ? { rounds: 2, durationSeconds: 2, connections: 32 } : { rounds: 5, durationSeconds: 4, connections: 32 });
-  log('sql guard');
-  const guard = await benchGuard({ quick });
   const peersSection = await peers(env);
   log('fleet migrations');
   const fleet = await benchFleet({ databases: quick ? 40 : 200, log });
