@@ -66,6 +66,14 @@ export interface OnboardingOptions {
    * setting is the tenant's, and row level security applies to every configured table.
    */
   readonly healthCheck?: (tx: TenantTransaction, tenant: Tenant) => Promise<void> | void;
+  /**
+   * The database of the tenant's server where onboardings take turns (a session advisory lock,
+   * which PostgreSQL scopes to one database, while roles are the whole server's) and where the
+   * roles the migrations create are looked at and dropped on a failure. Every onboarding on one
+   * server must use the same one. Default: `database.adminUrl`'s database when `database` is set,
+   * else `postgres` (reached with `migrationUrl`'s credentials).
+   */
+  readonly lockDatabase?: string;
 }
 
 /** What the onboarding asks of the registry (TenantAdminService). */
@@ -82,7 +90,7 @@ export interface OnboardingRegistry {
   remove(tenant: Tenant, step: OnboardingStep, error: unknown, keep: boolean): Promise<void>;
 }
 
-/** 'lbmt' + 'onbd': onboardings on one server take turns, so the roles one creates are its own. */
+/** 'lbmt' + 'onbd': onboardings on one server take turns (in `lockDatabase`), so the roles one creates are its own. */
 const ONBOARDING_LOCK_KEY = 0x6c626d746f6e6264n;
 const DATABASE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}$/;
 
@@ -92,6 +100,9 @@ export function checkOnboardingOptions(options: OnboardingOptions | undefined): 
   if (options.database !== undefined && typeof options.database?.adminUrl !== 'string') throw new TenancyConfigError('`onboarding.database.adminUrl` must be a postgres:// URL');
   if (options.migrations && !options.migrationUrl && !options.database) {
     throw new TenancyConfigError('`onboarding.migrations` needs `onboarding.migrationUrl` or `onboarding.database` (whose adminUrl migrates)');
+  }
+  if (options.lockDatabase !== undefined && (typeof options.lockDatabase !== 'string' || !DATABASE_NAME.test(options.lockDatabase))) {
+    throw new TenancyConfigError('`onboarding.lockDatabase` must be a database name (1 to 63 letters, digits, _, $ or -)');
   }
   for (const key of ['seed', 'healthCheck', 'migrationUrl'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'function') throw new TenancyConfigError(`\`onboarding.${key}\` must be a function`);
@@ -221,8 +232,22 @@ async function healthCheck(tenant: Tenant, options: OnboardingOptions, tenancy: 
   );
 }
 
-/** The tenant's server with the provisioning role (or the migration role) and a database to sit in. */
+/**
+ * The tenant's server with the provisioning role (or the migration role), in the database where
+ * onboardings take turns (`lockDatabase`): not the tenant's own, or two onboardings into two
+ * databases of one server would not exclude each other and one's undo could drop a role the
+ * other's migrations had just created.
+ */
 function serverConnectionUrl(tenantUrl: string, options: OnboardingOptions): string | undefined {
+  const url = serverRoleUrl(tenantUrl, options);
+  const lockDatabase = options.lockDatabase ?? (options.database ? undefined : 'postgres');
+  if (!url || lockDatabase === undefined) return url;
+  const moved = new URL(url);
+  moved.pathname = `/${encodeURIComponent(lockDatabase)}`;
+  return moved.toString();
+}
+
+function serverRoleUrl(tenantUrl: string, options: OnboardingOptions): string | undefined {
   if (options.database) {
     const tenant = new URL(tenantUrl);
     const url = new URL(options.database.adminUrl);

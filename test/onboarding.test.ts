@@ -24,6 +24,7 @@ import {
 } from '../src/index.js';
 import { createAdminRouter, createTenantRouter, multitenant, problemDetails } from '../src/koa/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl, type TestDatabase } from './helpers/db.js';
+import { until } from './helpers/until.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase; pools: TenantDBPool; files: MigrationFile[]; root: pg.Client }>;
 
@@ -301,6 +302,42 @@ test('from a template: the database is a copy of a migrated one, and the migrati
   const applied = await copy.query('SELECT count(*)::int AS n FROM atdatabases_migrations_applied');
   t.is(applied.rows[0].n, files.length, 'the template brought every migration; none was applied twice');
   t.deepEqual((await pools.tenantQuery(tenant.id, 'SELECT count(*)::int AS n FROM orders')).rows, [{ n: 0 }]);
+});
+
+// Serial: the other tests' onboardings take their turns in `postgres` too (their adminUrl's database).
+test.serial('onboardings into existing databases take turns in the server-wide lockDatabase (postgres), not in each tenant database', async (t) => {
+  const { db, pools, root, files } = t.context;
+  const n = names(db);
+  await root.query(`CREATE DATABASE ${n.database}`);
+  const databaseUrl = withUrl(db.appUrl, { database: n.database });
+  t.teardown(async () => {
+    await pools.closeDatabasePool(databaseUrl);
+    await root.query(`DROP DATABASE IF EXISTS ${n.database} WITH (FORCE)`);
+  });
+  // Another onboarding of this server, into another database, holds the turn: in `postgres`.
+  const other = new pg.Client({ connectionString: withUrl(serverUrl(), { database: 'postgres' }) });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('SELECT pg_advisory_lock($1::bigint)', [BigInt('0x6c626d746f6e6264').toString()]);
+  const migrationUrl = (url: string) => withUrl(serverUrl(), { database: decodeURIComponent(new URL(url).pathname.slice(1)) });
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { migrations: { files }, migrationUrl, pools } });
+  const creating = admin.createTenant({ slug: n.slug, name: 'Waits its turn', databaseUrl });
+  creating.catch(() => undefined);
+  const waiting = "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = 'postgres'";
+  await until(async () => (await root.query(waiting)).rows[0].n === 1, 10_000, 'the onboarding to wait for the lock in postgres');
+  t.deepEqual((await db.superQuery('SELECT status FROM linkbay.tenants WHERE slug = $1', [n.slug])).rows, [{ status: 'provisioning' }]);
+  const migrated = new pg.Client({ connectionString: withUrl(serverUrl(), { database: n.database }) });
+  await migrated.connect();
+  t.teardown(() => migrated.end());
+  t.is((await migrated.query("SELECT to_regclass('atdatabases_migrations_applied') AS t")).rows[0].t, null, 'nothing migrated while another onboarding has the turn');
+  await other.query('SELECT pg_advisory_unlock_all()');
+  t.is((await creating).status, 'active');
+  t.truthy((await migrated.query("SELECT to_regclass('atdatabases_migrations_applied') AS t")).rows[0].t, 'migrated once it had the turn');
+});
+
+test('lockDatabase must be a database name', (t) => {
+  const { db } = t.context;
+  t.throws(() => new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { lockDatabase: 'x"; DROP', seed: () => undefined } }), { message: /lockDatabase/ });
 });
 
 test('over HTTP a failed onboarding is a problem naming the step: 500 for a hook, 502 for a database that refused', async (t) => {
