@@ -6,6 +6,7 @@ import { purgeTenant, type PurgeReport } from './purge.js';
 import { TENANT_COLUMNS, TENANT_STATUSES, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 import { inAdminTransaction, type AdminDatabase } from './admin-transaction.js';
 import { auditContext, auditedTenant, listAudit, writeAudit, type AuditContext, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
+import { observeOperation, tenantIdOrNull } from './tenant-operations.js';
 import { checkOnboardingOptions, hasOnboardingSteps, runOnboarding, type OnboardingOptions } from './onboarding.js';
 
 let schemas: Promise<typeof import('./tenant-schema.js')> | undefined;
@@ -107,7 +108,12 @@ export class TenantAdminService {
    * the tenant is `provisioning` meanwhile and `active` once they all succeeded (OnboardingError when
    * one failed: everything undone, no row left).
    */
-  async createTenant(input: NewTenant, audit?: AuditContext): Promise<Tenant> {
+  createTenant(input: NewTenant, audit?: AuditContext): Promise<Tenant> {
+    const id = input?.id === undefined ? null : tenantIdOrNull(() => this.canonical(input.id!));
+    return observeOperation('create', id, () => this.create(input, audit), (tenant) => ({ tenantId: tenant.id }));
+  }
+
+  private async create(input: NewTenant, audit?: AuditContext): Promise<Tenant> {
     const fields = await this.validate(input, true);
     const context = auditContext(audit);
     // A database the onboarding creates does not exist yet: its URL is checked by the health check.
@@ -203,7 +209,11 @@ export class TenantAdminService {
     return rows.length > limit ? { tenants, next: tenants[tenants.length - 1]!.id } : { tenants };
   }
 
-  async updateTenant(id: string | number | bigint, patch: TenantPatch, audit?: AuditContext): Promise<Tenant> {
+  updateTenant(id: string | number | bigint, patch: TenantPatch, audit?: AuditContext): Promise<Tenant> {
+    return observeOperation('update', tenantIdOrNull(() => this.canonical(id)), () => this.update(id, patch, audit));
+  }
+
+  private async update(id: string | number | bigint, patch: TenantPatch, audit?: AuditContext): Promise<Tenant> {
     if ('id' in (patch ?? {})) throw new TenantInputError('`id` cannot be changed');
     const fields = await this.validate(patch, false);
     const context = auditContext(audit);
@@ -268,10 +278,14 @@ export class TenantAdminService {
     await inAdminTransaction(this.db, (tx) => writeAudit(tx, record));
   }
 
-  private async setStatus(id: string | number | bigint, status: TenantStatus, audit?: AuditContext): Promise<Tenant> {
+  private setStatus(id: string | number | bigint, status: TenantStatus, audit?: AuditContext): Promise<Tenant> {
+    const action = status === 'active' ? 'activate' : status === 'suspended' ? 'suspend' : 'delete';
+    return observeOperation(action, tenantIdOrNull(() => this.canonical(id)), () => this.changeStatus(id, status, action, audit));
+  }
+
+  private async changeStatus(id: string | number | bigint, status: TenantStatus, action: 'activate' | 'suspend' | 'delete', audit?: AuditContext): Promise<Tenant> {
     const canonical = this.canonical(id);
     const context = auditContext(audit);
-    const action = status === 'active' ? 'activate' : status === 'suspended' ? 'suspend' : 'delete';
     return inAdminTransaction(this.db, async (tx) => {
       const before = await this.locked(tx, canonical);
       if (before.status === 'deleted' && status !== 'deleted') throw new TenantInputError('a deleted tenant cannot be reactivated or suspended');

@@ -13,6 +13,7 @@ export const CHANNELS = {
   transaction: 'linkbay-multitenant:transaction',
   clientDestroyed: 'linkbay-multitenant:client-destroyed',
   resolution: 'linkbay-multitenant:tenant-resolution',
+  tenantOperation: 'linkbay-multitenant:tenant-operation',
 } as const;
 
 export interface ResolutionEvent {
@@ -41,6 +42,27 @@ export interface ClientDestroyedEvent {
   readonly error?: unknown;
 }
 
+/** The lifecycle operations an operator runs (TenantAdminService, purge, portability, moves). */
+export const TENANT_OPERATIONS = ['create', 'update', 'suspend', 'activate', 'delete', 'purge', 'export', 'import', 'move'] as const;
+export type TenantOperation = (typeof TENANT_OPERATIONS)[number];
+
+/** One lifecycle operation ended (src/tenant-operations.ts). */
+export interface TenantOperationEvent {
+  readonly operation: TenantOperation;
+  /**
+   * `succeeded`; `refused`: the library said no to the request (bad input, unknown tenant, a conflict:
+   * a TenantError of status below 500), nothing was changed; `failed`: it could not be done (a
+   * database error, an onboarding step or a move that failed, a purge left incomplete).
+   */
+  readonly outcome: 'succeeded' | 'refused' | 'failed';
+  /** The tenant's canonical id when known (never the raw input of a refused request). */
+  readonly tenantId: string | null;
+  /** The error's code (LBMT_..., a SQLSTATE) when not succeeded; a note on a success (`LBMT_MOVE_SOURCE_KEPT`). */
+  readonly code?: string;
+  readonly durationMs: number;
+}
+
 export const transactionChannel = diagnostics.channel(CHANNELS.transaction);
 export const clientDestroyedChannel = diagnostics.channel(CHANNELS.clientDestroyed);
 export const resolutionChannel = diagnostics.channel(CHANNELS.resolution);
+export const tenantOperationChannel = diagnostics.channel(CHANNELS.tenantOperation);

@@ -60,7 +60,7 @@ export {
 } from './transaction.js';
 export type { TenantClient, TenantPool, Queryable, QueryOutput } from './pool.js';
 export type { PrepareMode } from './pipeline.js';
-export { CHANNELS, type TransactionEvent, type ClientDestroyedEvent, type ResolutionEvent } from './events.js';
+export { CHANNELS, TENANT_OPERATIONS, type TransactionEvent, type ClientDestroyedEvent, type ResolutionEvent, type TenantOperation, type TenantOperationEvent } from './events.js';
 export { generateRlsSql, currentTenantExpression, ISOLATION_POLICY, ACCESS_POLICY, type MigrationFile, type GenerateOptions } from './policies.js';
 export { migrate, migrateFiles, MIGRATION_LOCK_KEY, type MigrateOptions, type MigrateResult } from './migrations.js';
 export {

@@ -5,6 +5,7 @@ import { canonicalTenantId } from './tenant-id.js';
 import { WRITE_FREEZE_SQL } from './write-gate.js';
 import { inAdminTransaction } from './admin-transaction.js';
 import { writeAudit, type AuditContext } from './audit.js';
+import { observeOperation, tenantIdOrNull } from './tenant-operations.js';
 
 /** One table of a purge: what was deleted, and what a count afterwards found left. */
 export interface PurgedTable {
@@ -69,7 +70,12 @@ interface TenantColumnRow {
  * await admin.deleteTenant(id);                  // requests refused at once
  * const report = await purgeTenant(adminPool, id, { tenancy });
  */
-export async function purgeTenant(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions = {}): Promise<PurgeReport> {
+export function purgeTenant(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions = {}): Promise<PurgeReport> {
+  const type = (options.tenancy ?? DEFAULT_TENANCY).tenantIdType;
+  return observeOperation('purge', tenantIdOrNull(() => canonicalTenantId(tenantId, type)), () => purge(pool, tenantId, options));
+}
+
+async function purge(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions): Promise<PurgeReport> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const id = canonicalTenantId(tenantId, tenancy.tenantIdType);
   const { rows: registry } = await pool.query('SELECT status FROM linkbay.tenants WHERE id = $1', [id]);

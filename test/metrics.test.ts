@@ -9,7 +9,19 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import request from 'supertest';
 import { Registry } from 'prom-client';
-import { CHANNELS, createMultitenant, PgTenantService, tenantQuery, withTenantTransaction, type MultitenantCore } from '../src/index.js';
+import {
+  CHANNELS,
+  SYSTEM_CHANNEL,
+  createMultitenant,
+  OnboardingError,
+  PgTenantService,
+  TenantAdminService,
+  tenantQuery,
+  withSystemContext,
+  withTenantTransaction,
+  type MultitenantCore,
+} from '../src/index.js';
+import { createQueryGuard, TenantGuardError, withAdminBypass } from '../src/guard/index.js';
 import { createMetricsRouter, metricsMiddleware, multitenant, problemDetails } from '../src/koa/index.js';
 import { createMetrics, MetricsCollector, type Metrics, type MetricsOptions } from '../src/metrics/index.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA, type TestDatabase } from './helpers/db.js';
@@ -264,9 +276,74 @@ test.serial('two createMetrics on two registries count independently, and close(
   t.is(value(sb, 'app_tenant_transactions_total', { outcome: 'commit', kind: 'single' }), 1, 'closed: no longer counting');
   a.close();
   a.close();
-  for (const channel of [CHANNELS.transaction, CHANNELS.clientDestroyed]) t.false(diagnostics.channel(channel).hasSubscribers, channel);
+  for (const channel of [CHANNELS.transaction, CHANNELS.clientDestroyed, CHANNELS.tenantOperation, SYSTEM_CHANNEL]) t.false(diagnostics.channel(channel).hasSubscribers, channel);
   t.throws(() => createMetrics({ registry: registries[0]! }), { message: /already been registered/ });
   t.throws(() => createMetrics({ registry: undefined as never }), { instanceOf: TypeError });
+});
+
+test.serial('lifecycle operations are counted by outcome: succeeded, refused (nothing changed), failed', async (t) => {
+  const { db } = t.context;
+  const { registry } = withMetrics(t);
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config });
+  const tenant = await admin.createTenant({ slug: 'counted', name: 'Counted' });
+  await tenantQuery(db.adminPool, tenant.id, "INSERT INTO orders (tenant_id, item) VALUES ($1, 'x')", [tenant.id], { tenancy: db.config });
+  await admin.suspendTenant(tenant.id);
+  await t.throwsAsync(admin.suspendTenant('not-a-tenant-id'));
+  await t.throwsAsync(admin.activateTenant('00000000-0000-4000-8000-000000000000'));
+  await t.throwsAsync(admin.purgeTenant(tenant.id), { message: /only a deleted tenant/ });
+  await admin.deleteTenant(tenant.id);
+  const report = await admin.purgeTenant(tenant.id);
+  t.true(report.complete);
+  t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [tenant.id])).rows[0].n, 0);
+  // An onboarding whose seed throws: undone, a failure (not a refusal).
+  const failing = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { seed: () => Promise.reject(new Error('seed broke')) } });
+  await t.throwsAsync(failing.createTenant({ slug: 'doomed-counted', name: 'Doomed' }), { instanceOf: OnboardingError });
+  const samples = await scrape(registry);
+  const count = (operation: string, outcome: string) => value(samples, 'lbmt_tenant_operations_total', { operation, outcome });
+  t.deepEqual(
+    { create: [count('create', 'succeeded'), count('create', 'failed')], suspend: [count('suspend', 'succeeded'), count('suspend', 'refused')], activate: count('activate', 'refused') },
+    { create: [1, 1], suspend: [1, 1], activate: 1 },
+  );
+  // Two purges succeeded: the deleted tenant's, and the failed onboarding's undo of its seeded rows.
+  t.deepEqual([count('delete', 'succeeded'), count('purge', 'refused'), count('purge', 'succeeded'), count('purge', 'failed')], [1, 1, 2, 0]);
+  t.is(count('move', 'failed'), 0, 'known series start at 0');
+  t.is(value(samples, 'lbmt_tenant_move_sources_kept_total'), 0);
+});
+
+test.serial('the tenant-operation event names the canonical tenant, never the raw input of a refusal', async (t) => {
+  const { db } = t.context;
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config });
+  const events: unknown[] = [];
+  const listen = (event: unknown) => events.push(event);
+  diagnostics.subscribe(CHANNELS.tenantOperation, listen);
+  t.teardown(() => diagnostics.unsubscribe(CHANNELS.tenantOperation, listen));
+  const tenant = await admin.createTenant({ slug: 'evented', name: 'Evented' });
+  await admin.suspendTenant(tenant.id.toUpperCase());
+  await t.throwsAsync(admin.suspendTenant('<script>secret</script>'));
+  t.like(events[0], { operation: 'create', outcome: 'succeeded', tenantId: tenant.id });
+  t.like(events[1], { operation: 'suspend', outcome: 'succeeded', tenantId: tenant.id });
+  t.like(events[2], { operation: 'suspend', outcome: 'refused', tenantId: null, code: 'LBMT_INVALID_TENANT_ID' });
+  t.false(JSON.stringify(events).includes('secret'));
+  t.true((events as Array<{ durationMs: number }>).every((e) => e.durationMs >= 0));
+});
+
+test.serial('guard refusals, bypassed statements and system contexts are counted', async (t) => {
+  const { db, acme } = t.context;
+  const { registry } = withMetrics(t);
+  const guard = await createQueryGuard({ tables: [{ name: 'orders' }], tenancy: db.config });
+  const tenancy = db.config;
+  const error = await t.throwsAsync(withTenantTransaction(db.appPool, acme, (tx) => tx.query('SELECT * FROM orders'), { tenancy, guard }), { instanceOf: TenantGuardError });
+  t.is(error?.code, 'LBMT_GUARD_REFUSED');
+  await withTenantTransaction(db.appPool, acme, (tx) => withAdminBypass(() => tx.query('SELECT count(*) FROM orders'), { reason: 'a test' }), { tenancy, guard });
+  await withSystemContext(db.adminPool, { reason: 'count every tenant' }, (sys) => sys.query('SELECT count(*) FROM orders'));
+  await t.throwsAsync(withSystemContext(db.adminPool, { reason: 'fails', write: true }, () => Promise.reject(new Error('no'))));
+  const samples = await scrape(registry);
+  t.is(value(samples, 'lbmt_guard_statements_total', { outcome: 'blocked', code: 'LBMT_GUARD_REFUSED' }), 1);
+  t.is(value(samples, 'lbmt_guard_statements_total', { outcome: 'reported', code: 'LBMT_GUARD_TOO_COMPLEX' }), 0);
+  t.is(value(samples, 'lbmt_guard_bypassed_statements_total'), 1);
+  t.is(value(samples, 'lbmt_system_contexts_total', { access: 'read', outcome: 'commit' }), 1);
+  t.is(value(samples, 'lbmt_system_contexts_total', { access: 'write', outcome: 'rollback' }), 1);
+  t.is(value(samples, 'lbmt_jobs_refused_total', { code: 'LBMT_JOB_TENANT_MISSING' }), 0);
 });
 
 test('MetricsCollector: requests, 5xx errors, mean and p95 over the latency window', (t) => {

@@ -1,8 +1,11 @@
 import anyTest, { type TestFn } from 'ava';
+import diagnostics from 'node:diagnostics_channel';
+import { Registry } from 'prom-client';
 import Koa from 'koa';
 import request from 'supertest';
-import { defineTenancy, PgTenantService, TenantAdminService, TenantDBPool, type Tenant } from '../src/index.js';
+import { CHANNELS, defineTenancy, PgTenantService, TenantAdminService, TenantDBPool, type Tenant } from '../src/index.js';
 import { multitenant, problemDetails, refuseWritesWhileMoving } from '../src/koa/index.js';
+import { createMetrics } from '../src/metrics/index.js';
 import { TenantMoveJobs, TenantPortability, type MoveStep, type TenantMoveJobsOptions } from '../src/portability/index.js';
 import { waitFor } from './helpers/wait.js';
 import { portabilityFixture, seedTenant, serverDigest, type PortabilityFixture } from './helpers/portability.js';
@@ -327,6 +330,10 @@ test.serial('the import backend killed mid-move: the job fails, the target is em
   const a = instance(f);
   t.teardown(() => a.close());
   // Hold the second table on the target: the import blocks there, inside its transaction, and is killed.
+  const events: Array<{ operation: string; outcome: string; code?: string; tenantId: string | null }> = [];
+  const listen = (event: unknown) => events.push(event as (typeof events)[number]);
+  diagnostics.subscribe(CHANNELS.tenantOperation, listen);
+  t.teardown(() => diagnostics.unsubscribe(CHANNELS.tenantOperation, listen));
   const blocker = await f.target.pool(f.target.superUrl, { max: 1 }).connect();
   await blocker.query('BEGIN; LOCK TABLE memberships IN EXCLUSIVE MODE');
   const job = await a.jobs.start(tenant.id, { target: 'eu' });
@@ -351,6 +358,11 @@ test.serial('the import backend killed mid-move: the job fails, the target is em
   const again = await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id);
   t.like(again, { state: 'succeeded' });
   t.is((await serverDigest(f.target, tenant.id)).account_rows, 11);
+  t.deepEqual(
+    events.filter((e) => e.operation === 'move').map(({ outcome, code, tenantId }) => ({ outcome, code, tenantId })),
+    [{ outcome: 'failed', code: 'LBMT_MOVE_FAILED', tenantId: tenant.id }, { outcome: 'succeeded', code: undefined, tenantId: tenant.id }],
+    'each run of a job is one move operation, published as it ended',
+  );
 });
 
 test.serial('a write that reaches the old placement after the copy (a stale instance) keeps the source rows, and the job says so', async (t) => {
@@ -362,8 +374,13 @@ test.serial('a write that reaches the old placement after the copy (a stale inst
     },
   });
   t.teardown(() => a.close());
+  const registry = new Registry();
+  const metrics = createMetrics({ registry });
+  t.teardown(() => metrics.close());
   const done = await a.jobs.run((await a.jobs.start(tenant.id, { target: 'eu' })).id);
   t.like(done, { state: 'succeeded', step: 'cleaned', error: { code: 'LBMT_MOVE_SOURCE_KEPT' } });
+  const kept = await registry.getSingleMetric('lbmt_tenant_move_sources_kept_total')!.get();
+  t.is(kept.values[0]?.value, 1, 'a source kept is counted, for an alert');
   const { rows } = await f.source.superQuery(`SELECT count(*)::int AS n, count(*) FILTER (WHERE name = 'late write')::int AS late FROM accounts WHERE tenant_id = $1`, [tenant.id]);
   t.deepEqual(rows[0], { n: 4, late: 1 }, 'nothing of the source deleted, the late write kept');
 });

@@ -1,6 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
+import diagnostics from 'node:diagnostics_channel';
 import { FORMAT_NAME, FORMAT_VERSION, type ExportHeader, type ExportTrailer } from '../src/portability/index.js';
-import { TenantNotFoundError } from '../src/index.js';
+import { CHANNELS, TenantNotFoundError, type TenantOperationEvent } from '../src/index.js';
 import { chunked, portabilityFixture, readAll, seedTenant, serverDigest, targetCounts, type PortabilityFixture } from './helpers/portability.js';
 
 const test = anyTest as TestFn<PortabilityFixture>;
@@ -63,4 +64,31 @@ test.serial('dryRun validates and counts, writes nothing; upsert updates rows al
 
 test.serial('export of an unknown tenant is TenantNotFoundError before any byte', async (t) => {
   await t.throwsAsync(t.context.portability.exportTenant(crypto.randomUUID()), { instanceOf: TenantNotFoundError });
+});
+
+test.serial('an export is one operation, succeeded once its stream has ended; abandoned half-read or unknown, it did not succeed', async (t) => {
+  const f = t.context;
+  const tenant = await seedTenant(f, 300);
+  const events: TenantOperationEvent[] = [];
+  const listen = (event: unknown) => events.push(event as TenantOperationEvent);
+  diagnostics.subscribe(CHANNELS.tenantOperation, listen);
+  t.teardown(() => diagnostics.unsubscribe(CHANNELS.tenantOperation, listen));
+  await readAll(await f.portability.exportTenant(tenant.id));
+  const abandoned = await f.portability.exportTenant(tenant.id);
+  abandoned.destroy();
+  await new Promise((resolve) => abandoned.once('close', resolve));
+  await t.throwsAsync(f.portability.exportTenant(crypto.randomUUID()));
+  const text = await readAll(await f.portability.exportTenant(tenant.id));
+  await t.throwsAsync(f.portability.importTenant(tenant.id, chunked(text.replace('"tenant"', '"tenant_x"')), f.target.pool(f.target.ownerUrl, { max: 1 })));
+  t.deepEqual(
+    events.map(({ operation, outcome, code, tenantId }) => ({ operation, outcome, code, tenantId })),
+    [
+      { operation: 'export', outcome: 'succeeded', code: undefined, tenantId: tenant.id },
+      { operation: 'export', outcome: 'failed', code: 'AbortError', tenantId: tenant.id },
+      { operation: 'export', outcome: 'refused', code: 'LBMT_TENANT_NOT_FOUND', tenantId: events[2]?.tenantId ?? null },
+      { operation: 'export', outcome: 'succeeded', code: undefined, tenantId: tenant.id },
+      // A file whose header names no tenant: refused, nothing imported.
+      { operation: 'import', outcome: 'refused', code: 'LBMT_ISOLATION_VIOLATION', tenantId: tenant.id },
+    ],
+  );
 });

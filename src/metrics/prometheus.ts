@@ -1,7 +1,10 @@
 import diagnostics from 'node:diagnostics_channel';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { TenantCacheStats } from '../cache.js';
-import { CHANNELS, type ClientDestroyedEvent, type ResolutionEvent, type TransactionEvent } from '../events.js';
+import { CHANNELS, TENANT_OPERATIONS, type ClientDestroyedEvent, type ResolutionEvent, type TenantOperationEvent, type TransactionEvent } from '../events.js';
+import { GUARD_CHANNELS, type GuardViolationEvent } from '../guard/events.js';
+import { JOB_CHANNELS, type JobRefusedEvent, type SystemJobEvent } from '../jobs/events.js';
+import { SYSTEM_CHANNEL, type SystemContextEvent } from '../system-context.js';
 import { TenantLabels, statusClass, type RequestObservation } from './collector.js';
 
 /** A pool's connection counts: what pg.Pool (and pg-pool) expose as getters. */
@@ -40,6 +43,11 @@ export interface Metrics {
 
 const TRANSACTION_OUTCOMES: ReadonlyArray<TransactionEvent['outcome']> = ['commit', 'rollback', 'empty'];
 const DESTROY_REASONS: ReadonlyArray<ClientDestroyedEvent['reason']> = ['rollback-failed', 'not-idle', 'connection-error'];
+const OPERATION_OUTCOMES: ReadonlyArray<TenantOperationEvent['outcome']> = ['succeeded', 'refused', 'failed'];
+// Label values come from these fixed sets (anything else is `other`): a code is never free text.
+const GUARD_CODES = ['LBMT_GUARD_REFUSED', 'LBMT_GUARD_TOO_COMPLEX'];
+const JOB_REFUSAL_CODES = ['LBMT_JOB_TENANT_MISSING', 'LBMT_INVALID_TENANT_ID', 'LBMT_JOB_SCOPE_MISMATCH'];
+const known = (values: readonly string[], value: string | undefined) => (value !== undefined && values.includes(value) ? value : 'other');
 
 /**
  * Prometheus metrics for a multi-tenant app, on an injected prom-client Registry. The core never
@@ -107,9 +115,56 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ['reason'] as const,
     registers,
   });
+  const operations = new Counter({
+    name: `${prefix}tenant_operations_total`,
+    help: 'Lifecycle operations (create, update, suspend, activate, delete, purge, export, import, move) by outcome: succeeded, refused (bad input, unknown tenant, a conflict; nothing changed), failed',
+    labelNames: ['operation', 'outcome'] as const,
+    registers,
+  });
+  const sourcesKept = new Counter({
+    name: `${prefix}tenant_move_sources_kept_total`,
+    help: "Tenant moves that succeeded but kept the source database's rows: the source changed after the copy (a write that did not go through the gate); look at them",
+    registers,
+  });
+  const guardStatements = new Counter({
+    name: `${prefix}guard_statements_total`,
+    help: 'Statements the SQL guard found tenant-unsafe, by outcome (blocked in strict mode, reported otherwise) and code (LBMT_GUARD_REFUSED, LBMT_GUARD_TOO_COMPLEX)',
+    labelNames: ['outcome', 'code'] as const,
+    registers,
+  });
+  const guardBypassed = new Counter({
+    name: `${prefix}guard_bypassed_statements_total`,
+    help: 'Statements run unchecked by the SQL guard inside withAdminBypass',
+    registers,
+  });
+  const systemContexts = new Counter({
+    name: `${prefix}system_contexts_total`,
+    help: 'withSystemContext transactions (cross-tenant work) by access (read, write) and outcome (commit, rollback)',
+    labelNames: ['access', 'outcome'] as const,
+    registers,
+  });
+  const jobsRefused = new Counter({
+    name: `${prefix}jobs_refused_total`,
+    help: 'Background jobs failed without running their handler, by code (no tenant, an invalid one, the wrong worker)',
+    labelNames: ['code'] as const,
+    registers,
+  });
+  const systemJobs = new Counter({
+    name: `${prefix}system_jobs_total`,
+    help: 'System jobs (no tenant) sent or started, by phase',
+    labelNames: ['phase'] as const,
+    registers,
+  });
   // Known label combinations start at 0, so `increase(...)` works from the first scrape.
   for (const outcome of TRANSACTION_OUTCOMES) for (const kind of ['single', 'transaction']) transactions.inc({ outcome, kind }, 0);
   for (const reason of DESTROY_REASONS) destroyed.inc({ reason }, 0);
+  for (const operation of TENANT_OPERATIONS) for (const outcome of OPERATION_OUTCOMES) operations.inc({ operation, outcome }, 0);
+  sourcesKept.inc(0);
+  for (const outcome of ['blocked', 'reported']) for (const code of GUARD_CODES) guardStatements.inc({ outcome, code }, 0);
+  guardBypassed.inc(0);
+  for (const access of ['read', 'write']) for (const outcome of ['commit', 'rollback']) systemContexts.inc({ access, outcome }, 0);
+  for (const code of JOB_REFUSAL_CODES) jobsRefused.inc({ code }, 0);
+  for (const phase of ['sent', 'started']) systemJobs.inc({ phase }, 0);
 
   const cache = core?.cache?.cache;
   if (cache) {
@@ -206,6 +261,31 @@ export function createMetrics(options: MetricsOptions): Metrics {
         destroyed.inc({ reason: (message as ClientDestroyedEvent).reason });
       },
     ],
+    [
+      CHANNELS.tenantOperation,
+      (message) => {
+        const event = message as TenantOperationEvent;
+        operations.inc({ operation: event.operation, outcome: event.outcome });
+        if (event.operation === 'move' && event.outcome === 'succeeded' && event.code === 'LBMT_MOVE_SOURCE_KEPT') sourcesKept.inc();
+      },
+    ],
+    [
+      GUARD_CHANNELS.blocked,
+      (message) => {
+        const event = message as GuardViolationEvent;
+        guardStatements.inc({ outcome: event.blocked ? 'blocked' : 'reported', code: known(GUARD_CODES, event.violations[0]?.code ?? 'LBMT_GUARD_REFUSED') });
+      },
+    ],
+    [GUARD_CHANNELS.bypass, () => guardBypassed.inc()],
+    [
+      SYSTEM_CHANNEL,
+      (message) => {
+        const event = message as SystemContextEvent;
+        systemContexts.inc({ access: event.write ? 'write' : 'read', outcome: event.outcome });
+      },
+    ],
+    [JOB_CHANNELS.refused, (message) => jobsRefused.inc({ code: known(JOB_REFUSAL_CODES, (message as JobRefusedEvent).code) })],
+    [JOB_CHANNELS.system, (message) => systemJobs.inc({ phase: (message as SystemJobEvent).phase })],
   ];
   for (const [channel, handler] of handlers) diagnostics.subscribe(channel, handler);
   let open = true;

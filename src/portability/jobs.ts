@@ -5,6 +5,7 @@ import { qualifiedName, quoteIdent } from '../config.js';
 import { TenantError, TenantInputError } from '../errors.js';
 import type { TenantPool } from '../pool.js';
 import { auditContext, type AuditContext } from '../audit.js';
+import { startOperation } from '../tenant-operations.js';
 import { withTenantTransaction } from '../transaction.js';
 import type { TableDigest } from './checksum.js';
 import { exportTenantStream, writeExport } from './export.js';
@@ -127,7 +128,19 @@ export class TenantMoveJobs {
         job = await this.store.claimed(id, this.runner);
         // Still ours? The lock lives as long as this session: a dead session means another instance may run it.
         const lost = async () => lockError ?? (await lock.query('SELECT 1').then(() => undefined, (error: Error) => (lockError = error)));
-        return publicJob(await this.steps(job, lost));
+        // This run's end, for the metrics: succeeded (the source's rows kept, a note), failed (undone
+        // before the switch), or thrown (after the switch the job stays running for a resume).
+        const observer = startOperation('move', job.tenantId);
+        let ended: MoveJobRecord;
+        try {
+          ended = await this.steps(job, lost);
+        } catch (error) {
+          observer.failed(error);
+          throw error;
+        }
+        if (ended.state !== 'succeeded') observer.failed(ended.error ?? { code: 'LBMT_MOVE_INCOMPLETE' });
+        else observer.succeeded({ tenantId: ended.tenantId, ...(ended.error?.code === 'LBMT_MOVE_SOURCE_KEPT' ? { note: ended.error.code } : {}) });
+        return publicJob(ended);
       } finally {
         await lock.query(`SELECT pg_advisory_unlock(hashtextextended('linkbay-move:' || $1, 0))`, [id]).catch(() => undefined);
       }

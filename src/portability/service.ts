@@ -5,6 +5,8 @@ import type { TenantAdminService } from '../admin.js';
 import type { TenantDBPool } from '../db-pool.js';
 import type { TenantPool } from '../pool.js';
 import { auditContext, type AuditContext } from '../audit.js';
+import { canonicalTenantId } from '../tenant-id.js';
+import { observeOperation, startOperation, tenantIdOrNull } from '../tenant-operations.js';
 import type { ExportTrailer } from './checksum.js';
 import { exportTenantStream } from './export.js';
 import { importTenantStream, type ImportStreamOptions, type ImportStreamResult } from './import.js';
@@ -43,6 +45,25 @@ export class TenantPortability {
    * database, not in the registry's transaction): it records that the export was handed out.
    */
   async exportTenant(tenantId: string | number | bigint, onTrailer?: (trailer: ExportTrailer) => void, audit?: AuditContext): Promise<Readable> {
+    // Succeeded once the stream has ended: an export that errors or is abandoned half-read failed.
+    const observer = startOperation('export', this.canonicalOrNull(tenantId));
+    try {
+      const stream = await this.openExport(tenantId, onTrailer, audit);
+      stream.once('end', () => observer.succeeded());
+      stream.once('error', (error) => observer.failed(error));
+      stream.once('close', () => observer.failed(Object.assign(new Error('the export stream was closed before its end'), { name: 'AbortError' })));
+      return stream;
+    } catch (error) {
+      observer.failed(error);
+      throw error;
+    }
+  }
+
+  private canonicalOrNull(tenantId: string | number | bigint): string | null {
+    return tenantIdOrNull(() => canonicalTenantId(tenantId, this.tenancy.tenantIdType));
+  }
+
+  private async openExport(tenantId: string | number | bigint, onTrailer: ((trailer: ExportTrailer) => void) | undefined, audit: AuditContext | undefined): Promise<Readable> {
     const context = auditContext(audit);
     const tenant = await this.options.admin.getTenant(tenantId);
     if (this.options.audit !== false) await this.options.admin.recordAudit({ action: 'export', tenantId: tenant.id, after: { tables: this.tenancy.tables.map((t) => `${t.schema}.${t.table}`) }, context });
@@ -73,6 +94,15 @@ export class TenantPortability {
     source: AsyncIterable<Buffer | string>,
     targetPool: TenantPool,
     options: Omit<ImportStreamOptions, 'tenancy'> & { readonly audit?: AuditContext } = {},
+  ): Promise<ImportStreamResult> {
+    return observeOperation('import', this.canonicalOrNull(tenantId), () => this.runImport(tenantId, source, targetPool, options));
+  }
+
+  private async runImport(
+    tenantId: string | number | bigint,
+    source: AsyncIterable<Buffer | string>,
+    targetPool: TenantPool,
+    options: Omit<ImportStreamOptions, 'tenancy'> & { readonly audit?: AuditContext },
   ): Promise<ImportStreamResult> {
     const { audit, ...importOptions } = options;
     const context = auditContext(audit);
