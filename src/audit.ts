@@ -83,7 +83,8 @@ export interface AuditRecord {
 // No control (C0, C1: a latin1 header byte 0x85 or 0x9b becomes NEL or CSI) or format characters
 // (bidi overrides, zero-width), nor line and paragraph separators: an audit trail shown in a
 // terminal or a UI must read as it was written.
-const PRINTABLE = /^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u;
+// Nor a lone surrogate (\p{Cs}), which would be written to the database as U+FFFD.
+const PRINTABLE = /^[^\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]*$/u;
 
 /**
  * The actor and reason checked (TenantInputError naming the field): each as given, else the current
