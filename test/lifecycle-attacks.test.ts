@@ -59,7 +59,7 @@ async function auditOf(db: TestDatabase, tenantId: string) {
   return rows as Array<{ actor: string; action: string; reason: string | null; before: any; after: any }>;
 }
 
-test('HEAD and OPTIONS of every admin route, purge, audit and openapi.json included, answer nothing without the token', async (t) => {
+test('HEAD, OPTIONS and wrong methods of every admin route, purge, audit and openapi.json included, answer nothing without the token, not even the route\'s methods', async (t) => {
   const { db, admin } = t.context;
   const victim = await admin.createTenant({ slug: slug('spelled'), name: 'Victim Inc' });
   const paths = ['/admin/tenants', `/admin/tenants/${victim.id}`, `/admin/tenants/${victim.id}/purge`, `/admin/tenants/${victim.id}/suspend`, '/admin/audit', '/admin/openapi.json'];
@@ -67,13 +67,21 @@ test('HEAD and OPTIONS of every admin route, purge, audit and openapi.json inclu
     for (const spelling of [path, path.toUpperCase(), `${path}/`, `/${path}`, path.replace('/admin', '/%61dmin')]) {
       for (const method of ['HEAD', 'OPTIONS', 'GET', 'POST', 'PUT', 'DELETE', 'PATCH']) {
         const response = await raw(t, method, spelling, { authorization: 'Bearer not-the-token-but-long' });
-        t.true([401, 403, 404, 405].includes(response.status) || (method === 'OPTIONS' && response.status === 200 && response.body === ''), `${method} ${spelling} answered ${response.status}`);
+        // allowedMethods() would answer OPTIONS (200) and a wrong method (405) with the route's
+        // methods in `Allow`: the map of the admin API, told to anyone.
+        t.true([401, 403, 404].includes(response.status), `${method} ${spelling} answered ${response.status} (Allow: ${String(response.headers.allow)})`);
+        t.is(response.headers.allow, undefined, `${method} ${spelling} told its methods`);
         t.false(/Victim|openapi|"slug"/.test(response.body), `${method} ${spelling} leaked ${response.body.slice(0, 80)}`);
       }
     }
   }
   t.is((await db.superQuery(`SELECT status FROM linkbay.tenants WHERE id = $1`, [victim.id])).rows[0].status, 'active');
   t.is((await auditOf(db, victim.id)).length, 1, 'only the create');
+  // With the token, allowedMethods() answers as usual.
+  const options = await raw(t, 'OPTIONS', `/admin/tenants/${victim.id}/purge`, auth);
+  t.is(options.status, 200);
+  t.is(options.headers.allow, 'POST');
+  t.is((await raw(t, 'PUT', '/admin/tenants', auth)).status, 405);
 });
 
 test('the X-Audit-Reason of a request is recorded as sent: UTF-8 text is not read as latin1', async (t) => {

@@ -49,6 +49,30 @@ export class GuardedRouter extends Router {
     return this.middleware();
   }
 
+  /**
+   * `allowedMethods()` answers a path one of these routes matched with another method (405, 501)
+   * or OPTIONS (200), listing the route's methods in `Allow`: without the guards, the map of a
+   * guarded API told to anyone. The guards run first (inside its `next`, after the rest of the
+   * chain, so a refusal is the answer); a request whose method a route of this router took has
+   * been through them already.
+   */
+  override allowedMethods(...args: Parameters<Router['allowedMethods']>): ReturnType<Router['allowedMethods']> {
+    const allowed = super.allowedMethods(...args);
+    const guards = this.#guards;
+    const own = new Set<unknown>();
+    return ((ctx, next) =>
+      allowed(ctx, async () => {
+        await next();
+        if (ctx.status !== 404 || !Array.isArray(ctx.matched)) return;
+        for (const layer of this.stack) own.add(layer);
+        const method = ctx.method.toUpperCase();
+        const ours = ctx.matched.filter((layer) => own.has(layer) && layer.methods.length > 0);
+        if (ours.length === 0 || ours.some((layer) => layer.methods.includes(method))) return;
+        const run = (i: number): Promise<void> => (i < guards.length ? Promise.resolve(guards[i]!(ctx as never, () => run(i + 1))) : Promise.resolve());
+        await run(0);
+      })) as ReturnType<Router['allowedMethods']>;
+  }
+
   /** Every route (a layer with methods; `use` layers have none) starts with the guards. */
   #guardRoutes(): void {
     const guards = this.#guards;
