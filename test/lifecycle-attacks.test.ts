@@ -176,7 +176,10 @@ test('createTenant of an id being purged is refused (409) and the purge still co
   t.true(created.status === 'rejected' && created.reason instanceof TenantExistsError);
 });
 
-/** The admin backend running a statement that contains `text`, once it waits (on a lock). */
+/**
+ * The admin backend running a statement that contains `text`, once it waits (on a lock). The tests
+ * that kill one are serial: a concurrent test's backend must not be the one found.
+ */
 async function waitingBackend(db: TestDatabase, text: string): Promise<number> {
   return waitFor(
     async () => (await db.superQuery(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2 AND query LIKE '%' || $3 || '%' AND wait_event_type = 'Lock'`, [db.name, db.config.roles.admin, text])).rows[0]?.pid as number | undefined,
@@ -184,7 +187,7 @@ async function waitingBackend(db: TestDatabase, text: string): Promise<number> {
   );
 }
 
-test('the purge connection killed while it waits for a running tenant transaction: nothing deleted, no purge claimed, a re-run finishes', async (t) => {
+test.serial('the purge connection killed while it waits for a running tenant transaction: nothing deleted, no purge claimed, a re-run finishes', async (t) => {
   const { db, admin } = t.context;
   const tenant = await admin.createTenant({ slug: slug('killed'), name: 'Killed' });
   await db.superQuery(`INSERT INTO orders (tenant_id, item) SELECT $1, 'x' FROM generate_series(1, 3)`, [tenant.id]);
@@ -228,7 +231,7 @@ function seeding(db: TestDatabase, after: (tenantId: string) => Promise<void>) {
   });
 }
 
-test('the onboarding connection killed while it activates: the seeded rows purged, the row removed, the audit says onboarding-failed at activate', async (t) => {
+test.serial('the onboarding connection killed while it activates: the seeded rows purged, the row removed, the audit says onboarding-failed at activate', async (t) => {
   const { db } = t.context;
   const locker = new pg.Client({ connectionString: db.superUrl });
   await locker.connect();
@@ -303,7 +306,7 @@ test('suspend, activate and update during an onboarding are refused; a delete du
   t.true(audit.some((r) => r.action === 'delete' && r.actor === 'ops:stop'));
 });
 
-test('two onboardings of one slug at once: one tenant, one 409, nothing of the loser left', async (t) => {
+test.serial('two onboardings of one slug at once: one tenant, one 409, nothing of the loser left', async (t) => {
   const { db } = t.context;
   const s = slug('same');
   const service = seeding(db, async () => undefined);
@@ -335,7 +338,7 @@ test('the app role can neither insert, alter, nor disable the audit log, nor wri
   t.is((await auditOf(db, tenant.id)).length, 1);
 });
 
-test('the onboarding server connection killed before a failing seed: the database left behind is named by the audit row, the registry row kept as deleted', async (t) => {
+test.serial('the onboarding server connection killed before a failing seed: the database left behind is named by the audit row, the registry row kept as deleted', async (t) => {
   const { db } = t.context;
   const database = `${db.name}_killed`;
   const databaseUrl = withUrl(db.appUrl, { database });
@@ -402,4 +405,61 @@ test.failing('a consumer tailing GET /admin/audit by `since` sees every row, als
   const seen = new Set([...first.entries, ...next.entries].map((e) => e.id));
   const all = await admin.listAudit({ limit: 1000 });
   t.deepEqual(all.entries.filter((e) => !seen.has(e.id)).map((e) => e.actor), [], 'rows the consumer never saw');
+});
+
+test.serial('the onboarding connection killed at its first step (the registry INSERT, waiting on a slug being taken): nothing written, no audit row, the slug free again', async (t) => {
+  const { db } = t.context;
+  const s = slug('insert-killed');
+  const holder = new pg.Client({ connectionString: db.superUrl });
+  await holder.connect();
+  t.teardown(() => holder.end());
+  await holder.query('BEGIN');
+  await holder.query(`INSERT INTO linkbay.tenants (slug, name) VALUES ($1, 'Holder')`, [s]);
+  let seeded = false;
+  const service = seeding(db, async () => {
+    seeded = true;
+  });
+  const creating = service.createTenant({ slug: s, name: 'Insert Killed' }, { actor: 'ops:onboard' });
+  const pid = await waitingBackend(db, 'INSERT INTO linkbay.tenants');
+  await db.superQuery('SELECT pg_terminate_backend($1)', [pid]);
+  const error = await t.throwsAsync(creating);
+  t.false(error instanceof OnboardingError, 'no onboarding step ran: the error is the connection\'s');
+  await holder.query('ROLLBACK');
+  t.false(seeded);
+  t.is((await db.superQuery(`SELECT count(*)::int AS n FROM linkbay.tenants WHERE slug = $1`, [s])).rows[0].n, 0);
+  t.is((await db.superQuery(`SELECT count(*)::int AS n FROM linkbay.audit_log WHERE after->>'slug' = $1`, [s])).rows[0].n, 0);
+  const again = await service.createTenant({ slug: s, name: 'Second Try' });
+  t.is(again.status, 'active');
+});
+
+test('a delete and a purge during an onboarding\'s seed, and seed rows written after the purge: the undo purges those too', async (t) => {
+  const { db } = t.context;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let seeded!: (id: string) => void;
+  const seededId = new Promise<string>((resolve) => (seeded = resolve));
+  const pools = new TenantDBPool({ tenantService: new PgTenantService(db.appPool, { tenancy: db.config }), sharedPool: db.appPool, tenancy: db.config });
+  const service = new TenantAdminService(db.adminPool, {
+    tenancy: db.config,
+    onboarding: {
+      pools,
+      seed: async ({ tenant, withTenantTransaction: inTenant }) => {
+        await inTenant((tx) => tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'before')`, [tenant.id]));
+        seeded(tenant.id);
+        await held;
+        await inTenant((tx) => tx.query(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'after the purge')`, [tenant.id]));
+      },
+    },
+  });
+  const creating = service.createTenant({ slug: slug('purged-midway'), name: 'Purged Midway' });
+  const id = await seededId;
+  await service.deleteTenant(id, { actor: 'ops:stop' });
+  const report = await service.purgeTenant(id, { actor: 'ops:stop' });
+  t.is(report.tables.find((x) => x.table === 'public.orders')!.deleted, 1);
+  release();
+  const error = (await t.throwsAsync(creating, { instanceOf: OnboardingError })) as OnboardingError;
+  t.is(error.step, 'activate');
+  t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [id])).rows[0].n, 0);
+  const audit = await auditOf(db, id);
+  t.deepEqual(audit.map((r) => r.action), ['create', 'delete', 'purge', 'purge', 'onboarding-failed']);
 });
