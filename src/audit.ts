@@ -86,6 +86,11 @@ export interface AuditRecord {
 // Nor a lone surrogate (\p{Cs}), which would be written to the database as U+FFFD.
 const PRINTABLE = /^[^\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]*$/u;
 
+/** Whether `actor` is one the audit log accepts: 1 to 200 printable characters, not only spaces. */
+export function isAuditActor(actor: unknown): actor is string {
+  return typeof actor === 'string' && actor.trim().length > 0 && actor.length <= 200 && PRINTABLE.test(actor);
+}
+
 /**
  * The actor and reason checked (TenantInputError naming the field): each as given, else the current
  * scope's (runWithAuditContext, set by the admin routers), else actor `system` and no reason.
@@ -93,7 +98,7 @@ const PRINTABLE = /^[^\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]*$/u;
 export function auditContext(given: AuditContext | undefined): { readonly actor: string; readonly reason?: string } {
   const scope = currentAuditContext();
   const actor = given?.actor ?? scope?.actor ?? 'system';
-  if (typeof actor !== 'string' || actor.trim().length === 0 || actor.length > 200 || !PRINTABLE.test(actor)) {
+  if (!isAuditActor(actor)) {
     throw new TenantInputError('`actor` must be 1 to 200 printable characters');
   }
   const reason = given?.reason ?? scope?.reason ?? null;

@@ -463,3 +463,10 @@ test('a delete and a purge during an onboarding\'s seed, and seed rows written a
   const audit = await auditOf(db, id);
   t.deepEqual(audit.map((r) => r.action), ['create', 'delete', 'purge', 'purge', 'onboarding-failed']);
 });
+
+test('a named token whose actor the audit log would refuse (a bidi override, a zero-width space) is refused when configured, not on every request', async (t) => {
+  for (const actor of ['ops:\u202ejane', 'ops:\u200bjane', 'ops:\u0085jane', 'ops:\u2028jane', 'ops:\ud800']) {
+    t.throws(() => requireBearerToken({ token: [{ token: 'x'.repeat(20), actor }] }), { instanceOf: TypeError, message: /actor/ }, JSON.stringify(actor));
+  }
+  t.notThrows(() => requireBearerToken({ token: [{ token: 'x'.repeat(20), actor: 'ops:jürgen' }] }));
+});
