@@ -9,8 +9,9 @@ import type { AddressInfo } from 'node:net';
 import { request as httpRequest, type Server } from 'node:http';
 import Koa from 'koa';
 import pg from 'pg';
-import { OnboardingError, PgTenantService, TenantAdminService, TenantDBPool, TenantExistsError, TenantInputError, withTenantTransaction } from '../src/index.js';
-import { createAdminRouter, requireBearerToken } from '../src/koa/index.js';
+import request from 'supertest';
+import { OnboardingError, PgTenantService, TenantAdminService, TenantDBPool, TenantExistsError, TenantInputError, TenantMigrationService, withTenantTransaction } from '../src/index.js';
+import { createAdminRouter, createMigrationRouter, requireBearerToken } from '../src/koa/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl, type TestDatabase } from './helpers/db.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -469,4 +470,19 @@ test('a named token whose actor the audit log would refuse (a bidi override, a z
     t.throws(() => requireBearerToken({ token: [{ token: 'x'.repeat(20), actor }] }), { instanceOf: TypeError, message: /actor/ }, JSON.stringify(actor));
   }
   t.notThrows(() => requireBearerToken({ token: [{ token: 'x'.repeat(20), actor: 'ops:jürgen' }] }));
+});
+
+test('the legacy export route (createMigrationRouter) hands out every row of a tenant: it writes its export audit row first, as the token actor', async (t) => {
+  const { db, admin } = t.context;
+  const tenant = await admin.createTenant({ slug: slug('exported'), name: 'Exported' });
+  await db.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'secret')`, [tenant.id]);
+  const pools = new TenantDBPool({ tenantService: new PgTenantService(db.appPool, { tenancy: db.config }), sharedPool: db.appPool, tenancy: db.config });
+  const service = new TenantMigrationService({ admin, pools, tenancy: db.config });
+  const app = new Koa();
+  const router = createMigrationRouter(service, { authorize: requireBearerToken({ token: [{ token, actor: 'ops:exporter' }] }), targets: {} });
+  app.use(router.routes());
+  const response = await request(app.callback()).get(`/admin/tenants/${tenant.id}/export`).set('authorization', `Bearer ${token}`).set('x-audit-reason', 'dsar 12');
+  t.is(response.status, 200);
+  t.true(JSON.stringify(response.body.tables).includes('secret'));
+  t.like((await auditOf(db, tenant.id)).at(-1), { action: 'export', actor: 'ops:exporter', reason: 'dsar 12' });
 });
