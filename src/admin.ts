@@ -140,11 +140,19 @@ export class TenantAdminService {
     return runOnboarding(tenant, onboarding, this.tenancy, {
       activate: (t) => this.finishOnboarding(t, context),
       purgeRows: async (t) => {
-        // The seed's rows in the shared database: purged as a deleted tenant's would be.
-        await this.db.query(`UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1`, [t.id]);
-        await purgeTenant(this.db, t.id, { tenancy: this.tenancy, audit: { ...context, reason: 'onboarding undone' } });
+        // The seed's rows in the shared database: purged as a deleted tenant's would be. The status
+        // change has its audit row: if the undo stops after it, the log still explains the row.
+        const undone = { ...context, reason: 'onboarding undone' };
+        await inAdminTransaction(this.db, async (tx) => {
+          const { rows } = await tx.query(
+            `UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1 AND status <> 'deleted' RETURNING ${TENANT_COLUMNS}`,
+            [t.id],
+          );
+          if (rows[0]) await writeAudit(tx, { action: 'delete', tenantId: t.id, before: auditedTenant(t), after: auditedTenant(toTenant(rows[0])), context: undone });
+        });
+        await purgeTenant(this.db, t.id, { tenancy: this.tenancy, audit: undone });
       },
-      remove: (t, step, error, keep) => this.removeOnboarded(t, step, error, keep, context),
+      remove: (t, step, error, undoFailed) => this.removeOnboarded(t, step, error, undoFailed, context),
     });
   }
 
@@ -165,19 +173,26 @@ export class TenantAdminService {
   /**
    * The registry row removed with the `onboarding-failed` audit row (the step and the error's code);
    * kept as `deleted` when an undo step failed (something of the tenant may be left: the id must not
-   * be reused, and purgeTenant can finish the undo).
+   * be reused), the audit row then naming the undo steps that failed (`undoFailed`): what the
+   * operator has to finish by hand.
    */
-  private async removeOnboarded(tenant: Tenant, step: OnboardingStep, error: unknown, keep: boolean, context: AuditContext): Promise<void> {
+  private async removeOnboarded(tenant: Tenant, step: OnboardingStep, error: unknown, undoFailed: readonly OnboardingStep[], context: AuditContext): Promise<void> {
     await inAdminTransaction(this.db, async (tx) => {
-      const { rows } = keep
-        ? await tx.query(`UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [tenant.id])
-        : await tx.query(`DELETE FROM linkbay.tenants WHERE id = $1 RETURNING ${TENANT_COLUMNS}`, [tenant.id]);
+      // `before` is the row as it was (deleted already when a purge undid the seed).
+      const before = await this.locked(tx, tenant.id).catch((e: unknown) => (e instanceof TenantNotFoundError ? tenant : Promise.reject(e)));
+      const keep = undoFailed.length > 0;
+      if (keep) await tx.query(`UPDATE linkbay.tenants SET status = 'deleted', updated_at = now() WHERE id = $1`, [tenant.id]);
+      else await tx.query(`DELETE FROM linkbay.tenants WHERE id = $1`, [tenant.id]);
       const code = (error as { code?: unknown } | null)?.code;
       await writeAudit(tx, {
         action: 'onboarding-failed',
         tenantId: tenant.id,
-        before: auditedTenant(rows[0] ? toTenant(rows[0]) : tenant),
-        after: { step, error: typeof code === 'string' ? code : (error as Error | null)?.name ?? 'Error' },
+        before: auditedTenant(before),
+        after: {
+          step,
+          error: typeof code === 'string' ? code : (error as Error | null)?.name ?? 'Error',
+          ...(keep ? { status: 'deleted', undoFailed } : {}),
+        },
         context,
       });
     });

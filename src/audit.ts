@@ -83,7 +83,13 @@ export interface AuditRecord {
 // No control (C0, C1: a latin1 header byte 0x85 or 0x9b becomes NEL or CSI) or format characters
 // (bidi overrides, zero-width), nor line and paragraph separators: an audit trail shown in a
 // terminal or a UI must read as it was written.
-const PRINTABLE = /^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u;
+// Nor a lone surrogate (\p{Cs}), which would be written to the database as U+FFFD.
+const PRINTABLE = /^[^\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]*$/u;
+
+/** Whether `actor` is one the audit log accepts: 1 to 200 printable characters, not only spaces. */
+export function isAuditActor(actor: unknown): actor is string {
+  return typeof actor === 'string' && actor.trim().length > 0 && actor.length <= 200 && PRINTABLE.test(actor);
+}
 
 /**
  * The actor and reason checked (TenantInputError naming the field): each as given, else the current
@@ -92,7 +98,7 @@ const PRINTABLE = /^[^\p{Cc}\p{Cf}\u2028\u2029]*$/u;
 export function auditContext(given: AuditContext | undefined): { readonly actor: string; readonly reason?: string } {
   const scope = currentAuditContext();
   const actor = given?.actor ?? scope?.actor ?? 'system';
-  if (typeof actor !== 'string' || actor.trim().length === 0 || actor.length > 200 || !PRINTABLE.test(actor)) {
+  if (!isAuditActor(actor)) {
     throw new TenantInputError('`actor` must be 1 to 200 printable characters');
   }
   const reason = given?.reason ?? scope?.reason ?? null;

@@ -83,11 +83,11 @@ export interface OnboardingRegistry {
   /** Removes the tenant's rows from the shared database's tenant tables (seed undone). */
   purgeRows(tenant: Tenant): Promise<void>;
   /**
-   * Deletes the registry row, with its audit row (the failed step), in one transaction; with
-   * `keep` (an undo step failed, so something of the tenant may be left) marks it `deleted` instead:
-   * its id is then never reused, and a purge can finish the undo.
+   * Deletes the registry row, with its audit row (the failed step), in one transaction; when undo
+   * steps failed (`undoFailed`, so something of the tenant may be left) marks it `deleted` instead,
+   * the audit row naming them: its id is then never reused.
    */
-  remove(tenant: Tenant, step: OnboardingStep, error: unknown, keep: boolean): Promise<void>;
+  remove(tenant: Tenant, step: OnboardingStep, error: unknown, undoFailed: readonly OnboardingStep[]): Promise<void>;
 }
 
 /** 'lbmt' + 'onbd': onboardings on one server take turns (in `lockDatabase`), so the roles one creates are its own. */
@@ -190,7 +190,7 @@ export async function runOnboarding(tenant: Tenant, options: OnboardingOptions, 
       }
     }
     try {
-      await registry.remove(tenant, step, error, failures.length > 0);
+      await registry.remove(tenant, step, error, failures.map((f) => f.step));
     } catch (undoError) {
       failures.push({ step: 'registry', error: undoError });
     }

@@ -1,6 +1,7 @@
 import { DEFAULT_TENANCY, qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from './config.js';
 import { TenancyConfigError, TenantInputError, TenantIsolationError } from './errors.js';
 import type { TenantAdminService } from './admin.js';
+import { auditContext, type AuditContext } from './audit.js';
 import type { TenantDBPool } from './db-pool.js';
 import { withTenantTransaction, type TenantPool, type TenantTransaction } from './transaction.js';
 
@@ -87,9 +88,15 @@ export class TenantMigrationService {
     if (this.tenancy.tables.length === 0) throw new TenancyConfigError('`tenancy.tables` must list the tenant tables to migrate');
   }
 
-  /** The tenant's rows, from the database it lives in now. */
-  async exportTenantData(tenantId: string): Promise<TenantExport> {
+  /**
+   * The tenant's rows, from the database it lives in now. With `audit` (the HTTP export: rows
+   * handed out), the `export` audit row is written first, as for TenantPortability's export: its
+   * actor and reason, else the current audit scope's.
+   */
+  async exportTenantData(tenantId: string, options: { readonly audit?: AuditContext } = {}): Promise<TenantExport> {
+    const context = options.audit ? auditContext(options.audit) : undefined;
     const tenant = await this.options.admin.getTenant(tenantId);
+    if (context) await this.options.admin.recordAudit({ action: 'export', tenantId: tenant.id, after: { tables: this.tenancy.tables.map((t) => `${t.schema}.${t.table}`) }, context });
     return this.options.pools.usePool(tenant, (pool) => this.exportFrom(pool, tenant.id));
   }
 

@@ -29,13 +29,14 @@ const HOST = /^(?!.*\.\.)[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 const M = {
   object: 'the tenant must be an object',
   slug: '`slug` must be 1 to 63 lower-case letters, digits and inner hyphens',
-  name: '`name` must be 1 to 200 characters, without NUL',
+  name: '`name` must be 1 to 200 characters, without NUL or lone surrogates',
   domain: '`domain` must be a lower-case host name without port',
   domainDns: '`domain` must be a DNS name with a dot, not an IP address or localhost',
   plan: '`plan` must be 1 to 64 lower-case letters, digits, _ or -',
   metadata: '`metadata` must be an object',
   metadataDepth: `\`metadata\` must not nest deeper than ${MAX_METADATA_DEPTH} levels`,
   metadataJson: '`metadata` must be JSON (no cycles, no BigInt)',
+  metadataNumber: '`metadata` numbers must be finite (a JSON number beyond ±1.8e308 is not)',
   metadataSize: '`metadata` must be at most 16 KB of JSON',
   metadataNul: '`metadata` must not contain NUL characters',
   databaseUrl: '`databaseUrl` must be a postgres:// URL',
@@ -47,8 +48,9 @@ const slug = z.string({ error: M.slug }).regex(SLUG, { error: M.slug }).meta({ d
 const name = z
   .string({ error: M.name })
   .max(200, { error: M.name })
-  .refine((value) => value.trim().length > 0 && !value.includes('\u0000'), { error: M.name })
-  .meta({ description: '1 to 200 characters, not only spaces, without NUL.', examples: ['Acme Inc'] });
+  // A lone surrogate (`\ud800` in JSON) would be stored as U+FFFD: refused, not changed.
+  .refine((value) => value.trim().length > 0 && !value.includes('\u0000') && !/\p{Cs}/u.test(value), { error: M.name })
+  .meta({ description: '1 to 200 characters, not only spaces, without NUL or lone surrogates.', examples: ['Acme Inc'] });
 
 const domain = z
   .string({ error: M.domain })
@@ -68,11 +70,18 @@ const metadata = z
     const refuse = (message: string) => ctx.addIssue({ code: 'custom', message });
     if (jsonDepth(value) > MAX_METADATA_DEPTH) return refuse(M.metadataDepth);
     let json: string;
+    let finite = true;
     try {
-      json = JSON.stringify(value);
+      // JSON.stringify writes NaN and Infinity as null: a number 1e400 in a body (parsed to
+      // Infinity) would be stored as null, silently.
+      json = JSON.stringify(value, (_key, v: unknown) => {
+        if (typeof v === 'number' && !Number.isFinite(v)) finite = false;
+        return v;
+      });
     } catch {
       return refuse(M.metadataJson);
     }
+    if (!finite) return refuse(M.metadataNumber);
     if (Buffer.byteLength(json) > MAX_METADATA_BYTES) return refuse(M.metadataSize);
     if (json.includes('\\u0000')) return refuse(M.metadataNul);
   })

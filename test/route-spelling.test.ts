@@ -42,12 +42,12 @@ test.after.always(async (t) => {
 
 /** A raw request: the path goes on the wire exactly as given (no URL normalisation on the way). */
 function raw(t: { context: { port: number } }, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+  return new Promise<{ status: number; body: string; allow?: string }>((resolve, reject) => {
     const request = httpRequest({ host: '127.0.0.1', port: t.context.port, method, path, headers: { ...(body ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (response) => {
       let text = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (text += chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text, ...(response.headers.allow ? { allow: response.headers.allow } : {}) }));
     });
     request.on('error', reject);
     request.end(body);
@@ -132,6 +132,22 @@ test('no spelling of an admin, migration or metrics route gets past the admin to
   t.is((await raw(t, 'GET', '/admin/tenants', auth)).status, 200);
   t.is((await raw(t, 'GET', `/admin/tenants/${tenantId}/export`, auth)).status, 200);
   t.is((await raw(t, 'GET', `/ADMIN/tenants`, auth)).status, 200, 'a case variant with the token reaches the route: only the guard decides');
+});
+
+test('OPTIONS and wrong methods of the admin and portability routes tell nothing without the token (allowedMethods is mounted)', async (t) => {
+  const { tenantId } = t.context;
+  const paths = ['/admin/tenants', `/admin/tenants/${tenantId}`, `/admin/tenants/${tenantId}/purge`, `/admin/tenants/${tenantId}/export`, `/admin/tenants/${tenantId}/move`, '/admin/audit', '/admin/openapi.json'];
+  for (const path of paths) {
+    for (const spelling of [path, path.toUpperCase(), `${path}/`]) {
+      for (const method of ['OPTIONS', 'PUT', 'PATCH', 'TRACE']) {
+        const response = await raw(t, method, spelling);
+        t.true([401, 404].includes(response.status), `${method} ${spelling} answered ${response.status}`);
+        t.is(response.allow, undefined, `${method} ${spelling} told its methods`);
+      }
+    }
+  }
+  const options = await raw(t, 'OPTIONS', `/admin/tenants/${tenantId}/export`, { authorization: `Bearer ${token}` });
+  t.is(options.status, 200, 'with the token allowedMethods answers');
 });
 
 test('no spelling of a tenant route runs without a tenant', async (t) => {

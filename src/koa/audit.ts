@@ -23,7 +23,7 @@ export type AuditActor = (ctx: Context) => string | undefined;
 export function auditScope(actor?: AuditActor): Middleware {
   return async function auditScope(ctx, next) {
     const named = actor ? actor(ctx) : typeof ctx.state.actor === 'string' ? ctx.state.actor : undefined;
-    const reason = ctx.get(AUDIT_REASON_HEADER) || undefined;
+    const reason = headerText(ctx.get(AUDIT_REASON_HEADER)) || undefined;
     let context;
     try {
       context = auditContext({ actor: named ?? 'admin', ...(reason ? { reason } : {}) });
@@ -35,6 +35,22 @@ export function auditScope(actor?: AuditActor): Middleware {
     }
     await runWithAuditContext(context, next);
   };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A header's text. Node hands header bytes over as latin1, one character per byte, while clients
+ * (curl -H, browsers' fetch) send non-ASCII text as its UTF-8 bytes: read as latin1, `ü` would be
+ * recorded as `Ã¼` and an en dash refused as C1 controls. Bytes that are not UTF-8 are 422.
+ */
+function headerText(value: string): string {
+  if (!/[^\x00-\x7f]/.test(value)) return value;
+  try {
+    return utf8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    throw new TenantInputError(`\`${AUDIT_REASON_HEADER}\` must be UTF-8 text`);
+  }
 }
 
 const one = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);

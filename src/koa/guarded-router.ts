@@ -49,6 +49,38 @@ export class GuardedRouter extends Router {
     return this.middleware();
   }
 
+  /**
+   * `allowedMethods()` answers a path a route matched with another method (405, 501) or OPTIONS
+   * (200), listing the matched routes' methods in `Allow`: without the guards, the map of a guarded
+   * API told to anyone. Here it answers for this router's own routes only (another router's
+   * `allowedMethods` answers for its routes, behind its guards), and only past the guards, which run
+   * inside its `next`, after the rest of the chain, so that a refusal is the answer. A request whose
+   * method one of these routes took has been through them already.
+   */
+  override allowedMethods(...args: Parameters<Router['allowedMethods']>): ReturnType<Router['allowedMethods']> {
+    const allowed = super.allowedMethods(...args);
+    const guards = this.#guards;
+    return (async (ctx, next) => {
+      const matched = { set: false, value: undefined as unknown };
+      await allowed(ctx, async () => {
+        await next();
+        if (ctx.status !== 404 || !Array.isArray(ctx.matched)) return;
+        const own = new Set<unknown>(this.stack);
+        const ours = ctx.matched.filter((layer) => own.has(layer) && layer.methods.length > 0);
+        const method = ctx.method.toUpperCase();
+        if (ours.some((layer) => layer.methods.includes(method))) return;
+        Object.assign(matched, { set: true, value: ctx.matched });
+        // What it reads once this returns: nothing of other routers' routes.
+        ctx.matched = ours.length > 0 ? ours : undefined;
+        if (ours.length === 0) return;
+        const run = (i: number): Promise<void> => (i < guards.length ? Promise.resolve(guards[i]!(ctx as never, () => run(i + 1))) : Promise.resolve());
+        await run(0);
+      });
+      // For the routers before this one (their own allowedMethods).
+      if (matched.set) ctx.matched = matched.value as typeof ctx.matched;
+    }) as ReturnType<Router['allowedMethods']>;
+  }
+
   /** Every route (a layer with methods; `use` layers have none) starts with the guards. */
   #guardRoutes(): void {
     const guards = this.#guards;

@@ -34,7 +34,8 @@ export function createMigrationRouter(service: TenantMigrationService, options: 
   // `authorize` in every route, however the path is spelled (GuardedRouter, PITFALLS 27).
   const router = new GuardedRouter({ prefix: options.prefix ?? '/admin', guards: [problemDetails(), options.authorize, auditScope()] });
   router.get('exportTenantData', '/tenants/:id/export', async (ctx) => {
-    const data = await service.exportTenantData(ctx.params.id!);
+    // Every row of the tenant is handed out: audited (the request's actor and X-Audit-Reason).
+    const data = await service.exportTenantData(ctx.params.id!, { audit: {} });
     ctx.body = { ...data, counts: Object.fromEntries(data.tables.map((t) => [t.table, t.rows.length])) };
   });
   router.post('moveTenant', '/tenants/:id/move', async (ctx) => {
