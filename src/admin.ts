@@ -5,7 +5,7 @@ import { canonicalTenantId } from './tenant-id.js';
 import { purgeTenant, type PurgeReport } from './purge.js';
 import { TENANT_COLUMNS, TENANT_STATUSES, toTenant, type Queryable, type Tenant, type TenantStatus } from './tenants.js';
 import { inAdminTransaction, type AdminDatabase } from './admin-transaction.js';
-import { auditContext, auditedTenant, listAudit, writeAudit, type AuditContext, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
+import { auditContext, auditedTenant, listAudit, tailAudit, writeAudit, type AuditContext, type AuditFilter, type AuditPage, type AuditRecord, type AuditTail } from './audit.js';
 import { observeOperation, tenantIdOrNull } from './tenant-operations.js';
 import { checkOnboardingOptions, hasOnboardingSteps, runOnboarding, type OnboardingOptions } from './onboarding.js';
 
@@ -283,6 +283,11 @@ export class TenantAdminService {
   /** The audit log, newest first (src/audit.ts). */
   listAudit(filter: AuditFilter = {}): Promise<AuditPage> {
     return listAudit(this.db, filter, this.tenancy);
+  }
+
+  /** The audit log in commit order, for a consumer that follows it and must miss nothing (src/audit.ts). */
+  tailAudit(options: { after?: string; limit?: number } = {}): Promise<AuditTail> {
+    return tailAudit(this.db, options);
   }
 
   /**

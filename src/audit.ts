@@ -72,6 +72,14 @@ export interface AuditPage {
   readonly next?: string;
 }
 
+/** What `tailAudit` returns: the next rows in commit order, and where to go on from. */
+export interface AuditTail {
+  /** Oldest first, in the order their transactions ended (at most `limit`). */
+  readonly entries: readonly AuditEntry[];
+  /** Pass as `after` on the next call: always present (the same cursor when there was nothing new). */
+  readonly next: string;
+}
+
 export interface AuditRecord {
   readonly action: AuditAction;
   readonly tenantId: string | null;
@@ -166,17 +174,49 @@ export async function listAudit(db: Queryable, filter: AuditFilter = {}, tenancy
       LIMIT ${limit + 1}`,
     [tenant, filter.action ?? null, filter.actor ?? null, filter.since ?? null, filter.until ?? null, filter.after ?? null],
   );
-  const entries = rows.slice(0, limit).map(
-    (row): AuditEntry => ({
-      id: row.id,
-      occurredAt: row.occurred_at,
-      actor: row.actor,
-      action: row.action,
-      tenantId: row.subject_tenant,
-      before: row.before,
-      after: row.after,
-      reason: row.reason,
-    }),
-  );
+  const entries = rows.slice(0, limit).map(toEntry);
   return rows.length > limit ? { entries, next: entries[entries.length - 1]!.id } : { entries };
+}
+
+const TAIL_CURSOR = /^(0|[1-9]\d{0,19})\.(0|[1-9]\d{0,18})$/;
+
+/**
+ * The audit log for a consumer that follows it (a SIEM export, a webhook relay): the rows after
+ * `after` (the `next` of the previous call; none: from the beginning), oldest first, `limit` (1–1000,
+ * default 100) at a time, in an order that misses nothing. `listAudit` is for people: newest first by
+ * id, where a long transaction's row (ids are taken at INSERT) appears after rows with greater ids,
+ * so a consumer that polled it by id or by time would have passed it. Here only rows whose
+ * transaction ended before every transaction still running are served, by their transaction's id
+ * (sql/00005-audit-commit-order.sql): no row can appear later before the cursor. The price: while a
+ * write transaction runs (anywhere on the server), the rows written after it began wait for it.
+ */
+export async function tailAudit(db: Queryable, options: { readonly after?: string; readonly limit?: number } = {}): Promise<AuditTail> {
+  const limit = options.limit ?? 100;
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new TenantInputError('`limit` must be an integer from 1 to 1000');
+  const cursor = options.after === undefined ? undefined : TAIL_CURSOR.exec(options.after);
+  if (options.after !== undefined && !cursor) throw new TenantInputError('`after` must be the `next` of a previous call');
+  const { rows } = await db.query(
+    `SELECT a.tx::text AS tx, a.id::text AS id, a.occurred_at, a.actor, a.action, a.subject_tenant, a.before, a.after, a.reason FROM linkbay.audit_log a
+      WHERE a.tx < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+        AND ($1::xid8 IS NULL OR (a.tx, a.id) > ($1::xid8, $2::bigint))
+      ORDER BY a.tx, a.id
+      LIMIT ${limit}`,
+    [cursor?.[1] ?? null, cursor?.[2] ?? null],
+  );
+  const entries = rows.map(toEntry);
+  const last = rows[rows.length - 1];
+  return { entries, next: last ? `${last.tx}.${last.id}` : (options.after ?? '0.0') };
+}
+
+function toEntry(row: Record<string, any>): AuditEntry {
+  return {
+    id: row.id,
+    occurredAt: row.occurred_at,
+    actor: row.actor,
+    action: row.action,
+    tenantId: row.subject_tenant,
+    before: row.before,
+    after: row.after,
+    reason: row.reason,
+  };
 }

@@ -78,7 +78,7 @@ export { TenantDBPool, type TenantDBPoolOptions, type TenantDBPoolStats } from '
 export { TenantAdminService, type NewTenant, type TenantPatch, type TenantAdminServiceOptions, type TenantList } from './admin.js';
 export { MAX_METADATA_BYTES, MAX_METADATA_DEPTH } from './tenant-limits.js';
 export type { OnboardingOptions, TenantDatabaseProvisioning, SeedContext } from './onboarding.js';
-export { listAudit, writeAudit, AUDIT_ACTIONS, type AuditAction, type AuditContext, type AuditEntry, type AuditFilter, type AuditPage, type AuditRecord } from './audit.js';
+export { listAudit, tailAudit, writeAudit, AUDIT_ACTIONS, type AuditAction, type AuditContext, type AuditEntry, type AuditFilter, type AuditPage, type AuditRecord, type AuditTail } from './audit.js';
 export { runWithAuditContext, currentAuditContext } from './audit-context.js';
 export { TenantMigrationService, type TenantExport, type ImportResult, type MoveOptions, type TenantMigrationServiceOptions } from './tenant-migration.js';
 export {

@@ -289,3 +289,26 @@ test("on one client inside the caller's transaction, the change and its audit ro
   const queryOnly = new TenantAdminService({ query: (text: string, values?: unknown[]) => source.adminPool.query(text, values) }, { tenancy: source.config });
   await t.throwsAsync(queryOnly.activateTenant(tenant.id), { instanceOf: TypeError, message: /one transaction/ });
 });
+
+test('GET /admin/audit/tail: the log oldest first with a cursor; a bad cursor or limit is 422; no token 401, a wrong one 403, in any spelling', async (t) => {
+  const http = request(t.context.server);
+  const first = await http.get('/admin/audit/tail?limit=1').set(as(PLAIN));
+  t.is(first.status, 200);
+  t.is(first.headers['cache-control'], 'no-store');
+  t.regex(first.body.next, /^\d+\.\d+$/);
+  // The cursor goes forward only: what the next call returns comes after what the first did.
+  const after = await http.get(`/admin/audit/tail?after=${encodeURIComponent(first.body.next)}&limit=1000`).set(as(PLAIN));
+  t.is(after.status, 200);
+  t.false(after.body.entries.some((e: { id: string }) => first.body.entries.some((f: { id: string }) => f.id === e.id)));
+  for (const [query, detail] of [['after=17', /`after`/], ['after=1.2%3B', /`after`/], ['limit=0', /`limit`/], ['limit=x', /`limit`/]] as const) {
+    const response = await http.get(`/admin/audit/tail?${query}`).set(as(PLAIN));
+    t.is(response.status, 422, query);
+    t.regex(response.body.detail, detail, query);
+  }
+  for (const path of ['/admin/audit/tail', '/ADMIN/audit/tail', '/admin/AUDIT/TAIL', '/admin//audit/tail', '/admin/audit/tail/']) {
+    const none = await http.get(path);
+    t.true(none.status === 401 || none.status === 404, `${path}: ${none.status}`);
+    if (none.status === 404) continue;
+    t.is((await http.get(path).set('authorization', 'Bearer wrong-token-0123456789abcdef')).status, 403, path);
+  }
+});

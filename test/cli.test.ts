@@ -21,10 +21,10 @@ test('the CLI generates the files and migrates them', async (t) => {
   const complain = (s: string) => err.push(s);
   t.is(await main(['generate', '--config', configFile, '--out', join(dir, 'migrations')], say, complain), 0);
   const names = await readdir(join(dir, 'migrations'));
-  t.deepEqual(names.sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql', '00006-rls-public-orders.sql', '00007-manifest-public-orders.sql']);
-  t.is(await readFile(join(dir, 'migrations', names[5]!), 'utf8'), generateRlsSql(db.config)[5]!.sql);
+  t.deepEqual(names.sort(), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql', '00006-linkbay-audit-commit-order.sql', '00007-rls-public-orders.sql', '00008-manifest-public-orders.sql']);
+  t.is(await readFile(join(dir, 'migrations', names[6]!), 'utf8'), generateRlsSql(db.config)[6]!.sql);
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', join(dir, 'migrations')], say, complain), 0);
-  t.true(out.includes('7 migration(s) applied'));
+  t.true(out.includes('8 migration(s) applied'));
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', join(dir, 'migrations')], say, complain), 0);
   t.is(out.at(-1), '0 migration(s) applied');
   // bad usage is exit code 2 and names the problem
@@ -52,12 +52,12 @@ test('generate --start, --no-registry and --only choose the files and their numb
   };
   t.deepEqual(await generated('start', '--start', '40', '--no-registry'), generateRlsSql(config, { startIndex: 40, includeRegistry: false }));
   t.deepEqual((await generated('start-only')).map((f) => f.name), [
-    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql',
-    '00006-rls-public-orders.sql', '00007-manifest-public-orders.sql', '00008-rls-public-customers.sql', '00009-manifest-public-customers.sql',
+    '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql', '00006-linkbay-audit-commit-order.sql',
+    '00007-rls-public-orders.sql', '00008-manifest-public-orders.sql', '00009-rls-public-customers.sql', '00010-manifest-public-customers.sql',
   ]);
   const setup = await generated('setup', '--only', 'setup');
   t.deepEqual(setup, generateRlsSql(config, { only: 'setup' }));
-  t.deepEqual(setup.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql']);
+  t.deepEqual(setup.map((f) => f.name), ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql', '00006-linkbay-audit-commit-order.sql']);
   const tables = await generated('tables', '--only', 'tables', '--start', '7');
   t.deepEqual(tables, generateRlsSql(config, { only: 'tables', startIndex: 7 }));
   t.deepEqual(tables.map((f) => f.name), ['00007-rls-public-orders.sql', '00008-manifest-public-orders.sql', '00009-rls-public-customers.sql', '00010-manifest-public-customers.sql']);

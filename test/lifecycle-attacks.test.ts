@@ -14,6 +14,7 @@ import { OnboardingError, PgTenantService, TenantAdminService, TenantDBPool, Ten
 import { createAdminRouter, createMigrationRouter, requireBearerToken } from '../src/koa/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl, type TestDatabase } from './helpers/db.js';
 import { waitFor } from './helpers/wait.js';
+import { until } from './helpers/until.js';
 
 const test = anyTest as TestFn<{ db: TestDatabase; admin: TenantAdminService; server: Server; port: number }>;
 const token = 'lifecycle-attack-admin-token';
@@ -387,25 +388,47 @@ test.serial('the onboarding server connection killed before a failing seed: the 
 // transactions, a change joined to a caller's transaction) commits after rows that sort after it,
 // so a consumer tailing the log (`since` its last row's time, or ids above its last) never sees it.
 // A fix needs a commit-ordered cursor (e.g. an xid8 column and only rows below the snapshot's xmin).
-test.failing('a consumer tailing GET /admin/audit by `since` sees every row, also one whose transaction committed late', async (t) => {
+test.serial('a consumer following the audit log (tailAudit) sees every row, also one whose transaction committed after later rows; listAudit by `since` would have missed it', async (t) => {
   const { db, admin } = t.context;
   const early = await admin.createTenant({ slug: slug('tail-early'), name: 'Early' });
   const late = await admin.createTenant({ slug: slug('tail-late'), name: 'Late' });
+  // The consumer has caught up with everything so far (the two create rows included).
+  let cursor: string | undefined;
+  let seen: string[] = [];
+  await until(async () => {
+    const tail = await admin.tailAudit({ ...(cursor ? { after: cursor } : {}), limit: 1000 });
+    cursor = tail.next;
+    seen = [...seen, ...tail.entries.map((e) => e.id)];
+    return seen.length >= 2 && tail.entries.length === 0;
+  }, 30_000, 'the tail to catch up');
   const client = new pg.Client({ connectionString: db.adminUrl });
   await client.connect();
   t.teardown(() => client.end());
   await client.query('BEGIN');
   await new TenantAdminService(client, { tenancy: db.config }).suspendTenant(early.id, { actor: 'ops:slow' });
   await admin.suspendTenant(late.id, { actor: 'ops:fast' });
-  // The consumer's poll: everything so far; it remembers its newest row.
+  // The list, newest first, shows the fast row; a consumer polling it by time would remember it as its newest.
   const first = await admin.listAudit({ limit: 1000 });
-  const newest = first.entries[0]!;
-  t.is(newest.actor, 'ops:fast');
+  t.is(first.entries[0]!.actor, 'ops:fast');
+  // The tail holds the fast row back while the slow transaction, which began before it, runs.
+  const held = await admin.tailAudit({ after: cursor!, limit: 1000 });
+  t.deepEqual(held.entries.map((e) => e.actor), []);
+  t.is(held.next, cursor!);
   await client.query('COMMIT');
-  const next = await admin.listAudit({ since: newest.occurredAt, limit: 1000 });
-  const seen = new Set([...first.entries, ...next.entries].map((e) => e.id));
-  const all = await admin.listAudit({ limit: 1000 });
-  t.deepEqual(all.entries.filter((e) => !seen.has(e.id)).map((e) => e.actor), [], 'rows the consumer never saw');
+  const bySince = await admin.listAudit({ since: first.entries[0]!.occurredAt, limit: 1000 });
+  t.false(bySince.entries.some((e) => e.actor === 'ops:slow'), 'by `since`, the late-committed row is behind the consumer (why tailAudit exists)');
+  // Served once every write transaction on the server that began before them has ended (other
+  // test files run on this server): waited for, with a deadline.
+  const next = await until(async () => {
+    const read = await admin.tailAudit({ after: held.next, limit: 1000 });
+    return read.entries.length >= 2 && read;
+  }, 30_000, 'the tail to serve both rows');
+  t.deepEqual(next.entries.map((e) => e.actor), ['ops:slow', 'ops:fast'], 'in the order of their transactions, nothing missed');
+  t.deepEqual((await admin.tailAudit({ after: next.next })).entries, []);
+  for (const bad of ['1', '1.', '.1', 'x.1', '01.1', '1.2.3', `${'9'.repeat(21)}.1`]) {
+    await t.throwsAsync(admin.tailAudit({ after: bad }), { code: 'LBMT_TENANT_INPUT_INVALID' }, bad);
+  }
+  await t.throwsAsync(admin.tailAudit({ limit: 0 }), { code: 'LBMT_TENANT_INPUT_INVALID' });
 });
 
 test.serial('the onboarding connection killed at its first step (the registry INSERT, waiting on a slug being taken): nothing written, no audit row, the slug free again', async (t) => {

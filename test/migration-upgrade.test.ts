@@ -3,16 +3,19 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkPosture, defineTenancy, generateRlsSql, migrate, migrateFiles } from '../src/index.js';
+import { checkPosture, defineTenancy, generateRlsSql, migrate, migrateFiles, TenantAdminService } from '../src/index.js';
 import { generateRlsSqlFrom } from '../src/policies.js';
 import { appendAfterExisting } from '../src/migration-numbering.js';
 import { main } from '../src/cli.js';
 import { createTestDatabase, newTenantId, ORDERS_SCHEMA } from './helpers/db.js';
+import { until } from './helpers/until.js';
 
 // The library's sql/ as released before the tenant-moves migration (commit f111b3f), frozen.
 const PREVIOUS_SQL = fileURLToPath(new URL('./fixtures/library-sql-f111b3f/', import.meta.url));
 // And before the tenant-lifecycle migration (commit 411d4d9: tenants, tenant-moves, policy-manifest), frozen.
 const BEFORE_LIFECYCLE_SQL = fileURLToPath(new URL('./fixtures/library-sql-411d4d9/', import.meta.url));
+// And before the audit log's commit order (commit e6caa40: tenants, tenant-moves, tenant-lifecycle, policy-manifest), frozen.
+const BEFORE_COMMIT_ORDER_SQL = fileURLToPath(new URL('./fixtures/library-sql-e6caa40/', import.meta.url));
 
 /** Catalog objects of the library's schema and the tenant table: what an upgrade may only add to. */
 async function catalog(db: Awaited<ReturnType<typeof createTestDatabase>>) {
@@ -50,7 +53,7 @@ test('a database migrated with the previous version upgrades by appending the ne
   // Numbered after what is applied: the applied files keep their number and bytes, the new ones
   // follow; the table migrated by the previous version gets its manifest recorded by the last.
   const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
-  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql', '00005-linkbay-tenant-lifecycle.sql', '00006-linkbay-policy-manifest.sql', '00007-manifest-public-orders.sql']);
+  t.deepEqual(upgraded.applied, ['00004-linkbay-tenant-moves.sql', '00005-linkbay-tenant-lifecycle.sql', '00006-linkbay-policy-manifest.sql', '00007-linkbay-audit-commit-order.sql', '00008-manifest-public-orders.sql']);
   const manifest = await db.superQuery(`SELECT table_name FROM linkbay.policy_manifest`);
   t.deepEqual(manifest.rows, [{ table_name: 'public.orders' }]);
   t.deepEqual(await drift(), [], 'the upgraded database reports no drift');
@@ -93,15 +96,15 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
   t.deepEqual((await readdir(migrations)).sort(), [
     '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00004-linkbay-tenant-moves.sql', '00005-linkbay-tenant-lifecycle.sql',
-    '00006-linkbay-policy-manifest.sql', '00007-manifest-public-orders.sql',
+    '00006-linkbay-policy-manifest.sql', '00007-linkbay-audit-commit-order.sql', '00008-manifest-public-orders.sql',
   ]);
   const names = (await readdir(migrations)).sort();
   for (const [i, bytes] of previousBytes.entries()) t.is(await readFile(join(migrations, names[i]!), 'utf8'), bytes, `${names[i]} unchanged`);
   const out: string[] = [];
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
   t.deepEqual(out, [
-    'applied 00004-linkbay-tenant-moves.sql', 'applied 00005-linkbay-tenant-lifecycle.sql', 'applied 00006-linkbay-policy-manifest.sql', 'applied 00007-manifest-public-orders.sql',
-    '4 migration(s) applied',
+    'applied 00004-linkbay-tenant-moves.sql', 'applied 00005-linkbay-tenant-lifecycle.sql', 'applied 00006-linkbay-policy-manifest.sql', 'applied 00007-linkbay-audit-commit-order.sql',
+    'applied 00008-manifest-public-orders.sql', '5 migration(s) applied',
   ]);
 
   // A file already there that differs from this version's output is kept, and said so.
@@ -115,10 +118,10 @@ test('the CLI regenerating into the previous directory appends, and a table adde
   // A table added after the upgrade comes after the library's file, not before it.
   await writeFile(configFile, JSON.stringify({ roles: db.config.roles, tables: ['orders', 'notes'] }));
   t.is(await main(['generate', '--config', configFile, '--out', migrations], quiet, quiet), 0);
-  t.deepEqual((await readdir(migrations)).sort().slice(7), ['00008-rls-public-notes.sql', '00009-manifest-public-notes.sql']);
+  t.deepEqual((await readdir(migrations)).sort().slice(8), ['00009-rls-public-notes.sql', '00010-manifest-public-notes.sql']);
   out.length = 0;
   t.is(await main(['migrate', '--database-url', db.superUrl, '--dir', migrations], (s) => out.push(s), quiet), 0);
-  t.deepEqual(out, ['applied 00008-rls-public-notes.sql', 'applied 00009-manifest-public-notes.sql', '2 migration(s) applied']);
+  t.deepEqual(out, ['applied 00009-rls-public-notes.sql', 'applied 00010-manifest-public-notes.sql', '2 migration(s) applied']);
   const recorded = await db.superQuery(`SELECT table_name FROM linkbay.policy_manifest ORDER BY 1`);
   t.deepEqual(recorded.rows.map((r) => r.table_name), ['public.notes', 'public.orders']);
 });
@@ -129,7 +132,7 @@ test('appendAfterExisting keeps existing numbers, appends the rest in order, and
   const names = appendAfterExisting(files, ['00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00007-my-own.sql']).map((f) => f.name);
   t.deepEqual(names, [
     '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-rls-public-orders.sql', '00008-linkbay-tenant-moves.sql', '00009-linkbay-tenant-lifecycle.sql',
-    '00010-linkbay-policy-manifest.sql', '00011-manifest-public-orders.sql', '00012-rls-public-notes.sql', '00013-manifest-public-notes.sql',
+    '00010-linkbay-policy-manifest.sql', '00011-linkbay-audit-commit-order.sql', '00012-manifest-public-orders.sql', '00013-rls-public-notes.sql', '00014-manifest-public-notes.sql',
   ]);
   const later = generateRlsSql(defineTenancy({ tables: ['orders'] }), { startIndex: 40, only: 'tables', existing: [] });
   t.deepEqual(later.map((f) => f.name), ['00040-rls-public-orders.sql', '00041-manifest-public-orders.sql']);
@@ -150,7 +153,7 @@ test('a database of the version before the lifecycle migration upgrades: provisi
   const before = await catalog(db);
 
   const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
-  t.deepEqual(upgraded.applied, ['00007-linkbay-tenant-lifecycle.sql']);
+  t.deepEqual(upgraded.applied, ['00007-linkbay-tenant-lifecycle.sql', '00008-linkbay-audit-commit-order.sql']);
   const after = await catalog(db);
   for (const relation of before.relations) t.true(after.relations.includes(relation), `${relation} kept`);
   for (const column of before.columns) t.true(after.columns.includes(column), `${column} kept`);
@@ -180,4 +183,28 @@ test('a database of the version before the lifecycle migration upgrades: provisi
   t.deepEqual(await checks(), defs);
   t.is((await db.superQuery(`SELECT count(*)::int AS n FROM linkbay.audit_log`)).rows[0].n, 1);
   t.deepEqual((await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) })).applied, []);
+});
+
+test('a database with audit rows of the version before the commit order upgrades: the rows kept, the tail serves them in id order, new rows after them', async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] }, migrate: false });
+  t.teardown(() => db.drop());
+  await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSqlFrom(BEFORE_COMMIT_ORDER_SQL, db.config) });
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config });
+  const tenant = await admin.createTenant({ slug: 'before-upgrade', name: 'Before' });
+  await admin.suspendTenant(tenant.id, { actor: 'ops:before' });
+  const listed = await admin.listAudit();
+  const upgraded = await migrateFiles({ databaseUrl: db.superUrl, files: generateRlsSql(db.config) });
+  t.deepEqual(upgraded.applied, ['00008-linkbay-audit-commit-order.sql']);
+  t.deepEqual((await admin.listAudit()).entries, listed.entries, 'the list is as it was');
+  await admin.activateTenant(tenant.id, { actor: 'ops:after' });
+  // The tail serves a row once every write transaction on the server that began before it has ended
+  // (other test files run on this server): waited for, with a deadline.
+  const tail = await until(async () => {
+    const read = await admin.tailAudit();
+    return read.entries.length >= 3 && read;
+  }, 30_000, 'the tail to serve the three rows');
+  t.deepEqual(tail.entries.map((e) => [e.action, e.actor]), [['create', 'system'], ['suspend', 'ops:before'], ['activate', 'ops:after']]);
+  // Applied again (every library file is idempotent): nothing changes.
+  await db.superQuery(generateRlsSql(db.config).find((f) => f.name.endsWith('-linkbay-audit-commit-order.sql'))!.sql);
+  t.deepEqual((await admin.tailAudit()).entries, tail.entries);
 });

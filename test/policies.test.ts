@@ -13,8 +13,8 @@ test('generated migrations are named for @databases/pg-migrations and determinis
   t.deepEqual(
     files.map((f) => f.name),
     [
-      '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql',
-      '00006-rls-public-orders.sql', '00007-manifest-public-orders.sql', '00008-rls-billing-invoices.sql', '00009-manifest-billing-invoices.sql',
+      '00001-roles.sql', '00002-linkbay-tenants.sql', '00003-linkbay-tenant-moves.sql', '00004-linkbay-tenant-lifecycle.sql', '00005-linkbay-policy-manifest.sql', '00006-linkbay-audit-commit-order.sql',
+      '00007-rls-public-orders.sql', '00008-manifest-public-orders.sql', '00009-rls-billing-invoices.sql', '00010-manifest-billing-invoices.sql',
     ],
   );
   for (const file of files) t.regex(file.name, /^\d{5}-[a-z0-9-]+\.sql$/);
@@ -29,7 +29,7 @@ test('adding a table appends its files (rls and manifest) and leaves the earlier
   const before = generateRlsSql(defineTenancy({ tables: ['orders'] }));
   const after = generateRlsSql(defineTenancy({ tables: ['orders', 'customers'] }));
   t.deepEqual(after.slice(0, before.length), before);
-  t.deepEqual(after.slice(before.length).map((f) => f.name), ['00008-rls-public-customers.sql', '00009-manifest-public-customers.sql']);
+  t.deepEqual(after.slice(before.length).map((f) => f.name), ['00009-rls-public-customers.sql', '00010-manifest-public-customers.sql']);
 });
 
 test('the isolation policy is restrictive, checks writes and fails closed', (t) => {

@@ -52,6 +52,7 @@ export interface AdminRouterOptions {
  * Bodies are read by @koa/bodyparser (`maxBodyBytes`) and validated by the zod schemas of
  * src/tenant-schema.ts (in TenantAdminService), which the OpenAPI document is generated from.
  *   GET    /audit                 the audit log, newest first  ?tenant=&action=&actor=&since=&until=&limit=&after=
+ *   GET    /audit/tail            the audit log in commit order, oldest first, for a consumer that follows it  ?after=&limit=
  *
  * Every change is audited (linkbay.audit_log) in its own transaction: the actor from `actor`, the
  * reason from the `X-Audit-Reason` header.

@@ -91,4 +91,15 @@ export function addAuditRoute(router: GuardedRouter, service: TenantAdminService
     ctx.set('Cache-Control', 'no-store');
     ctx.body = page;
   });
+  // Registered after /audit, and a path of its own: never read as a filter of the list.
+  router.get('tailAudit', '/audit/tail', async (ctx) => {
+    const limitText = one(ctx.query.limit);
+    const after = one(ctx.query.after);
+    const tail = await service.tailAudit({
+      ...(after !== undefined ? { after } : {}),
+      ...(limitText !== undefined ? { limit: /^\d{1,4}$/.test(limitText) ? Number(limitText) : Number.NaN } : {}),
+    });
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = tail;
+  });
 }

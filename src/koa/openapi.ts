@@ -7,6 +7,7 @@ import { AUDIT_ACTIONS } from '../audit.js';
 import { AUDIT_REASON_HEADER } from './audit.js';
 import {
   auditPageSchema,
+  auditTailSchema,
   importResultSchema,
   moveBodySchema,
   moveJobBodySchema,
@@ -42,7 +43,7 @@ export interface OpenApiOptions {
   readonly securitySchemes?: Readonly<Record<string, Record<string, unknown>>>;
 }
 
-type Component = 'NewTenant' | 'TenantPatch' | 'Tenant' | 'TenantList' | 'Problem' | 'PurgeReport' | 'MoveJobRequest' | 'MoveJob' | 'MoveRequest' | 'MoveResult' | 'ImportResult' | 'TenantExport' | 'AuditPage';
+type Component = 'NewTenant' | 'TenantPatch' | 'Tenant' | 'TenantList' | 'Problem' | 'PurgeReport' | 'MoveJobRequest' | 'MoveJob' | 'MoveRequest' | 'MoveResult' | 'ImportResult' | 'TenantExport' | 'AuditPage' | 'AuditTail';
 
 interface Reply {
   readonly description: string;
@@ -118,6 +119,17 @@ const OPERATIONS: Readonly<Record<string, OperationDoc>> = {
     ],
     responses: { 200: { description: 'One page.', schema: 'AuditPage' } },
   },
+  tailAudit: {
+    summary: 'The audit log in commit order, for a consumer that follows it',
+    description:
+      "Oldest first, the rows after the cursor `after`, in the order their transactions ended: a row never appears before a cursor already handed out (the list's ids are taken at INSERT, so a long transaction's row can appear behind a consumer polling it). Rows written while an older write transaction runs on the server wait for it to end.",
+    tag: 'tenants',
+    query: [
+      { name: 'after', description: 'The `next` of the previous call; none: from the beginning.', schema: { type: 'string' } },
+      { name: 'limit', description: 'At most this many rows, 1 to 1000 (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+    ],
+    responses: { 200: { description: 'The next rows, and the cursor to go on from.', schema: 'AuditTail' } },
+  },
   getOpenApiDocument: {
     summary: 'This document',
     tag: 'meta',
@@ -178,6 +190,7 @@ function components(tenantIdType: TenantIdType): Record<Component, Record<string
   add(importResultSchema, 'ImportResult');
   add(tenantExportSchema, 'TenantExport');
   add(auditPageSchema, 'AuditPage');
+  add(auditTailSchema, 'AuditTail');
   const { schemas } = z.toJSONSchema(registry, { target: 'draft-2020-12', io: 'input', uri: (id) => `#/components/schemas/${id}` });
   // Each is a component of the document, not a JSON Schema document of its own.
   for (const schema of Object.values(schemas)) {

@@ -125,21 +125,29 @@ export const tenantExportSchema = z
 
 export const moveResultSchema = z.looseObject({}).meta({ title: 'MoveResult', description: 'What the move copied, per table.' });
 
+const auditEntrySchema = z.object({
+  id: z.string().meta({ description: 'Increasing with each row; pages go by it.' }),
+  occurredAt: timestamp,
+  actor: z.string(),
+  action: z.string().meta({ examples: ['suspend'] }),
+  tenantId: z.string().nullable(),
+  before: z.record(z.string(), z.unknown()).nullable().meta({ description: 'The tenant before the action (database URL without its password).' }),
+  after: z.record(z.string(), z.unknown()).nullable().meta({ description: 'The tenant after it, or what the action produced (a purge report, a move job).' }),
+  reason: z.string().nullable(),
+});
+
+/** `GET /audit/tail` of createAdminRouter: the audit log in commit order (src/audit.ts tailAudit). */
+export const auditTailSchema = z
+  .object({
+    entries: z.array(auditEntrySchema),
+    next: z.string().meta({ description: 'Pass as `after` on the next call.' }),
+  })
+  .meta({ title: 'AuditTail', description: 'Audit rows, oldest first, in the order their transactions ended.' });
+
 /** `GET /audit` of createAdminRouter: a page of the audit log (src/audit.ts). */
 export const auditPageSchema = z
   .object({
-    entries: z.array(
-      z.object({
-        id: z.string().meta({ description: 'Increasing with each row; pages go by it.' }),
-        occurredAt: timestamp,
-        actor: z.string(),
-        action: z.string().meta({ examples: ['suspend'] }),
-        tenantId: z.string().nullable(),
-        before: z.record(z.string(), z.unknown()).nullable().meta({ description: 'The tenant before the action (database URL without its password).' }),
-        after: z.record(z.string(), z.unknown()).nullable().meta({ description: 'The tenant after it, or what the action produced (a purge report, a move job).' }),
-        reason: z.string().nullable(),
-      }),
-    ),
+    entries: z.array(auditEntrySchema),
     next: z.string().optional().meta({ description: 'Pass as `after` for the next (older) page; absent on the last page.' }),
   })
   .meta({ title: 'AuditPage', description: 'Audit rows, newest first.' });

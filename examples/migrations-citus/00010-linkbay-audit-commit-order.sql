@@ -1,0 +1,12 @@
+-- linkbay-multitenant: the audit log in commit order, for consumers that follow it (tailAudit,
+-- GET /admin/audit/tail). Added after 00004-policy-manifest.sql was released: library migrations
+-- are append-only. Idempotent.
+--
+-- An audit row's id is taken at its INSERT and its occurred_at is its transaction's start, but it
+-- becomes visible at COMMIT: a long transaction's row (a purge) appears after rows with greater ids,
+-- and a consumer that polled by id or by time has passed it. `tx` is the writing transaction's id
+-- (xid8: 64 bits, never wraps). Every row whose tx is below the snapshot's xmin (the oldest
+-- transaction still running) has been committed or rolled back, and no row can be added below it
+-- later: the tail serves only those, in (tx, id) order, so a cursor over it misses nothing.
+ALTER TABLE linkbay.audit_log ADD COLUMN IF NOT EXISTS tx xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS audit_log_commit_order ON linkbay.audit_log (tx, id);
