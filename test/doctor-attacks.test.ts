@@ -1,0 +1,213 @@
+/**
+ * Adversarial doctor: each test builds a database that is NOT isolated in a way the obvious checks
+ * may miss, first proves the breach as the app role (a real read or write across tenants), then
+ * expects doctor to fail with a named finding. Where the change would also show as drift, the
+ * state is recorded again first (`linkbay.record_table_state`, what a "meant to stay" hotfix does),
+ * so the catalog checks alone must catch it.
+ */
+import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
+import { tenantQuery } from '../src/index.js';
+import { checkPosture, type PostureReport } from '../src/posture/index.js';
+import { createTestDatabase, newTenantId, ORDERS_SCHEMA, serverUrl, type TestDatabase } from './helpers/db.js';
+
+// A few connections per database; other test files run at the same time (see posture.test.ts).
+const MAX_DATABASES = 5;
+let databases = 0;
+const waiting: Array<() => void> = [];
+
+async function database(t: ExecutionContext, schema = ORDERS_SCHEMA, tables: string[] = ['orders']) {
+  if (databases < MAX_DATABASES) databases += 1;
+  else await new Promise<void>((resolve) => waiting.push(resolve));
+  const db = await createTestDatabase({ schema, tenancy: { tables } });
+  const roles: string[] = [];
+  t.teardown(async () => {
+    await db.drop();
+    const root = new pg.Client({ connectionString: serverUrl() });
+    await root.connect();
+    try {
+      for (const role of roles) await root.query(`DROP ROLE IF EXISTS ${role}`);
+    } finally {
+      await root.end();
+    }
+    const next = waiting.shift();
+    if (next) next();
+    else databases -= 1;
+  });
+  /** A role of this test (cluster-wide, so named after the database's roles). */
+  const role = async (suffix: string) => {
+    const name = `${db.config.roles.app}_${suffix}`;
+    roles.push(name);
+    await db.superQuery(`CREATE ROLE ${name} NOLOGIN`);
+    return name;
+  };
+  const [a, b] = [newTenantId(), newTenantId()];
+  await db.superQuery(`INSERT INTO orders (tenant_id, item) VALUES ($1, 'of a'), ($2, 'of b')`, [a, b]);
+  return { db, role, a, b };
+}
+
+const asSuperuser = (db: TestDatabase, probe = false) => checkPosture(db.pool(db.superUrl, { max: 1 }), db.config, { probe });
+const errors = (report: PostureReport) => report.findings.filter((f) => f.severity === 'error').map((f) => `${f.code} ${f.object}`);
+const record = (db: TestDatabase, table = 'public.orders') => db.superQuery(`SELECT linkbay.record_table_state('${table}')`);
+
+/** doctor fails with `code` (as a superuser, and as the app role at start-up unless `appToo` is false). */
+async function expectError(t: ExecutionContext, db: TestDatabase, code: string, appToo = true) {
+  const reports = [await asSuperuser(db), ...(appToo ? [await checkPosture(db.appPool, db.config)] : [])];
+  for (const report of reports) {
+    t.false(report.ok, `doctor passed: ${JSON.stringify(report.findings.map((f) => `${f.severity} ${f.code} ${f.object}`))}`);
+    t.true(errors(report).some((e) => e.startsWith(code)), `expected ${code} among ${JSON.stringify(errors(report))}`);
+  }
+}
+
+test('a partition owned by the app role: it may disable RLS on the partition and read every tenant', async (t) => {
+  const { db, a, b } = await database(t, `
+    CREATE TABLE orders (tenant_id uuid NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, item text NOT NULL, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id);
+    CREATE TABLE orders_p0 PARTITION OF orders FOR VALUES WITH (MODULUS 1, REMAINDER 0);`);
+  await db.superQuery(`ALTER TABLE orders_p0 OWNER TO ${db.config.roles.app}`);
+  // The breach, by the app role itself.
+  const client = await db.appPool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('ALTER TABLE orders_p0 NO FORCE ROW LEVEL SECURITY');
+    await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [b]);
+    const { rows } = await client.query('SELECT count(*)::int AS n FROM orders_p0 WHERE tenant_id = $1', [a]);
+    t.is(rows[0].n, 1, "the app role read tenant a's row as tenant b");
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+  await expectError(t, db, 'LBMT_ROLE_OWNS_TABLE');
+});
+
+test('the isolation policy moved to a role the app role is a NOINHERIT member of: it no longer applies', async (t) => {
+  const { db, role, a, b } = await database(t);
+  const group = await role('grp');
+  await db.superQuery(`GRANT ${group} TO ${db.config.roles.app} WITH INHERIT FALSE; ALTER POLICY lbmt_tenant_isolation ON orders TO ${group}`);
+  await record(db);
+  const seen = await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [a]);
+  t.is(seen.rows[0].n, 1, "tenant b reads tenant a's row");
+  await expectError(t, db, 'LBMT_ISOLATION_POLICY_MISSING');
+});
+
+test('a role-level default for the tenant setting: a session with no tenant sees a tenant', async (t) => {
+  const { db, a } = await database(t);
+  await db.superQuery(`ALTER ROLE ${db.config.roles.app} IN DATABASE ${db.name} SET app.tenant_id = '${a}'`);
+  const fresh = db.pool(db.appUrl, { max: 1 });
+  t.is((await fresh.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 1, "no tenant set, and a's row is visible");
+  await expectError(t, db, 'LBMT_TENANT_SETTING_DEFAULT');
+});
+
+test('a database-level default for the tenant setting: a session with no tenant sees a tenant', async (t) => {
+  const { db, a } = await database(t);
+  await db.superQuery(`ALTER DATABASE ${db.name} SET app.tenant_id = '${a}'`);
+  const fresh = db.pool(db.appUrl, { max: 1 });
+  t.is((await fresh.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 1, "no tenant set, and a's row is visible");
+  await expectError(t, db, 'LBMT_TENANT_SETTING_DEFAULT');
+});
+
+test('an isolation policy rewritten to <> keeps its name, column and setting: it shows every other tenant', async (t) => {
+  const { db, a, b } = await database(t);
+  const other = `tenant_id <> NULLIF(current_setting('app.tenant_id', true), '')::uuid`;
+  await db.superQuery(`ALTER POLICY lbmt_tenant_isolation ON orders USING (${other}) WITH CHECK (${other})`);
+  await record(db);
+  t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [a])).rows[0].n, 1);
+  await expectError(t, db, 'LBMT_ISOLATION_POLICY_MISSING');
+});
+
+test('an isolation policy that falls back to the row itself when no tenant is set: fails open', async (t) => {
+  const { db } = await database(t);
+  const open = `tenant_id = COALESCE(NULLIF(current_setting('app.tenant_id', true), '')::uuid, tenant_id)`;
+  await db.superQuery(`ALTER POLICY lbmt_tenant_isolation ON orders USING (${open}) WITH CHECK (${open})`);
+  await record(db);
+  t.is((await db.appPool.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 2, 'no tenant set, every row');
+  await expectError(t, db, 'LBMT_ISOLATION_POLICY_MISSING');
+});
+
+test('an isolation policy calling a look-alike public.current_setting', async (t) => {
+  const { db, a, b } = await database(t);
+  await db.superQuery(`CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$SELECT '${a}'$$;
+    ALTER POLICY lbmt_tenant_isolation ON orders USING (tenant_id = NULLIF(public.current_setting('app.tenant_id', true), '')::uuid)
+      WITH CHECK (tenant_id = NULLIF(public.current_setting('app.tenant_id', true), '')::uuid)`);
+  await record(db);
+  t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [a])).rows[0].n, 1);
+  await expectError(t, db, 'LBMT_ISOLATION_POLICY_MISSING');
+});
+
+test('TRUNCATE granted to the app role: it empties every tenant', async (t) => {
+  const { db, b } = await database(t);
+  await db.superQuery(`GRANT TRUNCATE ON orders TO ${db.config.roles.app}`);
+  await record(db);
+  const client = await db.appPool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [b]);
+    await client.query('TRUNCATE orders');
+    await client.query('ROLLBACK');
+  } finally {
+    client.release();
+  }
+  t.pass('the app role truncated every tenant (rolled back)');
+  await expectError(t, db, 'LBMT_PRIVILEGE_BEYOND_RLS');
+});
+
+test('a SECURITY DEFINER function owned by a superuser that reads a tenant table, callable by the app role', async (t) => {
+  const { db, a, b } = await database(t);
+  await db.superQuery(`CREATE FUNCTION order_count(uuid) RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public
+    AS 'SELECT count(*) FROM public.orders WHERE tenant_id = $1'`);
+  t.is(Number((await tenantQuery(db.appPool, b, 'SELECT order_count($1) AS n', [a])).rows[0].n), 1);
+  await expectError(t, db, 'LBMT_SECURITY_DEFINER_FUNCTION');
+});
+
+test('a rule on a plain table, owned by a superuser, whose action reads or writes a tenant table', async (t) => {
+  const { db, b } = await database(t, `${ORDERS_SCHEMA}
+    CREATE TABLE pings (x int);
+    CREATE RULE wipe AS ON INSERT TO pings DO ALSO DELETE FROM orders;`);
+  await db.superQuery(`GRANT INSERT ON pings TO ${db.config.roles.app}`);
+  const config = { ...db.config, exemptTables: [{ name: 'public.pings', reason: 'test' }] };
+  await tenantQuery(db.appPool, b, 'INSERT INTO pings VALUES (1)');
+  t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders')).rows[0].n, 0, "tenant b deleted every tenant's rows");
+  const report = await checkPosture(db.pool(db.superUrl, { max: 1 }), config);
+  t.false(report.ok, JSON.stringify(report.findings.map((f) => `${f.severity} ${f.code} ${f.object}`)));
+  t.true(errors(report).includes('LBMT_RULE_OVER_TENANT_TABLE rule wipe on public.pings'), JSON.stringify(errors(report)));
+});
+
+test("a rule on a tenant table copying every tenant's inserts into a table without a tenant column", async (t) => {
+  const { db, a, b } = await database(t);
+  // spy belongs to the table owner, as the rule's actions run with its rights.
+  await db.superQuery(`CREATE TABLE spy (owner_org uuid, what text); ALTER TABLE spy OWNER TO ${db.config.roles.owner};
+    GRANT SELECT ON spy TO ${db.config.roles.app};
+    CREATE RULE copy AS ON INSERT TO orders DO ALSO INSERT INTO spy VALUES (NEW.tenant_id, NEW.item);`);
+  const config = { ...db.config, exemptTables: [{ name: 'public.spy', reason: 'test' }] };
+  await tenantQuery(db.appPool, a, `INSERT INTO orders (tenant_id, item) VALUES ($1, 'secret of a')`, [a]);
+  const seen = await tenantQuery(db.appPool, b, `SELECT count(*)::int AS n FROM spy WHERE what = 'secret of a'`);
+  t.is(seen.rows[0].n, 1, "tenant b reads what tenant a wrote");
+  const report = await checkPosture(db.pool(db.superUrl, { max: 1 }), config);
+  t.true(errors(report).includes('LBMT_RULE_OVER_TENANT_TABLE rule copy on public.orders'), JSON.stringify(errors(report)));
+});
+
+test('a table with a tenant column in a schema the config does not name, readable by the app role', async (t) => {
+  const { db, b } = await database(t, `${ORDERS_SCHEMA}
+    CREATE SCHEMA archive; CREATE TABLE archive.old_orders (tenant_id uuid NOT NULL, item text);`);
+  await db.superQuery(`INSERT INTO archive.old_orders SELECT tenant_id, item FROM orders;
+    GRANT USAGE ON SCHEMA archive TO ${db.config.roles.app}; GRANT SELECT ON archive.old_orders TO ${db.config.roles.app}`);
+  t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM archive.old_orders')).rows[0].n, 2);
+  await expectError(t, db, 'LBMT_TENANT_TABLE_UNLISTED');
+});
+
+test('a view with security_barrier but not security_invoker', async (t) => {
+  const { db, a, b } = await database(t);
+  await db.superQuery(`CREATE VIEW barrier_orders WITH (security_barrier) AS SELECT * FROM orders; GRANT SELECT ON barrier_orders TO ${db.config.roles.app}`);
+  t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM barrier_orders WHERE tenant_id = $1', [a])).rows[0].n, 1);
+  await expectError(t, db, 'LBMT_VIEW_DEFINER_RIGHTS');
+});
+
+test('doctor --probe: a policy that falls back to the row itself when no tenant is set is a probe breach too', async (t) => {
+  const { db } = await database(t);
+  const open = `tenant_id = COALESCE(NULLIF(current_setting('app.tenant_id', true), '')::uuid, tenant_id)`;
+  await db.superQuery(`ALTER POLICY lbmt_tenant_isolation ON orders USING (${open}) WITH CHECK (${open})`);
+  const probed = (await asSuperuser(db, true)).findings.filter((f) => f.code === 'LBMT_PROBE_BREACH');
+  t.true(probed.some((f) => /public\.orders: as \S+ with no tenant set, reading the table sees [1-9]\d* row\(s\)/.test(f.message)), JSON.stringify(probed));
+  // And nothing of the kind on an untouched database.
+  const { db: clean } = await database(t);
+  t.deepEqual((await asSuperuser(clean, true)).findings.filter((f) => f.code.startsWith('LBMT_PROBE')), []);
+});
