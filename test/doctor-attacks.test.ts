@@ -211,3 +211,21 @@ test('doctor --probe: a policy that falls back to the row itself when no tenant 
   const { db: clean } = await database(t);
   t.deepEqual((await asSuperuser(clean, true)).findings.filter((f) => f.code.startsWith('LBMT_PROBE')), []);
 });
+
+test('TRUNCATE held by a role the app role may SET ROLE to (a NOINHERIT membership)', async (t) => {
+  const { db, role } = await database(t);
+  const group = await role('truncater');
+  await db.superQuery(`GRANT TRUNCATE ON orders TO ${group}; GRANT ${group} TO ${db.config.roles.app} WITH INHERIT FALSE`);
+  await record(db);
+  const client = await db.appPool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL ROLE ${group}`);
+    await client.query('TRUNCATE orders');
+    await client.query('ROLLBACK');
+  } finally {
+    client.release();
+  }
+  t.pass('the app role truncated every tenant through SET ROLE (rolled back)');
+  await expectError(t, db, 'LBMT_PRIVILEGE_BEYOND_RLS');
+});

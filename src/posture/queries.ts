@@ -97,7 +97,7 @@ export interface TableRow {
   notNull: boolean;
   /** Some index (or primary key) has the tenant column as its first column. */
   tenantIndex: boolean;
-  /** Privileges of the runtime role (own, inherited or PUBLIC's) that RLS does not govern: TRUNCATE, TRIGGER. */
+  /** Privileges the runtime role has or may SET ROLE to (own, a role's, PUBLIC's) that RLS does not govern: TRUNCATE, TRIGGER. */
   beyondRls: string[];
 }
 
@@ -112,7 +112,10 @@ export async function readTables(db: Queryable, tables: readonly TenantTable[], 
             EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = a.attnum) AS tenant_index,
             -- The owner's own are LBMT_ROLE_OWNS_TABLE's; a superuser's LBMT_ROLE_SUPERUSER's.
             CASE WHEN c.oid IS NULL OR rt.oid IS NULL OR rt.rolsuper OR pg_catalog.pg_has_role(rt.oid, c.relowner, 'MEMBER') THEN '{}'::text[]
-                 ELSE ARRAY(SELECT p FROM unnest(ARRAY['TRUNCATE', 'TRIGGER']) AS p WHERE pg_catalog.has_table_privilege(rt.oid, c.oid, p)) END AS beyond_rls
+                 -- Also through a role it may SET ROLE to (a NOINHERIT membership keeps has_table_privilege from seeing it).
+                 ELSE ARRAY(SELECT p FROM unnest(ARRAY['TRUNCATE', 'TRIGGER']) AS p
+                             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles m
+                                            WHERE pg_catalog.pg_has_role(rt.oid, m.oid, 'MEMBER') AND pg_catalog.has_table_privilege(m.oid, c.oid, p))) END AS beyond_rls
      FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS cfg(schema_name, table_name, column_name, i)
      LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = cfg.schema_name
      LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = cfg.table_name AND c.relkind IN ('r', 'p')
