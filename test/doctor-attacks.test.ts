@@ -123,6 +123,25 @@ test('an isolation policy that falls back to the row itself when no tenant is se
   await expectError(t, db, 'LBMT_ISOLATION_POLICY_MISSING');
 });
 
+test('an isolation policy that falls back to one tenant (a constant, another setting) when none is set', async (t) => {
+  const { db, a } = await database(t);
+  for (const fallback of [`'${a}'::uuid`, `NULLIF(current_setting('app.fallback_tenant', true), '')::uuid`]) {
+    const open = `tenant_id = COALESCE(NULLIF(current_setting('app.tenant_id', true), '')::uuid, ${fallback})`;
+    await db.superQuery(`ALTER POLICY lbmt_tenant_isolation ON orders USING (${open}) WITH CHECK (${open})`);
+    await record(db);
+    const client = await db.appPool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('app.fallback_tenant', $1, true)`, [a]);
+      t.is((await client.query('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [a])).rows[0].n, 1, `no tenant set, a's row visible (${fallback})`);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    await expectError(t, db, 'LBMT_ISOLATION_POLICY_MISSING');
+  }
+});
+
 test('an isolation policy calling a look-alike public.current_setting', async (t) => {
   const { db, a, b } = await database(t);
   await db.superQuery(`CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$SELECT '${a}'$$;

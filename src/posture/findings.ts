@@ -41,10 +41,12 @@ export function roleFindings(role: q.RoleRow, name: string, setting: string): Fi
 
 /**
  * The tenant column compared to the setting: the expression, or one of its top-level AND terms
- * (AND only narrows), is `column = value` (either side) where the value reads the setting through
- * pg_catalog's current_setting and does not mention the column. Mentioning both is not enough:
- * `tenant_id <> current_setting(..)` or `tenant_id = COALESCE(current_setting(..), tenant_id)` do,
- * and isolate nothing; `public.current_setting(..)` is someone else's function.
+ * (AND only narrows), is `column = value` (either side) where the value is the setting and nothing
+ * else: pg_catalog's current_setting of it, NULLIF, casts, the initplan's `(SELECT .. AS "nullif")`,
+ * no other literal than '' (VALUE_WORDS). Mentioning the column and the setting is not enough:
+ * `tenant_id <> current_setting(..)`, `tenant_id = COALESCE(current_setting(..), tenant_id)` or
+ * a fallback to a constant tenant, another setting or a subquery when none is set all do, and fail
+ * open; `public.current_setting(..)` is someone else's function.
  */
 export function isTenantCheck(expression: string | null, column: string, setting: string): boolean {
   if (!expression) return false;
@@ -59,9 +61,19 @@ export function isTenantCheck(expression: string | null, column: string, setting
     if (sides.length !== 2) return false;
     const [left, right] = sides.map(unwrap) as [string, string];
     const [col, value] = columnRef.test(left) ? [left, right] : [right, left];
-    return columnRef.test(col) && !mentionsColumn.test(value.replaceAll(name, "''")) && settingRef.test(value);
+    return columnRef.test(col) && !mentionsColumn.test(value.replaceAll(name, "''")) && settingRef.test(value) && onlyTheSetting(value, name);
   };
   return splitTopLevel(unwrap(masked), ' AND ').some((term) => equality(unwrap(term)));
+}
+
+/** The words a value made of the setting alone is written with, as pg_get_expr prints it (lower case; `"nullif"` is the initplan's alias). */
+const VALUE_WORDS = new Set(['current_setting', 'nullif', 'pg_catalog', 'select', 'as', 'true', 'false', 'text', 'uuid', 'bigint', '"nullif"']);
+
+/** `value` (literals masked but for `name`) has no word but VALUE_WORDS and no literal but `name` and ''. */
+function onlyTheSetting(value: string, name: string): boolean {
+  const rest = value.replaceAll(name, ' ').replaceAll("''", ' ');
+  if (rest.includes("'")) return false;
+  return (rest.match(/"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*|[0-9]+/g) ?? []).every((word) => VALUE_WORDS.has(word.startsWith('"') ? word : word.toLowerCase()));
 }
 
 /** `text` split at `separator` where it stands outside parentheses and double-quoted names. */
