@@ -248,3 +248,23 @@ test('TRUNCATE held by a role the app role may SET ROLE to (a NOINHERIT membersh
   t.pass('the app role truncated every tenant through SET ROLE (rolled back)');
   await expectError(t, db, 'LBMT_PRIVILEGE_BEYOND_RLS');
 });
+
+const PARTITIONED = `
+  CREATE TABLE orders (tenant_id uuid NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, item text NOT NULL, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id);
+  CREATE TABLE orders_p0 PARTITION OF orders FOR VALUES WITH (MODULUS 1, REMAINDER 0);`;
+
+test('a view, a rule or a SECURITY DEFINER function over a partition rather than the partitioned tenant table', async (t) => {
+  const { db, a, b } = await database(t, PARTITIONED);
+  await db.superQuery(`CREATE VIEW p0_orders AS SELECT * FROM orders_p0; GRANT SELECT ON p0_orders TO ${db.config.roles.app};
+    CREATE FUNCTION p0_count(uuid) RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public
+      AS 'SELECT count(*) FROM public.orders_p0 WHERE tenant_id = $1';
+    CREATE TABLE pings (x int); GRANT INSERT ON pings TO ${db.config.roles.app};
+    CREATE RULE wipe AS ON INSERT TO pings DO ALSO DELETE FROM orders_p0;`);
+  t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM p0_orders WHERE tenant_id = $1', [a])).rows[0].n, 1, 'the view shows another tenant');
+  t.is(Number((await tenantQuery(db.appPool, b, 'SELECT p0_count($1) AS n', [a])).rows[0].n), 1, 'the function counts another tenant');
+  const config = { ...db.config, exemptTables: [{ name: 'public.pings', reason: 'test' }] };
+  const report = await checkPosture(db.pool(db.superUrl, { max: 1 }), config);
+  for (const expected of ['LBMT_VIEW_DEFINER_RIGHTS view public.p0_orders', 'LBMT_SECURITY_DEFINER_FUNCTION function public.p0_count(uuid)', 'LBMT_RULE_OVER_TENANT_TABLE rule wipe on public.pings']) {
+    t.true(errors(report).includes(expected), `${expected} not in ${JSON.stringify(errors(report))}`);
+  }
+});

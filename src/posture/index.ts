@@ -50,7 +50,7 @@
  * (how policies are recognised is explained there), those about the server release in
  * server.ts.
  */
-import { quoteIdent, type TenancyConfig } from '../config.js';
+import { quoteIdent, type TenancyConfig, type TenantTable } from '../config.js';
 import { PostureError } from '../errors.js';
 import {
   definerFindings,
@@ -141,9 +141,13 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
   if (relids.length) {
     // One query at a time: at start-up this runs on the application's pool, and should hold one
     // connection, not as many as there are checks.
-    findings.push(...dependentFindings(await q.readDependents(pool, relids), byRelid, server.versionNum, runtimeRole));
-    findings.push(...ruleFindings(await q.readRules(pool, relids), byRelid));
-    findings.push(...definerFindings(await q.readDefinerFunctions(pool, runtimeRole), present.map((t) => t.table), runtimeRole));
+    // Views, rules and functions reaching a partition (or child) directly reach tenant rows as well.
+    const reachable = new Map<number, TenantTable>(byRelid);
+    for (const p of partitions) reachable.set(p.relid, { schema: p.schema, table: p.table, tenantColumn: byRelid.get(p.root)!.tenantColumn });
+    const reachableIds = [...reachable.keys()];
+    findings.push(...dependentFindings(await q.readDependents(pool, reachableIds), reachable, server.versionNum, runtimeRole));
+    findings.push(...ruleFindings(await q.readRules(pool, reachableIds), reachable));
+    findings.push(...definerFindings(await q.readDefinerFunctions(pool, runtimeRole), [...reachable.values()], runtimeRole));
     findings.push(...uniqueFindings(await q.readUniqueIndexes(pool, relids), byRelid));
     findings.push(...foreignKeyFindings(await q.readForeignKeys(pool, relids), byRelid));
   }
