@@ -268,3 +268,32 @@ test('a view, a rule or a SECURITY DEFINER function over a partition rather than
     t.true(errors(report).includes(expected), `${expected} not in ${JSON.stringify(errors(report))}`);
   }
 });
+
+/** As the app role: DROP TABLE, rolled back; true when it went through. */
+async function appDrops(db: TestDatabase, table: string): Promise<boolean> {
+  const client = await db.appPool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`DROP TABLE ${table}`);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
+test("the app role owns the tenant table's schema: it may drop the table, every tenant's rows with it", async (t) => {
+  const { db } = await database(t, `CREATE SCHEMA shop; ${ORDERS_SCHEMA.replace('CREATE TABLE orders', 'CREATE TABLE shop.orders')} CREATE TABLE orders (tenant_id uuid NOT NULL, item text NOT NULL);`, ['shop.orders', 'orders']);
+  await db.superQuery(`ALTER SCHEMA shop OWNER TO ${db.config.roles.app}`);
+  t.true(await appDrops(db, 'shop.orders'), 'the app role dropped shop.orders (rolled back)');
+  await expectError(t, db, 'LBMT_ROLE_OWNS_SCHEMA');
+});
+
+test('the app role owns the database: it is pg_database_owner, which owns schema public, and may drop the tenant tables there', async (t) => {
+  const { db } = await database(t);
+  await db.superQuery(`ALTER DATABASE ${db.name} OWNER TO ${db.config.roles.app}`);
+  t.true(await appDrops(db, 'public.orders'), 'the app role dropped public.orders (rolled back)');
+  await expectError(t, db, 'LBMT_ROLE_OWNS_SCHEMA');
+});

@@ -150,6 +150,12 @@ export function tableFindings(config: TenancyConfig, row: q.TableRow, policies: 
     add('LBMT_ROLE_OWNS_TABLE', 'error', direct ? `the runtime role ${runtimeRole} owns this table: owners can disable RLS and drop policies` : `the runtime role ${runtimeRole} is a member of the owner ${row.owner}, so it acts as the owner (can disable RLS and drop policies)`,
       direct ? `ALTER TABLE ${sql} OWNER TO ${quoteIdent(config.roles.owner)};` : `REVOKE ${quoteIdent(row.owner ?? '')} FROM ${quoteIdent(runtimeRole)};`);
   }
+  if (row.ownedSchema !== null) {
+    // DROP TABLE is allowed to the schema's owner, whoever owns the table; pg_database_owner (the
+    // database's owner) owns schema public from PostgreSQL 15.
+    add('LBMT_ROLE_OWNS_SCHEMA', 'error', `the runtime role ${runtimeRole} owns (or is a member of the owner of) schema ${row.ownedSchema}: it may drop this table, every tenant's rows with it`,
+      `ALTER SCHEMA ${quoteIdent(row.ownedSchema)} OWNER TO ${quoteIdent(config.roles.owner)}; -- and if ${runtimeRole} owns the database: ALTER DATABASE <db> OWNER TO ${quoteIdent(config.roles.owner)};`);
+  }
   if (!row.hasColumn) add('LBMT_TENANT_COLUMN_MISSING', 'error', `the tenant column ${t.tenantColumn} does not exist`, `ALTER TABLE ${sql} ADD COLUMN ${column} ${config.tenantIdType} NOT NULL; -- or correct tenantColumn in the config`);
   else {
     if (row.columnType !== config.tenantIdType) add('LBMT_TENANT_COLUMN_TYPE', 'error', `the tenant column ${t.tenantColumn} is ${row.columnType}, the config says ${config.tenantIdType}`, `ALTER TABLE ${sql} ALTER COLUMN ${column} TYPE ${config.tenantIdType} USING ${column}::${config.tenantIdType}; -- or correct tenantIdType`);

@@ -92,6 +92,8 @@ export interface TableRow {
   owner: string | null;
   /** The runtime role owns the table, directly or through membership in the owner role. */
   runtimeOwns: boolean;
+  /** The table's schema, when the runtime role owns it (or is a member of its owner, pg_database_owner included): it may DROP the table. */
+  ownedSchema: string | null;
   hasColumn: boolean;
   columnType: string | null;
   notNull: boolean;
@@ -107,6 +109,8 @@ export async function readTables(db: Queryable, tables: readonly TenantTable[], 
             pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
             CASE WHEN c.oid IS NOT NULL AND rt.oid IS NOT NULL AND NOT rt.rolsuper
                  THEN pg_catalog.pg_has_role(rt.oid, c.relowner, 'MEMBER') ELSE false END AS runtime_owns,
+            CASE WHEN c.oid IS NOT NULL AND rt.oid IS NOT NULL AND NOT rt.rolsuper AND pg_catalog.pg_has_role(rt.oid, n.nspowner, 'MEMBER')
+                 THEN n.nspname::text END AS owned_schema,
             a.attnum IS NOT NULL AS has_column, pg_catalog.format_type(a.atttypid, a.atttypmod) AS column_type,
             coalesce(a.attnotnull, false) AS not_null,
             EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = a.attnum) AS tenant_index,
@@ -132,6 +136,7 @@ export async function readTables(db: Queryable, tables: readonly TenantTable[], 
     forced: row.forced === true,
     owner: row.owner,
     runtimeOwns: row.runtime_owns === true,
+    ownedSchema: row.owned_schema ?? null,
     hasColumn: row.has_column,
     columnType: row.column_type,
     notNull: row.not_null,
