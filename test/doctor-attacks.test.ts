@@ -297,3 +297,28 @@ test('the app role owns the database: it is pg_database_owner, which owns schema
   t.true(await appDrops(db, 'public.orders'), 'the app role dropped public.orders (rolled back)');
   await expectError(t, db, 'LBMT_ROLE_OWNS_SCHEMA');
 });
+
+test('the app role is a member of pg_execute_server_program (or may read or write server files): it reads the data file, every tenant in it', async (t) => {
+  const { db, b } = await database(t);
+  await db.superQuery(`CHECKPOINT; GRANT pg_execute_server_program TO ${db.config.roles.app}`);
+  const client = await db.appPool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [b]);
+    const { rows: [file] } = await client.query(`SELECT pg_relation_filepath('orders') AS path`);
+    // As the server's OS user, in the data directory: the heap file, NUL bytes dropped, searched for a's row.
+    await client.query(`CREATE TEMP TABLE raw (n text) ON COMMIT DROP`);
+    await client.query(`COPY raw FROM PROGRAM 'tr -d ''\\000'' < ${file.path} | grep -a -c ''of a'' || true'`);
+    const { rows } = await client.query('SELECT n FROM raw');
+    t.true(Number(rows[0].n) > 0, "tenant b read tenant a's row from the table's file");
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+  await expectError(t, db, 'LBMT_ROLE_CAN_ESCALATE');
+  // Reading or writing any server file reaches the data files (or the server's configuration) as well.
+  await db.superQuery(`REVOKE pg_execute_server_program FROM ${db.config.roles.app}; GRANT pg_read_server_files TO ${db.config.roles.app}`);
+  await expectError(t, db, 'LBMT_ROLE_CAN_ESCALATE');
+  await db.superQuery(`REVOKE pg_read_server_files FROM ${db.config.roles.app}; GRANT pg_write_server_files TO ${db.config.roles.app}`);
+  await expectError(t, db, 'LBMT_ROLE_CAN_ESCALATE');
+});

@@ -10,6 +10,7 @@ import { qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from 
 import { ACCESS_POLICY, ISOLATION_POLICY, currentTenantExpression } from '../policies.js';
 import type { Finding, Severity } from './index.js';
 import type * as q from './queries.js';
+import { SERVER_FILE_ROLES } from './queries.js';
 
 export function roleFindings(role: q.RoleRow, name: string, setting: string): Finding[] {
   const object = `role ${name}`;
@@ -34,7 +35,10 @@ export function roleFindings(role: q.RoleRow, name: string, setting: string): Fi
       `${alter}${where} RESET ${setting};`);
   }
   for (const target of role.escalations) {
-    add('LBMT_ROLE_CAN_ESCALATE', 'error', `the runtime role is a member of ${target}, which bypasses RLS: SET ROLE ${target} escapes isolation`, `REVOKE ${quoteIdent(target)} FROM ${quoteIdent(name)};`);
+    const files = (SERVER_FILE_ROLES as readonly string[]).includes(target);
+    add('LBMT_ROLE_CAN_ESCALATE', 'error', files
+      ? `the runtime role is a member of ${target}: it reaches the server's files as the server's OS user, the tables' data files (every tenant's rows) included, where no policy applies`
+      : `the runtime role is a member of ${target}, which bypasses RLS: SET ROLE ${target} escapes isolation`, `REVOKE ${quoteIdent(target)} FROM ${quoteIdent(name)};`);
   }
   return findings;
 }

@@ -10,7 +10,7 @@
  * | LBMT_ROLE_BYPASSRLS               | error           | the runtime role has BYPASSRLS                                        |
  * | LBMT_ROLE_OWNS_TABLE              | error           | the runtime role owns a tenant table (or is a member of its owner)    |
  * | LBMT_ROLE_OWNS_SCHEMA             | error           | the runtime role owns a tenant table's schema (or the database, so public): it may drop the table |
- * | LBMT_ROLE_CAN_ESCALATE            | error           | the runtime role is a member of a superuser or BYPASSRLS role         |
+ * | LBMT_ROLE_CAN_ESCALATE            | error           | the runtime role is a member of a superuser or BYPASSRLS role, or of pg_read/write_server_files, pg_execute_server_program |
  * | LBMT_TENANT_SETTING_DEFAULT       | error           | the runtime role's sessions start with a tenant set (ALTER ROLE/DATABASE ... SET) |
  * | LBMT_PRIVILEGE_BEYOND_RLS         | error           | the runtime role may TRUNCATE a tenant table, or add triggers to it   |
  * | LBMT_CONNECTED_AS_OTHER_ROLE      | info            | the connection's current_user is not the runtime role checked         |

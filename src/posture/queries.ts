@@ -34,13 +34,19 @@ export async function readPlanClasses(db: Queryable, role: string): Promise<{ ex
   return { exists: rows[0].exists === true, executable: rows[0].executable === true };
 }
 
+/**
+ * Predefined roles that reach the server's files as its OS user: the tables' data files (every
+ * tenant's rows, no policy on the way), the configuration, a superuser connection by a program.
+ */
+export const SERVER_FILE_ROLES = ['pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program'];
+
 export interface RoleRow {
   currentUser: string;
   currentBypassesRls: boolean;
   exists: boolean;
   superuser: boolean;
   bypassrls: boolean;
-  /** Superuser or BYPASSRLS roles the runtime role is a member of (it can SET ROLE to them). */
+  /** Superuser or BYPASSRLS roles the runtime role is a member of (it can SET ROLE to them), and SERVER_FILE_ROLES. */
   escalations: string[];
   /**
    * Defaults for the tenant setting that a new session of the runtime role on this database starts
@@ -56,7 +62,8 @@ export async function readRole(db: Queryable, role: string, setting: string): Pr
             r.oid IS NOT NULL AS exists, coalesce(r.rolsuper, false) AS superuser, coalesce(r.rolbypassrls, false) AS bypassrls,
             CASE WHEN r.oid IS NULL OR r.rolsuper THEN '{}'::text[] ELSE ARRAY(
               SELECT s.rolname::text FROM pg_catalog.pg_roles s
-              WHERE s.oid <> r.oid AND (s.rolsuper OR s.rolbypassrls) AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
+              WHERE s.oid <> r.oid AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
+                AND (s.rolsuper OR s.rolbypassrls OR s.rolname IN (${SERVER_FILE_ROLES.map((n) => `'${n}'`).join(', ')}))
               ORDER BY 1) END AS escalations,
             -- GUC names are case-insensitive; the last '=' form wins, as PostgreSQL reads them.
             coalesce((SELECT jsonb_agg(jsonb_build_object(
