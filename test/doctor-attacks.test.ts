@@ -322,3 +322,15 @@ test('the app role is a member of pg_execute_server_program (or may read or writ
   await db.superQuery(`REVOKE pg_read_server_files FROM ${db.config.roles.app}; GRANT pg_write_server_files TO ${db.config.roles.app}`);
   await expectError(t, db, 'LBMT_ROLE_CAN_ESCALATE');
 });
+
+test('a foreign table (postgres_fdw, mapped to the BYPASSRLS admin role) over a tenant table, readable by the app role', async (t) => {
+  const { db, a, b } = await database(t);
+  const url = new URL(db.superUrl);
+  await db.superQuery(`CREATE EXTENSION postgres_fdw;
+    CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '${url.hostname}', port '${url.port}', dbname '${db.name}');
+    CREATE USER MAPPING FOR PUBLIC SERVER loopback OPTIONS (user '${db.config.roles.admin}', password 'lbmt-test');
+    CREATE FOREIGN TABLE remote_orders (tenant_id uuid, item text) SERVER loopback OPTIONS (schema_name 'public', table_name 'orders');
+    GRANT SELECT ON remote_orders TO ${db.config.roles.app}`);
+  t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM remote_orders WHERE tenant_id = $1', [a])).rows[0].n, 1, "tenant b reads tenant a's row through the foreign table");
+  await expectError(t, db, 'LBMT_TENANT_TABLE_UNLISTED');
+});

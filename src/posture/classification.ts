@@ -33,7 +33,9 @@ export async function classificationFindings(pool: Queryable, config: TenancyCon
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2)) AS tenant_column
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_catalog.pg_roles rt ON rt.rolname = $3
-      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+      -- Foreign tables too: one mapped to a role that bypasses RLS (or to another server) serves
+      -- tenant rows no policy here limits.
+      WHERE c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition
         -- The application's schemas, and any other where the runtime role can reach the table: a
         -- copy of tenant rows in a schema nobody named (an archive, a backup) is as readable.
         AND (n.nspname = ANY($1)
