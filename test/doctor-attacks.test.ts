@@ -334,3 +334,16 @@ test('a foreign table (postgres_fdw, mapped to the BYPASSRLS admin role) over a 
   t.is((await tenantQuery(db.appPool, b, 'SELECT count(*)::int AS n FROM remote_orders WHERE tenant_id = $1', [a])).rows[0].n, 1, "tenant b reads tenant a's row through the foreign table");
   await expectError(t, db, 'LBMT_TENANT_TABLE_UNLISTED');
 });
+
+test('a function that sets the tenant for the session: the next borrower of the pooled connection starts as that tenant', async (t) => {
+  const { db, a } = await database(t);
+  await db.superQuery(`CREATE FUNCTION become(tenant uuid) RETURNS void LANGUAGE sql AS $$SELECT set_config('app.tenant_id', tenant::text, false)$$;
+    CREATE FUNCTION become_too(tenant uuid) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('SET app.tenant_id = %L', tenant); END $$;
+    CREATE FUNCTION fine(tenant uuid) RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('app.tenant_id', tenant::text, true); SET LOCAL app.tenant_id TO DEFAULT; END $$;`);
+  const one = db.pool(db.appUrl, { max: 1 });
+  await tenantQuery(one, a, 'SELECT become($1)', [a]);
+  t.is((await one.query('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [a])).rows[0].n, 1, "after the tenant transaction, no tenant set, and a's row is visible");
+  const report = await asSuperuser(db);
+  t.deepEqual(report.findings.filter((f) => f.code === 'LBMT_FUNCTION_SETS_SESSION_TENANT').map((f) => `${f.severity} ${f.object}`).sort(),
+    ['error function public.become(tenant uuid)', 'error function public.become_too(tenant uuid)']);
+});

@@ -284,6 +284,46 @@ export function definerFindings(rows: q.DefinerFunctionRow[], tables: TenantTabl
   return findings;
 }
 
+/**
+ * A function that sets the tenant for the session (`set_config(setting, .., false)`, `SET setting`,
+ * `SET SESSION setting`) rather than the transaction: the value outlives COMMIT and the next
+ * borrower of the pooled connection starts as that tenant (PITFALLS 6). Read from the body's text;
+ * a SET built by dynamic SQL (EXECUTE format(..)) is only seen when it names the setting literally.
+ */
+export function sessionSettingFindings(rows: Array<{ signature: string; body: string }>, setting: string): Finding[] {
+  const name = escapeRegExp(setting);
+  const setStatement = new RegExp(`\\bSET\\s+(?:SESSION\\s+)?(?!LOCAL\\b)${name}\\s*(?:=|\\bTO\\b)`, 'i');
+  return rows.flatMap((row) => {
+    const body = row.body.replace(/--[^\n]*/g, '');
+    const viaSetConfig = setConfigCalls(body, setting).some((args) => !/^\s*true\s*$/i.test(args.at(-1) ?? ''));
+    if (!viaSetConfig && !setStatement.test(body)) return [];
+    return [{
+      code: 'LBMT_FUNCTION_SETS_SESSION_TENANT',
+      severity: 'error' as const,
+      object: `function ${row.signature}`,
+      message: `sets ${setting} for the session, not the transaction: the tenant outlives COMMIT, and the next use of the pooled connection without a tenant of its own runs as it`,
+      fix: `set it for the transaction only: set_config('${setting}', value, true) or SET LOCAL ${setting}; or DROP FUNCTION ${row.signature};`,
+    }];
+  });
+}
+
+/** The argument lists (split at top-level commas) of every set_config call whose first argument is the setting. */
+function setConfigCalls(body: string, setting: string): string[][] {
+  const calls: string[][] = [];
+  const start = new RegExp(`set_config\\s*\\(\\s*'${escapeRegExp(setting)}'`, 'gi');
+  for (const match of body.matchAll(start)) {
+    let depth = 0;
+    let end = match.index! + match[0].indexOf('(');
+    for (let i = end; i < body.length; i += 1) {
+      if (body[i] === '(') depth += 1;
+      else if (body[i] === ')' && --depth === 0) { end = i; break; }
+    }
+    const inner = body.slice(match.index! + match[0].indexOf('(') + 1, end);
+    calls.push(splitTopLevel(inner, ','));
+  }
+  return calls;
+}
+
 export function uniqueFindings(rows: q.UniqueIndexRow[], tables: Map<number, TenantTable>): Finding[] {
   return rows.flatMap((row) => {
     const t = tables.get(row.relid)!;

@@ -33,6 +33,7 @@
  * | LBMT_MATVIEW_OVER_TENANT_TABLE    | error           | a materialized view holds tenant rows without RLS                     |
  * | LBMT_SECURITY_DEFINER_FUNCTION    | warning / error | a SECURITY DEFINER function mentions a tenant table; error when its owner bypasses RLS and the runtime role may call it |
  * | LBMT_RULE_OVER_TENANT_TABLE       | error / warning | a rule on a tenant table, or using one as an owner that bypasses RLS (warning otherwise) |
+ * | LBMT_FUNCTION_SETS_SESSION_TENANT | error           | a function sets the tenant setting for the session (set_config(.., false), SET without LOCAL) |
  * | LBMT_SECURITY_DEFINER_SEARCH_PATH | warning         | ... and does not pin search_path                                      |
  * | LBMT_UNIQUE_WITHOUT_TENANT        | warning         | a unique index/constraint leaves out the tenant column                |
  * | LBMT_FOREIGN_KEY_WITHOUT_TENANT   | warning         | a foreign key to a tenant table does not match on the tenant column   |
@@ -60,6 +61,7 @@ import {
   partitionFindings,
   roleFindings,
   ruleFindings,
+  sessionSettingFindings,
   tableFindings,
   uniqueFindings,
 } from './findings.js';
@@ -149,6 +151,7 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
     findings.push(...dependentFindings(await q.readDependents(pool, reachableIds), reachable, server.versionNum, runtimeRole));
     findings.push(...ruleFindings(await q.readRules(pool, reachableIds), reachable));
     findings.push(...definerFindings(await q.readDefinerFunctions(pool, runtimeRole), [...reachable.values()], runtimeRole));
+    findings.push(...sessionSettingFindings(await q.readFunctionsNamingSetting(pool, config.setting), config.setting));
     findings.push(...uniqueFindings(await q.readUniqueIndexes(pool, relids), byRelid));
     findings.push(...foreignKeyFindings(await q.readForeignKeys(pool, relids), byRelid));
   }

@@ -326,6 +326,20 @@ export async function readDefinerFunctions(db: Queryable, runtimeRole: string): 
   }));
 }
 
+/** Functions and procedures outside the system schemas whose body names the tenant setting. */
+export async function readFunctionsNamingSetting(db: Queryable, setting: string): Promise<Array<{ signature: string; body: string }>> {
+  const { rows } = await db.query(
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS signature,
+            CASE WHEN p.prosrc <> '' OR p.prokind NOT IN ('f', 'p') THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END AS body
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prokind IN ('f', 'p')
+       AND strpos(lower(CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END), lower($1)) > 0
+     ORDER BY 1`,
+    [setting],
+  );
+  return rows.map((row) => ({ signature: row.signature, body: row.body ?? '' }));
+}
+
 export interface UniqueIndexRow {
   relid: number;
   name: string;
