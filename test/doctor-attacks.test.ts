@@ -347,3 +347,16 @@ test('a function that sets the tenant for the session: the next borrower of the 
   t.deepEqual(report.findings.filter((f) => f.code === 'LBMT_FUNCTION_SETS_SESSION_TENANT').map((f) => `${f.severity} ${f.object}`).sort(),
     ['error function public.become(tenant uuid)', 'error function public.become_too(tenant uuid)']);
 });
+
+test('an app role with CREATEROLE is an escalation before PostgreSQL 16 (it may grant itself the admin role), not from 16', async (t) => {
+  const { db } = await database(t);
+  await db.superQuery(`ALTER ROLE ${db.config.roles.app} CREATEROLE`);
+  // From 16 (the server here is newer) CREATEROLE cannot grant a role it has no ADMIN OPTION on.
+  const refused = await t.throwsAsync(db.appPool.query(`GRANT ${db.config.roles.admin} TO ${db.config.roles.app}`));
+  t.is((refused as { code?: string }).code, '42501');
+  t.false(errors(await asSuperuser(db)).some((e) => e.startsWith('LBMT_ROLE_CAN_ESCALATE')));
+  // Reported as PostgreSQL 15 would be (the server version row replaced, every other query real).
+  const pool = db.pool(db.superUrl, { max: 1 });
+  const as15 = { query: (text: string, values?: unknown[]) => (text.includes('server_version_num') ? Promise.resolve({ rows: [{ version: '15.14', version_num: 150014 }] }) : pool.query(text, values)) };
+  t.true(errors(await checkPosture(as15 as unknown as pg.Pool, db.config)).includes(`LBMT_ROLE_CAN_ESCALATE role ${db.config.roles.app}`));
+});

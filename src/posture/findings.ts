@@ -12,7 +12,7 @@ import type { Finding, Severity } from './index.js';
 import type * as q from './queries.js';
 import { SERVER_FILE_ROLES } from './queries.js';
 
-export function roleFindings(role: q.RoleRow, name: string, setting: string): Finding[] {
+export function roleFindings(role: q.RoleRow, name: string, setting: string, versionNum: number): Finding[] {
   const object = `role ${name}`;
   const findings: Finding[] = [];
   const add = (code: string, severity: Severity, message: string, fix: string) => findings.push({ code, severity, object, message, fix });
@@ -33,6 +33,11 @@ export function roleFindings(role: q.RoleRow, name: string, setting: string): Fi
     const scope = `${d.role === null ? 'every role' : `role ${d.role}`} on ${d.database === null ? 'every database' : `database ${d.database}`}`;
     add('LBMT_TENANT_SETTING_DEFAULT', 'error', `${setting} defaults to ${JSON.stringify(d.value)} for ${scope}: a session that sets no tenant starts as that tenant and sees its rows`,
       `${alter}${where} RESET ${setting};`);
+  }
+  // Before PostgreSQL 16 CREATEROLE may grant any role but a superuser one, to itself too: the
+  // admin role, BYPASSRLS, included. From 16 it needs ADMIN OPTION on the role granted.
+  if (role.createrole && !role.superuser && versionNum < 160000) {
+    add('LBMT_ROLE_CAN_ESCALATE', 'error', 'the runtime role has CREATEROLE, which before PostgreSQL 16 may grant itself any non-superuser role, one with BYPASSRLS included', `ALTER ROLE ${quoteIdent(name)} NOCREATEROLE;`);
   }
   for (const target of role.escalations) {
     const files = (SERVER_FILE_ROLES as readonly string[]).includes(target);

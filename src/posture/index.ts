@@ -123,7 +123,7 @@ export interface PostureOptions {
 export async function checkPosture(pool: q.Queryable, config: TenancyConfig, options: PostureOptions = {}): Promise<PostureReport> {
   const runtimeRole = options.runtimeRole ?? config.roles.app;
   const server = await q.readServer(pool);
-  const findings: Finding[] = [...roleFindings(await q.readRole(pool, runtimeRole, config.setting), runtimeRole, config.setting)];
+  const findings: Finding[] = [...roleFindings(await q.readRole(pool, runtimeRole, config.setting), runtimeRole, config.setting, server.versionNum)];
   if (config.tables.length === 0) {
     findings.push({ code: 'LBMT_NO_TENANT_TABLES', severity: 'warning', object: 'config', message: 'the config lists no tenant table, so no table was checked', fix: 'add your tenant tables to `tables` in the config' });
   }

@@ -46,6 +46,7 @@ export interface RoleRow {
   exists: boolean;
   superuser: boolean;
   bypassrls: boolean;
+  createrole: boolean;
   /** Superuser or BYPASSRLS roles the runtime role is a member of (it can SET ROLE to them), and SERVER_FILE_ROLES. */
   escalations: string[];
   /**
@@ -60,6 +61,7 @@ export async function readRole(db: Queryable, role: string, setting: string): Pr
     `SELECT current_user::text AS current_user,
             (SELECT u.rolsuper OR u.rolbypassrls FROM pg_catalog.pg_roles u WHERE u.rolname = current_user) AS current_bypasses,
             r.oid IS NOT NULL AS exists, coalesce(r.rolsuper, false) AS superuser, coalesce(r.rolbypassrls, false) AS bypassrls,
+            coalesce(r.rolcreaterole, false) AS createrole,
             CASE WHEN r.oid IS NULL OR r.rolsuper THEN '{}'::text[] ELSE ARRAY(
               SELECT s.rolname::text FROM pg_catalog.pg_roles s
               WHERE s.oid <> r.oid AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
@@ -84,6 +86,7 @@ export async function readRole(db: Queryable, role: string, setting: string): Pr
     exists: row.exists,
     superuser: row.superuser,
     bypassrls: row.bypassrls,
+    createrole: row.createrole,
     escalations: row.escalations,
     settingDefaults: row.setting_defaults,
   };
