@@ -360,3 +360,10 @@ test('an app role with CREATEROLE is an escalation before PostgreSQL 16 (it may 
   const as15 = { query: (text: string, values?: unknown[]) => (text.includes('server_version_num') ? Promise.resolve({ rows: [{ version: '15.14', version_num: 150014 }] }) : pool.query(text, values)) };
   t.true(errors(await checkPosture(as15 as unknown as pg.Pool, db.config)).includes(`LBMT_ROLE_CAN_ESCALATE role ${db.config.roles.app}`));
 });
+
+test("no false alarm: a tenant table named like a library table (tenant_moves) is not what linkbay's SECURITY DEFINER functions read", async (t) => {
+  const { db } = await database(t, `${ORDERS_SCHEMA} CREATE TABLE tenant_moves (tenant_id uuid NOT NULL, note text);`, ['orders', 'tenant_moves']);
+  const report = await asSuperuser(db);
+  t.deepEqual(errors(report), []);
+  t.false(report.findings.some((f) => f.code === 'LBMT_SECURITY_DEFINER_FUNCTION'), JSON.stringify(report.findings.map((f) => `${f.code} ${f.object}`)));
+});

@@ -269,10 +269,25 @@ export function ruleFindings(rows: q.RuleRow[], tables: Map<number, TenantTable>
   });
 }
 
+/**
+ * `body` names the table: its name as a word, unqualified or qualified by its own schema (so
+ * `linkbay.tenant_moves` is not a mention of a tenant table `public.tenant_moves`).
+ */
+function mentions(body: string, t: TenantTable): boolean {
+  const word = (name: string) => `(?:"${escapeRegExp(name.replaceAll('"', '""'))}"|${escapeRegExp(name)})`;
+  const name = new RegExp(`(^|[^A-Za-z0-9_$"])${word(t.table)}($|[^A-Za-z0-9_$"])`, 'gi');
+  const ownSchema = new RegExp(`(^|[^A-Za-z0-9_$"])${word(t.schema)}\\s*\\.\\s*$`, 'i');
+  for (const match of body.matchAll(name)) {
+    const before = body.slice(0, match.index! + match[1]!.length);
+    if (!/\.\s*$/.test(before) || ownSchema.test(before)) return true;
+  }
+  return false;
+}
+
 export function definerFindings(rows: q.DefinerFunctionRow[], tables: TenantTable[], runtimeRole: string): Finding[] {
   const findings: Finding[] = [];
   for (const row of rows) {
-    const mentioned = tables.filter((t) => new RegExp(`(^|[^A-Za-z0-9_$])${escapeRegExp(t.table)}($|[^A-Za-z0-9_$])`, 'i').test(row.body));
+    const mentioned = tables.filter((t) => mentions(row.body, t));
     if (mentioned.length === 0) continue;
     const names = mentioned.map((t) => `${t.schema}.${t.table}`).join(', ');
     const object = `function ${row.signature}`;
