@@ -367,3 +367,12 @@ test("no false alarm: a tenant table named like a library table (tenant_moves) i
   t.deepEqual(errors(report), []);
   t.false(report.findings.some((f) => f.code === 'LBMT_SECURITY_DEFINER_FUNCTION'), JSON.stringify(report.findings.map((f) => `${f.code} ${f.object}`)));
 });
+
+test('doctor --probe: a policy that fails open only while the setting was never set (NULL, not the empty string)', async (t) => {
+  const { db } = await database(t);
+  const open = `tenant_id::text = COALESCE(current_setting('app.tenant_id', true), tenant_id::text)`;
+  await db.superQuery(`ALTER POLICY lbmt_tenant_isolation ON orders USING (${open}) WITH CHECK (${open})`);
+  t.is((await db.pool(db.appUrl, { max: 1 }).query('SELECT count(*)::int AS n FROM orders')).rows[0].n, 2, 'a fresh session sees every row');
+  const probed = (await asSuperuser(db, true)).findings.filter((f) => f.code === 'LBMT_PROBE_BREACH');
+  t.true(probed.some((f) => /never set a tenant, reading the table sees 2 row\(s\)/.test(f.message)), JSON.stringify(probed));
+});

@@ -65,6 +65,17 @@ export async function probeTenantIsolation(options: LiveProbeOptions): Promise<L
       for (const id of [a, b]) await client.query(`INSERT INTO linkbay.tenants (id, slug, name) VALUES ($1, $2, 'lbmt probe')`, [id, `lbmt-probe-${randomUUID().slice(0, 8)}`]);
     }
     const as = (tenant: string) => client.query(`SELECT set_config(${quoteLiteral(config.setting)}, $1, true)`, [tenant]);
+    // First, on a session that never had a tenant (the setting NULL, not the '' it reads once set
+    // and reset: PITFALLS 11): the runtime role sees no real row. Only checkable before any set_config.
+    const fresh = await client.query(`SELECT current_setting(${quoteLiteral(config.setting)}, true) IS NULL AS unset`);
+    if (fresh.rows[0].unset) {
+      await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
+      for (const table of config.tables) {
+        const seen = await probe(client, `SELECT count(*)::int AS n FROM ${quoteIdent(table.schema)}.${quoteIdent(table.table)}`, []);
+        if ('rows' in seen && seen.rows[0].n !== 0) report.breaches.push(`${table.schema}.${table.table}: as ${role} on a session that never set a tenant, reading the table sees ${seen.rows[0].n} row(s)`);
+      }
+      await client.query('RESET ROLE');
+    }
     const planted: Planted[] = [];
     // Plant a copy of a real row for A and for B in every table. Foreign keys would refuse a copied
     // child whose parent is another tenant's: they (and other triggers) are off while planting
