@@ -253,13 +253,17 @@ test('a materialized view over a tenant table is an error', async (t) => {
   assertFinding(t, await checkPosture(db.appPool, db.config), 'LBMT_MATVIEW_OVER_TENANT_TABLE', 'error', 'materialized view public.order_counts');
 });
 
-test('a SECURITY DEFINER function reading a tenant table is a warning, and more so without a pinned search_path', async (t) => {
+test('a SECURITY DEFINER function reading a tenant table, owned by a role subject to RLS, is a warning, and more so without a pinned search_path', async (t) => {
   const db = await database(t);
+  // Owned by the table owner, whom FORCE subjects to the policies (owned by a superuser it is an
+  // error: test/doctor-attacks.test.ts).
   await db.superQuery(`
     CREATE FUNCTION count_orders() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS $$SELECT count(*) FROM orders$$;
     CREATE FUNCTION count_orders_pinned() RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
       AS 'SELECT count(*) FROM public.orders';
-    CREATE FUNCTION unrelated() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN RETURN 'orders_archive'; END $$;`);
+    CREATE FUNCTION unrelated() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN RETURN 'orders_archive'; END $$;
+    ALTER FUNCTION count_orders() OWNER TO ${db.config.roles.owner};
+    ALTER FUNCTION count_orders_pinned() OWNER TO ${db.config.roles.owner};`);
   const report = await checkPosture(db.appPool, db.config);
   assertFinding(t, report, 'LBMT_SECURITY_DEFINER_FUNCTION', 'warning', 'function public.count_orders()');
   assertFinding(t, report, 'LBMT_SECURITY_DEFINER_SEARCH_PATH', 'warning', 'function public.count_orders()');

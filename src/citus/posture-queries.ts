@@ -65,12 +65,13 @@ export interface ShardRow {
 export async function readShardPolicies(db: Queryable, relid: number, runtimeRole: string): Promise<ShardRow[]> {
   const role = quoteLiteral(runtimeRole);
   // %s is the shard's qualified name (run_command_on_shards). Read on the worker, so that the
-  // policies are those Citus created there, not the coordinator's.
+  // policies are those Citus created there, not the coordinator's. 'applies' by USAGE, not MEMBER:
+  // see readPolicies in src/posture/queries.ts.
   const command = `SELECT json_build_object('rls', c.relrowsecurity, 'forced', c.relforcerowsecurity, 'policies', coalesce((
       SELECT json_agg(json_build_object('name', p.polname, 'permissive', p.polpermissive, 'cmd', p.polcmd,
                'using', pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'check', pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid),
                'applies', 0::oid = ANY (p.polroles) OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles rt, unnest(p.polroles) AS r(oid)
-                  WHERE rt.rolname = ${role} AND r.oid <> 0 AND pg_catalog.pg_has_role(rt.oid, r.oid, 'MEMBER')))
+                  WHERE rt.rolname = ${role} AND r.oid <> 0 AND pg_catalog.pg_has_role(rt.oid, r.oid, 'USAGE')))
                ORDER BY p.polname)
         FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid), '[]'::json))::text
     FROM pg_catalog.pg_class c WHERE c.oid = '%s'::regclass`;

@@ -10,8 +10,9 @@ import { qualifiedName, quoteIdent, type TenancyConfig, type TenantTable } from 
 import { ACCESS_POLICY, ISOLATION_POLICY, currentTenantExpression } from '../policies.js';
 import type { Finding, Severity } from './index.js';
 import type * as q from './queries.js';
+import { SERVER_FILE_ROLES } from './queries.js';
 
-export function roleFindings(role: q.RoleRow, name: string): Finding[] {
+export function roleFindings(role: q.RoleRow, name: string, setting: string, versionNum: number): Finding[] {
   const object = `role ${name}`;
   const findings: Finding[] = [];
   const add = (code: string, severity: Severity, message: string, fix: string) => findings.push({ code, severity, object, message, fix });
@@ -24,19 +25,103 @@ export function roleFindings(role: q.RoleRow, name: string): Finding[] {
   }
   if (role.superuser) add('LBMT_ROLE_SUPERUSER', 'error', 'the runtime role is a superuser: superusers bypass every row level security policy', `ALTER ROLE ${quoteIdent(name)} NOSUPERUSER;`);
   if (role.bypassrls) add('LBMT_ROLE_BYPASSRLS', 'error', 'the runtime role has BYPASSRLS: no policy applies to it', `ALTER ROLE ${quoteIdent(name)} NOBYPASSRLS;`);
+  // A default makes a session that set no tenant start in one: "no tenant = no rows" (PITFALLS 11)
+  // no longer holds for work outside a tenant transaction, and the probes (SET ROLE) never see it.
+  for (const d of role.settingDefaults) {
+    const alter = d.role === null ? (d.database === null ? 'ALTER ROLE ALL' : `ALTER DATABASE ${quoteIdent(d.database)}`) : `ALTER ROLE ${quoteIdent(d.role)}`;
+    const where = d.role !== null && d.database !== null ? ` IN DATABASE ${quoteIdent(d.database)}` : '';
+    const scope = `${d.role === null ? 'every role' : `role ${d.role}`} on ${d.database === null ? 'every database' : `database ${d.database}`}`;
+    add('LBMT_TENANT_SETTING_DEFAULT', 'error', `${setting} defaults to ${JSON.stringify(d.value)} for ${scope}: a session that sets no tenant starts as that tenant and sees its rows`,
+      `${alter}${where} RESET ${setting};`);
+  }
+  // Before PostgreSQL 16 CREATEROLE may grant any role but a superuser one, to itself too: the
+  // admin role, BYPASSRLS, included. From 16 it needs ADMIN OPTION on the role granted.
+  if (role.createrole && !role.superuser && versionNum < 160000) {
+    add('LBMT_ROLE_CAN_ESCALATE', 'error', 'the runtime role has CREATEROLE, which before PostgreSQL 16 may grant itself any non-superuser role, one with BYPASSRLS included', `ALTER ROLE ${quoteIdent(name)} NOCREATEROLE;`);
+  }
   for (const target of role.escalations) {
-    add('LBMT_ROLE_CAN_ESCALATE', 'error', `the runtime role is a member of ${target}, which bypasses RLS: SET ROLE ${target} escapes isolation`, `REVOKE ${quoteIdent(target)} FROM ${quoteIdent(name)};`);
+    const files = (SERVER_FILE_ROLES as readonly string[]).includes(target);
+    add('LBMT_ROLE_CAN_ESCALATE', 'error', files
+      ? `the runtime role is a member of ${target}: it reaches the server's files as the server's OS user, the tables' data files (every tenant's rows) included, where no policy applies`
+      : `the runtime role is a member of ${target}, which bypasses RLS: SET ROLE ${target} escapes isolation`, `REVOKE ${quoteIdent(target)} FROM ${quoteIdent(name)};`);
   }
   return findings;
 }
 
-/** The tenant column compared to the setting, with no OR that could widen the match. */
+/**
+ * The tenant column compared to the setting: the expression, or one of its top-level AND terms
+ * (AND only narrows), is `column = value` (either side) where the value is the setting and nothing
+ * else: pg_catalog's current_setting of it, NULLIF, casts, the initplan's `(SELECT .. AS "nullif")`,
+ * no other literal than '' (VALUE_WORDS). Mentioning the column and the setting is not enough:
+ * `tenant_id <> current_setting(..)`, `tenant_id = COALESCE(current_setting(..), tenant_id)` or
+ * a fallback to a constant tenant, another setting or a subquery when none is set all do, and fail
+ * open; `public.current_setting(..)` is someone else's function.
+ */
 export function isTenantCheck(expression: string | null, column: string, setting: string): boolean {
   if (!expression) return false;
-  const literalsBlanked = expression.replace(/'(?:[^']|'')*'/g, "''");
-  const columnRef = new RegExp(`(^|[^A-Za-z0-9_$"])${escapeRegExp(column)}($|[^A-Za-z0-9_$"])`);
-  const settingRef = new RegExp(`current_setting\\('${escapeRegExp(setting)}'`);
-  return settingRef.test(expression) && columnRef.test(literalsBlanked) && !/\bOR\b/i.test(literalsBlanked);
+  // Literals masked to their length (so that what they hold is not read as SQL), but for the setting's name.
+  const name = `'${setting.replaceAll("'", "''")}'`;
+  const masked = expression.replace(/'(?:[^']|'')*'/g, (literal) => (literal === name ? literal : `'${'x'.repeat(literal.length - 2)}'`));
+  const columnRef = new RegExp(`^(?:${escapeRegExp(column)}|"${escapeRegExp(column.replaceAll('"', '""'))}")$`);
+  const mentionsColumn = new RegExp(`(^|[^A-Za-z0-9_$"])${escapeRegExp(column)}($|[^A-Za-z0-9_$"])`);
+  const settingRef = new RegExp(`(^|[^A-Za-z0-9_$".])(pg_catalog\\.)?current_setting\\(${escapeRegExp(name)}`);
+  const equality = (term: string) => {
+    const sides = splitTopLevel(term, ' = ');
+    if (sides.length !== 2) return false;
+    const [left, right] = sides.map(unwrap) as [string, string];
+    const [col, value] = columnRef.test(left) ? [left, right] : [right, left];
+    return columnRef.test(col) && !mentionsColumn.test(value.replaceAll(name, "''")) && settingRef.test(value) && onlyTheSetting(value, name);
+  };
+  return splitTopLevel(unwrap(masked), ' AND ').some((term) => equality(unwrap(term)));
+}
+
+/** The words a value made of the setting alone is written with, as pg_get_expr prints it (lower case; `"nullif"` is the initplan's alias). */
+const VALUE_WORDS = new Set(['current_setting', 'nullif', 'pg_catalog', 'select', 'as', 'true', 'false', 'text', 'uuid', 'bigint', '"nullif"']);
+
+/** `value` (literals masked but for `name`) has no word but VALUE_WORDS and no literal but `name` and ''. */
+function onlyTheSetting(value: string, name: string): boolean {
+  const rest = value.replaceAll(name, ' ').replaceAll("''", ' ');
+  if (rest.includes("'")) return false;
+  return (rest.match(/"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*|[0-9]+/g) ?? []).every((word) => VALUE_WORDS.has(word.startsWith('"') ? word : word.toLowerCase()));
+}
+
+/** `text` split at `separator` where it stands outside parentheses and double-quoted names. */
+function splitTopLevel(text: string, separator: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && c === '(') depth += 1;
+    else if (!quoted && c === ')') depth -= 1;
+    else if (!quoted && depth === 0 && text.startsWith(separator, i)) {
+      parts.push(text.slice(start, i));
+      start = i + separator.length;
+      i += separator.length - 1;
+    }
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
+/** `text` without the parentheses that enclose all of it. */
+function unwrap(text: string): string {
+  let t = text.trim();
+  while (t.startsWith('(') && t.endsWith(')') && balanced(t.slice(1, -1))) t = t.slice(1, -1).trim();
+  return t;
+}
+
+function balanced(text: string): boolean {
+  let depth = 0;
+  let quoted = false;
+  for (const c of text) {
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && c === '(') depth += 1;
+    else if (!quoted && c === ')' && --depth < 0) return false;
+  }
+  return depth === 0;
 }
 
 type Isolation = { state: 'ok' | 'missing' | 'permissive' | 'no-check' | 'weak-check'; policy?: string };
@@ -74,11 +159,22 @@ export function tableFindings(config: TenancyConfig, row: q.TableRow, policies: 
     add('LBMT_ROLE_OWNS_TABLE', 'error', direct ? `the runtime role ${runtimeRole} owns this table: owners can disable RLS and drop policies` : `the runtime role ${runtimeRole} is a member of the owner ${row.owner}, so it acts as the owner (can disable RLS and drop policies)`,
       direct ? `ALTER TABLE ${sql} OWNER TO ${quoteIdent(config.roles.owner)};` : `REVOKE ${quoteIdent(row.owner ?? '')} FROM ${quoteIdent(runtimeRole)};`);
   }
+  if (row.ownedSchema !== null) {
+    // DROP TABLE is allowed to the schema's owner, whoever owns the table; pg_database_owner (the
+    // database's owner) owns schema public from PostgreSQL 15.
+    add('LBMT_ROLE_OWNS_SCHEMA', 'error', `the runtime role ${runtimeRole} owns (or is a member of the owner of) schema ${row.ownedSchema}: it may drop this table, every tenant's rows with it`,
+      `ALTER SCHEMA ${quoteIdent(row.ownedSchema)} OWNER TO ${quoteIdent(config.roles.owner)}; -- and if ${runtimeRole} owns the database: ALTER DATABASE <db> OWNER TO ${quoteIdent(config.roles.owner)};`);
+  }
   if (!row.hasColumn) add('LBMT_TENANT_COLUMN_MISSING', 'error', `the tenant column ${t.tenantColumn} does not exist`, `ALTER TABLE ${sql} ADD COLUMN ${column} ${config.tenantIdType} NOT NULL; -- or correct tenantColumn in the config`);
   else {
     if (row.columnType !== config.tenantIdType) add('LBMT_TENANT_COLUMN_TYPE', 'error', `the tenant column ${t.tenantColumn} is ${row.columnType}, the config says ${config.tenantIdType}`, `ALTER TABLE ${sql} ALTER COLUMN ${column} TYPE ${config.tenantIdType} USING ${column}::${config.tenantIdType}; -- or correct tenantIdType`);
     if (!row.notNull) add('LBMT_TENANT_COLUMN_NULLABLE', 'warning', `the tenant column ${t.tenantColumn} is nullable: rows without a tenant belong to nobody and are visible to no tenant`, `ALTER TABLE ${sql} ALTER COLUMN ${column} SET NOT NULL;`);
     if (!row.tenantIndex) add('LBMT_TENANT_INDEX_MISSING', 'warning', `no index has ${t.tenantColumn} as its first column: every query filters the tenant row by row`, `CREATE INDEX ON ${sql} (${column});`);
+  }
+  if (row.beyondRls.length) {
+    add('LBMT_PRIVILEGE_BEYOND_RLS', 'error', `the runtime role ${runtimeRole} has ${row.beyondRls.join(', ')} on this table, which row level security does not govern: ` +
+      (row.beyondRls.includes('TRUNCATE') ? "TRUNCATE empties every tenant's rows" : "a trigger it adds sees every tenant's writes"),
+      `REVOKE ${row.beyondRls.join(', ')} ON ${sql} FROM ${quoteIdent(runtimeRole)}; -- and from PUBLIC or the role it has them through`);
   }
   if (!row.rls) add('LBMT_RLS_DISABLED', 'error', 'row level security is not enabled: every role with privileges sees every tenant', `ALTER TABLE ${sql} ENABLE ROW LEVEL SECURITY;`);
   if (!row.forced) add('LBMT_RLS_NOT_FORCED', 'error', `row level security is not forced: the owner (${row.owner}) bypasses every policy`, `ALTER TABLE ${sql} FORCE ROW LEVEL SECURITY;`);
@@ -104,15 +200,27 @@ export function tableFindings(config: TenancyConfig, row: q.TableRow, policies: 
   return findings;
 }
 
-export function partitionFindings(config: TenancyConfig, parent: TenantTable, partition: q.PartitionRow, policies: q.PolicyRow[]): Finding[] {
+export function partitionFindings(config: TenancyConfig, parent: TenantTable, partition: q.PartitionRow, policies: q.PolicyRow[], runtimeRole: string): Finding[] {
+  const findings: Finding[] = [];
+  const sql = qualifiedName(partition);
+  const name = `${partition.schema}.${partition.table}`;
+  if (partition.runtimeOwns) {
+    // As for the tenant table itself: the owner may turn RLS off on its partition and read every tenant there.
+    const direct = partition.owner === runtimeRole;
+    findings.push({
+      code: 'LBMT_ROLE_OWNS_TABLE',
+      severity: 'error',
+      object: name,
+      message: `partition of tenant table ${parent.schema}.${parent.table}: ` + (direct ? `the runtime role ${runtimeRole} owns it, so it can disable RLS on it and drop its policies` : `the runtime role ${runtimeRole} is a member of its owner ${partition.owner}, so it acts as the owner (can disable RLS and drop policies)`),
+      fix: direct ? `ALTER TABLE ${sql} OWNER TO ${quoteIdent(config.roles.owner)};` : `REVOKE ${quoteIdent(partition.owner)} FROM ${quoteIdent(runtimeRole)};`,
+    });
+  }
   const missing: string[] = [];
   if (!partition.rls) missing.push('RLS is not enabled');
   if (!partition.forced) missing.push('RLS is not forced');
   if (isolationOf(policies, parent.tenantColumn, config.setting).state !== 'ok') missing.push('it has no restrictive isolation policy');
-  if (missing.length === 0) return [];
-  const sql = qualifiedName(partition);
-  const name = `${partition.schema}.${partition.table}`;
-  return [{
+  if (missing.length === 0) return findings;
+  return [...findings, {
     code: 'LBMT_PARTITION_UNPROTECTED',
     severity: 'error',
     object: name,
@@ -143,19 +251,97 @@ export function dependentFindings(rows: q.DependentRow[], tables: Map<number, Te
   return findings;
 }
 
-export function definerFindings(rows: q.DefinerFunctionRow[], tables: TenantTable[]): Finding[] {
+/**
+ * A rule on a tenant table sees every tenant's writes and can copy them anywhere its owner may
+ * write; a rule elsewhere whose actions use a tenant table runs them as its relation's owner, which
+ * crosses tenants when that owner bypasses RLS (otherwise FORCE keeps it to the current tenant).
+ */
+export function ruleFindings(rows: q.RuleRow[], tables: Map<number, TenantTable>): Finding[] {
+  return rows.map((row) => {
+    const over = row.roots.map((relid) => tables.get(relid)).filter(Boolean).map((t) => `${t!.schema}.${t!.table}`).join(', ');
+    const name = `${row.schema}.${row.table}`;
+    const error = row.onTenantTable || row.ownerBypassesRls;
+    const why = row.onTenantTable
+      ? `rule on tenant table ${name}: it runs on every tenant's statements, with the rights of ${row.owner}, and can send their rows where row level security does not follow`
+      : `rule on ${name} uses ${over} with the rights of its owner ${row.owner}` + (row.ownerBypassesRls ? ', which bypasses row level security: whoever may write to it reaches every tenant' : ' (subject to RLS, so limited to the current tenant)');
+    return { code: 'LBMT_RULE_OVER_TENANT_TABLE', severity: error ? 'error' as const : 'warning' as const, object: `rule ${row.rule} on ${name}`, message: why,
+      fix: `DROP RULE ${quoteIdent(row.rule)} ON ${qualifiedName(row)}; -- a trigger running as the caller does the same within RLS` };
+  });
+}
+
+/**
+ * `body` names the table: its name as a word, unqualified or qualified by its own schema (so
+ * `linkbay.tenant_moves` is not a mention of a tenant table `public.tenant_moves`).
+ */
+function mentions(body: string, t: TenantTable): boolean {
+  const word = (name: string) => `(?:"${escapeRegExp(name.replaceAll('"', '""'))}"|${escapeRegExp(name)})`;
+  const name = new RegExp(`(^|[^A-Za-z0-9_$"])${word(t.table)}($|[^A-Za-z0-9_$"])`, 'gi');
+  const ownSchema = new RegExp(`(^|[^A-Za-z0-9_$"])${word(t.schema)}\\s*\\.\\s*$`, 'i');
+  for (const match of body.matchAll(name)) {
+    const before = body.slice(0, match.index! + match[1]!.length);
+    if (!/\.\s*$/.test(before) || ownSchema.test(before)) return true;
+  }
+  return false;
+}
+
+export function definerFindings(rows: q.DefinerFunctionRow[], tables: TenantTable[], runtimeRole: string): Finding[] {
   const findings: Finding[] = [];
   for (const row of rows) {
-    const mentioned = tables.filter((t) => new RegExp(`(^|[^A-Za-z0-9_$])${escapeRegExp(t.table)}($|[^A-Za-z0-9_$])`, 'i').test(row.body));
+    const mentioned = tables.filter((t) => mentions(row.body, t));
     if (mentioned.length === 0) continue;
     const names = mentioned.map((t) => `${t.schema}.${t.table}`).join(', ');
     const object = `function ${row.signature}`;
-    findings.push({ code: 'LBMT_SECURITY_DEFINER_FUNCTION', severity: 'warning', object, message: `SECURITY DEFINER function mentions ${names}: it runs as its owner, so RLS applies to the owner, not the caller`, fix: `ALTER FUNCTION ${row.signature} SECURITY INVOKER; -- unless it deliberately crosses tenants` });
+    // Owned by a role that bypasses RLS, it reads every tenant's rows for whoever may call it.
+    if (row.ownerBypassesRls && row.callable) {
+      findings.push({ code: 'LBMT_SECURITY_DEFINER_FUNCTION', severity: 'error', object, message: `SECURITY DEFINER function mentions ${names} and runs as ${row.owner}, which bypasses row level security; ${runtimeRole} may call it, so no policy limits what it reads or writes`, fix: `REVOKE EXECUTE ON FUNCTION ${row.signature} FROM PUBLIC, ${quoteIdent(runtimeRole)};\n-- or ALTER FUNCTION ${row.signature} SECURITY INVOKER; or give it an owner subject to RLS` });
+    } else {
+      findings.push({ code: 'LBMT_SECURITY_DEFINER_FUNCTION', severity: 'warning', object, message: `SECURITY DEFINER function mentions ${names}: it runs as its owner, so RLS applies to the owner, not the caller`, fix: `ALTER FUNCTION ${row.signature} SECURITY INVOKER; -- unless it deliberately crosses tenants` });
+    }
     if (!row.pinnedSearchPath) {
       findings.push({ code: 'LBMT_SECURITY_DEFINER_SEARCH_PATH', severity: 'warning', object, message: 'SECURITY DEFINER function without a pinned search_path: a caller can shadow the objects it uses', fix: `ALTER FUNCTION ${row.signature} SET search_path = pg_catalog, pg_temp; -- and schema-qualify the tables it uses` });
     }
   }
   return findings;
+}
+
+/**
+ * A function that sets the tenant for the session (`set_config(setting, .., false)`, `SET setting`,
+ * `SET SESSION setting`) rather than the transaction: the value outlives COMMIT and the next
+ * borrower of the pooled connection starts as that tenant (PITFALLS 6). Read from the body's text;
+ * a SET built by dynamic SQL (EXECUTE format(..)) is only seen when it names the setting literally.
+ */
+export function sessionSettingFindings(rows: Array<{ signature: string; body: string }>, setting: string): Finding[] {
+  const name = escapeRegExp(setting);
+  const setStatement = new RegExp(`\\bSET\\s+(?:SESSION\\s+)?(?!LOCAL\\b)${name}\\s*(?:=|\\bTO\\b)`, 'i');
+  return rows.flatMap((row) => {
+    const body = row.body.replace(/--[^\n]*/g, '');
+    const viaSetConfig = setConfigCalls(body, setting).some((args) => !/^\s*true\s*$/i.test(args.at(-1) ?? ''));
+    if (!viaSetConfig && !setStatement.test(body)) return [];
+    return [{
+      code: 'LBMT_FUNCTION_SETS_SESSION_TENANT',
+      severity: 'error' as const,
+      object: `function ${row.signature}`,
+      message: `sets ${setting} for the session, not the transaction: the tenant outlives COMMIT, and the next use of the pooled connection without a tenant of its own runs as it`,
+      fix: `set it for the transaction only: set_config('${setting}', value, true) or SET LOCAL ${setting}; or DROP FUNCTION ${row.signature};`,
+    }];
+  });
+}
+
+/** The argument lists (split at top-level commas) of every set_config call whose first argument is the setting. */
+function setConfigCalls(body: string, setting: string): string[][] {
+  const calls: string[][] = [];
+  const start = new RegExp(`set_config\\s*\\(\\s*'${escapeRegExp(setting)}'`, 'gi');
+  for (const match of body.matchAll(start)) {
+    let depth = 0;
+    let end = match.index! + match[0].indexOf('(');
+    for (let i = end; i < body.length; i += 1) {
+      if (body[i] === '(') depth += 1;
+      else if (body[i] === ')' && --depth === 0) { end = i; break; }
+    }
+    const inner = body.slice(match.index! + match[0].indexOf('(') + 1, end);
+    calls.push(splitTopLevel(inner, ','));
+  }
+  return calls;
 }
 
 export function uniqueFindings(rows: q.UniqueIndexRow[], tables: Map<number, TenantTable>): Finding[] {

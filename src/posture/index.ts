@@ -9,7 +9,10 @@
  * | LBMT_ROLE_SUPERUSER               | error           | the runtime role is superuser: it bypasses RLS                        |
  * | LBMT_ROLE_BYPASSRLS               | error           | the runtime role has BYPASSRLS                                        |
  * | LBMT_ROLE_OWNS_TABLE              | error           | the runtime role owns a tenant table (or is a member of its owner)    |
- * | LBMT_ROLE_CAN_ESCALATE            | error           | the runtime role is a member of a superuser or BYPASSRLS role         |
+ * | LBMT_ROLE_OWNS_SCHEMA             | error           | the runtime role owns a tenant table's schema (or the database, so public): it may drop the table |
+ * | LBMT_ROLE_CAN_ESCALATE            | error           | the runtime role is a member of a superuser or BYPASSRLS role, or of pg_read/write_server_files, pg_execute_server_program |
+ * | LBMT_TENANT_SETTING_DEFAULT       | error           | the runtime role's sessions start with a tenant set (ALTER ROLE/DATABASE ... SET) |
+ * | LBMT_PRIVILEGE_BEYOND_RLS         | error           | the runtime role may TRUNCATE a tenant table, or add triggers to it   |
  * | LBMT_CONNECTED_AS_OTHER_ROLE      | info            | the connection's current_user is not the runtime role checked         |
  * | LBMT_NO_TENANT_TABLES             | warning         | the config lists no tenant table: nothing was checked                 |
  * | LBMT_TABLE_MISSING                | error           | a configured tenant table does not exist                              |
@@ -28,7 +31,9 @@
  * | LBMT_PARTITION_UNPROTECTED        | error           | a partition/child lacks RLS, FORCE or the isolation policy            |
  * | LBMT_VIEW_DEFINER_RIGHTS          | error / warning | a view over a tenant table runs as its owner (warning before PG 15)   |
  * | LBMT_MATVIEW_OVER_TENANT_TABLE    | error           | a materialized view holds tenant rows without RLS                     |
- * | LBMT_SECURITY_DEFINER_FUNCTION    | warning         | a SECURITY DEFINER function mentions a tenant table                   |
+ * | LBMT_SECURITY_DEFINER_FUNCTION    | warning / error | a SECURITY DEFINER function mentions a tenant table; error when its owner bypasses RLS and the runtime role may call it |
+ * | LBMT_RULE_OVER_TENANT_TABLE       | error / warning | a rule on a tenant table, or using one as an owner that bypasses RLS (warning otherwise) |
+ * | LBMT_FUNCTION_SETS_SESSION_TENANT | error           | a function sets the tenant setting for the session (set_config(.., false), SET without LOCAL) |
  * | LBMT_SECURITY_DEFINER_SEARCH_PATH | warning         | ... and does not pin search_path                                      |
  * | LBMT_UNIQUE_WITHOUT_TENANT        | warning         | a unique index/constraint leaves out the tenant column                |
  * | LBMT_FOREIGN_KEY_WITHOUT_TENANT   | warning         | a foreign key to a tenant table does not match on the tenant column   |
@@ -47,7 +52,7 @@
  * (how policies are recognised is explained there), those about the server release in
  * server.ts.
  */
-import { quoteIdent, type TenancyConfig } from '../config.js';
+import { quoteIdent, type TenancyConfig, type TenantTable } from '../config.js';
 import { PostureError } from '../errors.js';
 import {
   definerFindings,
@@ -55,6 +60,8 @@ import {
   foreignKeyFindings,
   partitionFindings,
   roleFindings,
+  ruleFindings,
+  sessionSettingFindings,
   tableFindings,
   uniqueFindings,
 } from './findings.js';
@@ -116,7 +123,7 @@ export interface PostureOptions {
 export async function checkPosture(pool: q.Queryable, config: TenancyConfig, options: PostureOptions = {}): Promise<PostureReport> {
   const runtimeRole = options.runtimeRole ?? config.roles.app;
   const server = await q.readServer(pool);
-  const findings: Finding[] = [...roleFindings(await q.readRole(pool, runtimeRole), runtimeRole)];
+  const findings: Finding[] = [...roleFindings(await q.readRole(pool, runtimeRole, config.setting), runtimeRole, config.setting, server.versionNum)];
   if (config.tables.length === 0) {
     findings.push({ code: 'LBMT_NO_TENANT_TABLES', severity: 'warning', object: 'config', message: 'the config lists no tenant table, so no table was checked', fix: 'add your tenant tables to `tables` in the config' });
   }
@@ -124,21 +131,27 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
   const present = tables.filter((t): t is q.TableRow & { relid: number } => t.relid !== null);
   const byRelid = new Map(present.map((t) => [t.relid, t.table]));
   const relids = [...byRelid.keys()];
-  const partitions = relids.length ? (await q.readPartitions(pool, relids)).filter((p) => !byRelid.has(p.relid)) : [];
+  const partitions = relids.length ? (await q.readPartitions(pool, relids, runtimeRole)).filter((p) => !byRelid.has(p.relid)) : [];
   const policies = relids.length ? await q.readPolicies(pool, [...relids, ...partitions.map((p) => p.relid)], runtimeRole) : [];
   const policiesOf = (relid: number) => policies.filter((p) => p.relid === relid);
 
   for (const row of tables) findings.push(...tableFindings(config, row, row.relid === null ? [] : policiesOf(row.relid), runtimeRole));
   for (const partition of partitions) {
     const table = byRelid.get(partition.root)!;
-    findings.push(...partitionFindings(config, table, partition, policiesOf(partition.relid)));
+    findings.push(...partitionFindings(config, table, partition, policiesOf(partition.relid), runtimeRole));
   }
   findings.push(...(await driftFindings(pool, config)));
   if (relids.length) {
     // One query at a time: at start-up this runs on the application's pool, and should hold one
     // connection, not as many as there are checks.
-    findings.push(...dependentFindings(await q.readDependents(pool, relids), byRelid, server.versionNum, runtimeRole));
-    findings.push(...definerFindings(await q.readDefinerFunctions(pool), present.map((t) => t.table)));
+    // Views, rules and functions reaching a partition (or child) directly reach tenant rows as well.
+    const reachable = new Map<number, TenantTable>(byRelid);
+    for (const p of partitions) reachable.set(p.relid, { schema: p.schema, table: p.table, tenantColumn: byRelid.get(p.root)!.tenantColumn });
+    const reachableIds = [...reachable.keys()];
+    findings.push(...dependentFindings(await q.readDependents(pool, reachableIds), reachable, server.versionNum, runtimeRole));
+    findings.push(...ruleFindings(await q.readRules(pool, reachableIds), reachable));
+    findings.push(...definerFindings(await q.readDefinerFunctions(pool, runtimeRole), [...reachable.values()], runtimeRole));
+    findings.push(...sessionSettingFindings(await q.readFunctionsNamingSetting(pool, config.setting), config.setting));
     findings.push(...uniqueFindings(await q.readUniqueIndexes(pool, relids), byRelid));
     findings.push(...foreignKeyFindings(await q.readForeignKeys(pool, relids), byRelid));
   }
@@ -146,7 +159,7 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
   const citus = await citusPosture(pool, config, runtimeRole, present, policies);
   for (let i = findings.length - 1; i >= 0; i -= 1) if (citus.supersedes.has(findings[i]!.code)) findings.splice(i, 1);
   findings.push(...citus.findings);
-  findings.push(...(await classificationFindings(pool, config)));
+  findings.push(...(await classificationFindings(pool, config, runtimeRole)));
   findings.push(...serverFindings(server.versionNum, server.version));
   const planClasses = await q.readPlanClasses(pool, runtimeRole);
   if (!planClasses.executable) {

@@ -34,27 +34,50 @@ export async function readPlanClasses(db: Queryable, role: string): Promise<{ ex
   return { exists: rows[0].exists === true, executable: rows[0].executable === true };
 }
 
+/**
+ * Predefined roles that reach the server's files as its OS user: the tables' data files (every
+ * tenant's rows, no policy on the way), the configuration, a superuser connection by a program.
+ */
+export const SERVER_FILE_ROLES = ['pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program'];
+
 export interface RoleRow {
   currentUser: string;
   currentBypassesRls: boolean;
   exists: boolean;
   superuser: boolean;
   bypassrls: boolean;
-  /** Superuser or BYPASSRLS roles the runtime role is a member of (it can SET ROLE to them). */
+  createrole: boolean;
+  /** Superuser or BYPASSRLS roles the runtime role is a member of (it can SET ROLE to them), and SERVER_FILE_ROLES. */
   escalations: string[];
+  /**
+   * Defaults for the tenant setting that a new session of the runtime role on this database starts
+   * with (pg_db_role_setting): `{ role, database }`, null for ALL / every database.
+   */
+  settingDefaults: Array<{ role: string | null; database: string | null; value: string }>;
 }
 
-export async function readRole(db: Queryable, role: string): Promise<RoleRow> {
+export async function readRole(db: Queryable, role: string, setting: string): Promise<RoleRow> {
   const { rows } = await db.query(
     `SELECT current_user::text AS current_user,
             (SELECT u.rolsuper OR u.rolbypassrls FROM pg_catalog.pg_roles u WHERE u.rolname = current_user) AS current_bypasses,
             r.oid IS NOT NULL AS exists, coalesce(r.rolsuper, false) AS superuser, coalesce(r.rolbypassrls, false) AS bypassrls,
+            coalesce(r.rolcreaterole, false) AS createrole,
             CASE WHEN r.oid IS NULL OR r.rolsuper THEN '{}'::text[] ELSE ARRAY(
               SELECT s.rolname::text FROM pg_catalog.pg_roles s
-              WHERE s.oid <> r.oid AND (s.rolsuper OR s.rolbypassrls) AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
-              ORDER BY 1) END AS escalations
+              WHERE s.oid <> r.oid AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
+                AND (s.rolsuper OR s.rolbypassrls OR s.rolname IN (${SERVER_FILE_ROLES.map((n) => `'${n}'`).join(', ')}))
+              ORDER BY 1) END AS escalations,
+            -- GUC names are case-insensitive; the last '=' form wins, as PostgreSQL reads them.
+            coalesce((SELECT jsonb_agg(jsonb_build_object(
+                        'role', CASE WHEN s.setrole = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(s.setrole)::text END,
+                        'database', (SELECT d.datname::text FROM pg_catalog.pg_database d WHERE d.oid = s.setdatabase),
+                        'value', substr(c.entry, length($2) + 2)) ORDER BY s.setrole DESC, s.setdatabase DESC)
+                FROM pg_catalog.pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry)
+               WHERE (s.setrole = 0 OR s.setrole = r.oid)
+                 AND (s.setdatabase = 0 OR s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()))
+                 AND lower(c.entry) LIKE lower($2) || '=%'), '[]'::jsonb) AS setting_defaults
      FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1`,
-    [role],
+    [role, setting],
   );
   const row = rows[0];
   return {
@@ -63,7 +86,9 @@ export async function readRole(db: Queryable, role: string): Promise<RoleRow> {
     exists: row.exists,
     superuser: row.superuser,
     bypassrls: row.bypassrls,
+    createrole: row.createrole,
     escalations: row.escalations,
+    settingDefaults: row.setting_defaults,
   };
 }
 
@@ -77,11 +102,15 @@ export interface TableRow {
   owner: string | null;
   /** The runtime role owns the table, directly or through membership in the owner role. */
   runtimeOwns: boolean;
+  /** The table's schema, when the runtime role owns it (or is a member of its owner, pg_database_owner included): it may DROP the table. */
+  ownedSchema: string | null;
   hasColumn: boolean;
   columnType: string | null;
   notNull: boolean;
   /** Some index (or primary key) has the tenant column as its first column. */
   tenantIndex: boolean;
+  /** Privileges the runtime role has or may SET ROLE to (own, a role's, PUBLIC's) that RLS does not govern: TRUNCATE, TRIGGER. */
+  beyondRls: string[];
 }
 
 export async function readTables(db: Queryable, tables: readonly TenantTable[], runtimeRole: string): Promise<TableRow[]> {
@@ -90,9 +119,17 @@ export async function readTables(db: Queryable, tables: readonly TenantTable[], 
             pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
             CASE WHEN c.oid IS NOT NULL AND rt.oid IS NOT NULL AND NOT rt.rolsuper
                  THEN pg_catalog.pg_has_role(rt.oid, c.relowner, 'MEMBER') ELSE false END AS runtime_owns,
+            CASE WHEN c.oid IS NOT NULL AND rt.oid IS NOT NULL AND NOT rt.rolsuper AND pg_catalog.pg_has_role(rt.oid, n.nspowner, 'MEMBER')
+                 THEN n.nspname::text END AS owned_schema,
             a.attnum IS NOT NULL AS has_column, pg_catalog.format_type(a.atttypid, a.atttypmod) AS column_type,
             coalesce(a.attnotnull, false) AS not_null,
-            EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = a.attnum) AS tenant_index
+            EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indkey[0] = a.attnum) AS tenant_index,
+            -- The owner's own are LBMT_ROLE_OWNS_TABLE's; a superuser's LBMT_ROLE_SUPERUSER's.
+            CASE WHEN c.oid IS NULL OR rt.oid IS NULL OR rt.rolsuper OR pg_catalog.pg_has_role(rt.oid, c.relowner, 'MEMBER') THEN '{}'::text[]
+                 -- Also through a role it may SET ROLE to (a NOINHERIT membership keeps has_table_privilege from seeing it).
+                 ELSE ARRAY(SELECT p FROM unnest(ARRAY['TRUNCATE', 'TRIGGER']) AS p
+                             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles m
+                                            WHERE pg_catalog.pg_has_role(rt.oid, m.oid, 'MEMBER') AND pg_catalog.has_table_privilege(m.oid, c.oid, p))) END AS beyond_rls
      FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS cfg(schema_name, table_name, column_name, i)
      LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = cfg.schema_name
      LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = cfg.table_name AND c.relkind IN ('r', 'p')
@@ -109,10 +146,12 @@ export async function readTables(db: Queryable, tables: readonly TenantTable[], 
     forced: row.forced === true,
     owner: row.owner,
     runtimeOwns: row.runtime_owns === true,
+    ownedSchema: row.owned_schema ?? null,
     hasColumn: row.has_column,
     columnType: row.column_type,
     notNull: row.not_null,
     tenantIndex: row.tenant_index,
+    beyondRls: row.beyond_rls ?? [],
   }));
 }
 
@@ -124,20 +163,26 @@ export interface PartitionRow {
   table: string;
   rls: boolean;
   forced: boolean;
+  owner: string;
+  /** The runtime role owns it, directly or through membership in its owner (it may disable RLS on it). */
+  runtimeOwns: boolean;
 }
 
-export async function readPartitions(db: Queryable, relids: number[]): Promise<PartitionRow[]> {
+export async function readPartitions(db: Queryable, relids: number[], runtimeRole: string): Promise<PartitionRow[]> {
   const { rows } = await db.query(
     `WITH RECURSIVE tree(relid, root) AS (
        SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits WHERE inhparent = ANY($1::oid[])
        UNION
        SELECT i.inhrelid, t.root FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid)
-     SELECT t.root, t.relid, n.nspname::text AS schema, c.relname::text AS table, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced
+     SELECT t.root, t.relid, n.nspname::text AS schema, c.relname::text AS table, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
+            pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
+            coalesce(rt.oid IS NOT NULL AND NOT rt.rolsuper AND pg_catalog.pg_has_role(rt.oid, c.relowner, 'MEMBER'), false) AS runtime_owns
      FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_catalog.pg_roles rt ON rt.rolname = $2
      ORDER BY 3, 4`,
-    [relids],
+    [relids, runtimeRole],
   );
-  return rows;
+  return rows.map((row) => ({ root: row.root, relid: row.relid, schema: row.schema, table: row.table, rls: row.rls, forced: row.forced, owner: row.owner, runtimeOwns: row.runtime_owns }));
 }
 
 export interface PolicyRow {
@@ -148,7 +193,12 @@ export interface PolicyRow {
   cmd: string;
   using: string | null;
   check: string | null;
-  /** The policy applies to the runtime role (TO PUBLIC, the role, or a role it is a member of). */
+  /**
+   * The policy applies to the runtime role: TO PUBLIC, the role, or a role whose privileges it has
+   * (pg_has_role USAGE). PostgreSQL applies a policy by has_privs_of_role (rowsecurity.c), so a
+   * NOINHERIT membership does not bring a policy in: counting it would accept an isolation policy
+   * that never applies.
+   */
   applies: boolean;
 }
 
@@ -158,7 +208,7 @@ export async function readPolicies(db: Queryable, relids: number[], runtimeRole:
             pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using,
             pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check,
             (0::oid = ANY (p.polroles) OR (rt.oid IS NOT NULL AND EXISTS (
-               SELECT 1 FROM unnest(p.polroles) AS r(oid) WHERE r.oid <> 0 AND pg_catalog.pg_has_role(rt.oid, r.oid, 'MEMBER')))) AS applies
+               SELECT 1 FROM unnest(p.polroles) AS r(oid) WHERE r.oid <> 0 AND pg_catalog.pg_has_role(rt.oid, r.oid, 'USAGE')))) AS applies
      FROM pg_catalog.pg_policy p LEFT JOIN pg_catalog.pg_roles rt ON rt.rolname = $2
      WHERE p.polrelid = ANY($1::oid[])
      ORDER BY p.polname`,
@@ -205,27 +255,92 @@ export async function readDependents(db: Queryable, relids: number[]): Promise<D
   return rows.map((row) => ({ schema: row.schema, table: row.table, relkind: row.relkind, owner: row.owner, securityInvoker: row.security_invoker, roots: row.roots }));
 }
 
+export interface RuleRow {
+  schema: string;
+  table: string;
+  rule: string;
+  owner: string;
+  /** The owner of the rule's relation is a superuser or has BYPASSRLS. */
+  ownerBypassesRls: boolean;
+  /** The rule is on a tenant table itself (it sees every tenant's writes). */
+  onTenantTable: boolean;
+  /** The tenant tables it is on or whose rows its actions use. */
+  roots: number[];
+}
+
+/**
+ * Rules (CREATE RULE, not a view's _RETURN) on a tenant table or whose actions use one. A rule's
+ * actions run with the rights of its relation's owner, not of the querying role.
+ */
+export async function readRules(db: Queryable, relids: number[]): Promise<RuleRow[]> {
+  const { rows } = await db.query(
+    `SELECT n.nspname::text AS schema, c.relname::text AS table, r.rulename::text AS rule, o.rolname::text AS owner,
+            (o.rolsuper OR o.rolbypassrls) AS owner_bypasses, r.ev_class = ANY($1::oid[]) AS on_tenant_table,
+            array_agg(DISTINCT d.refobjid::int) AS roots
+     FROM pg_catalog.pg_rewrite r
+     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+                                AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = ANY($1::oid[])
+     JOIN pg_catalog.pg_class c ON c.oid = r.ev_class JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+     WHERE r.rulename <> '_RETURN'
+     GROUP BY 1, 2, 3, 4, 5, 6
+     ORDER BY 1, 2, 3`,
+    [relids],
+  );
+  return rows.map((row) => ({ schema: row.schema, table: row.table, rule: row.rule, owner: row.owner, ownerBypassesRls: row.owner_bypasses, onTenantTable: row.on_tenant_table, roots: row.roots }));
+}
+
 export interface DefinerFunctionRow {
   /** `schema.name(argument types)`, identifiers quoted where needed: usable in ALTER FUNCTION. */
   signature: string;
   body: string;
   /** `SET search_path = ...` is part of the function's definition. */
   pinnedSearchPath: boolean;
+  owner: string;
+  /** Its owner is a superuser or has BYPASSRLS: no policy limits what it reads or writes. */
+  ownerBypassesRls: boolean;
+  /** The runtime role may call it. */
+  callable: boolean;
 }
 
 /** SECURITY DEFINER functions and procedures outside the system schemas. */
-export async function readDefinerFunctions(db: Queryable): Promise<DefinerFunctionRow[]> {
+export async function readDefinerFunctions(db: Queryable, runtimeRole: string): Promise<DefinerFunctionRow[]> {
   const { rows } = await db.query(
     `SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS signature,
             -- prosrc is the body as written; it is empty for SQL-standard bodies (BEGIN ATOMIC, PG14+),
             -- which only pg_get_functiondef prints.
             CASE WHEN p.prosrc <> '' OR p.prokind NOT IN ('f', 'p') THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END AS body,
-            EXISTS (SELECT 1 FROM unnest(p.proconfig) AS s(setting) WHERE s.setting LIKE 'search\\_path=%') AS pinned
+            EXISTS (SELECT 1 FROM unnest(p.proconfig) AS s(setting) WHERE s.setting LIKE 'search\\_path=%') AS pinned,
+            o.rolname::text AS owner, (o.rolsuper OR o.rolbypassrls) AS owner_bypasses,
+            coalesce(rt.oid IS NOT NULL AND pg_catalog.has_function_privilege(rt.oid, p.oid, 'EXECUTE'), false) AS callable
      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     JOIN pg_catalog.pg_roles o ON o.oid = p.proowner LEFT JOIN pg_catalog.pg_roles rt ON rt.rolname = $1
      WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
      ORDER BY 1`,
+    [runtimeRole],
   );
-  return rows.map((row) => ({ signature: row.signature, body: row.body ?? '', pinnedSearchPath: row.pinned }));
+  return rows.map((row) => ({
+    signature: row.signature,
+    body: row.body ?? '',
+    pinnedSearchPath: row.pinned,
+    owner: row.owner,
+    ownerBypassesRls: row.owner_bypasses,
+    callable: row.callable,
+  }));
+}
+
+/** Functions and procedures outside the system schemas whose body names the tenant setting. */
+export async function readFunctionsNamingSetting(db: Queryable, setting: string): Promise<Array<{ signature: string; body: string }>> {
+  const { rows } = await db.query(
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS signature,
+            CASE WHEN p.prosrc <> '' OR p.prokind NOT IN ('f', 'p') THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END AS body
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prokind IN ('f', 'p')
+       AND strpos(lower(CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END), lower($1)) > 0
+     ORDER BY 1`,
+    [setting],
+  );
+  return rows.map((row) => ({ signature: row.signature, body: row.body ?? '' }));
 }
 
 export interface UniqueIndexRow {

@@ -2,8 +2,9 @@
  * Live isolation probes (`doctor --probe`, `probeTenantIsolation`): two synthetic tenants per run,
  * each given a copy of a real row of every tenant table, then — as the runtime role with one of
  * them current — every way of reaching the other's row: read, UPDATE, DELETE, INSERT for it, upsert
- * (`ON CONFLICT DO UPDATE`), and a join to every other tenant table; finally a pooled connection
- * with no tenant must see nothing. Everything runs in one transaction that is rolled back, each
+ * (`ON CONFLICT DO UPDATE`), and a join to every other tenant table; then, with no tenant set, the
+ * runtime role must see no row; finally (given `appPool`) a pooled connection with no tenant must
+ * see nothing. Everything runs in one transaction that is rolled back, each
  * probe inside a savepoint rolled back too: nothing is left behind, whatever a probe finds.
  *
  * Needs a connection that may SET ROLE to the runtime role and read every row (the migration role
@@ -64,6 +65,17 @@ export async function probeTenantIsolation(options: LiveProbeOptions): Promise<L
       for (const id of [a, b]) await client.query(`INSERT INTO linkbay.tenants (id, slug, name) VALUES ($1, $2, 'lbmt probe')`, [id, `lbmt-probe-${randomUUID().slice(0, 8)}`]);
     }
     const as = (tenant: string) => client.query(`SELECT set_config(${quoteLiteral(config.setting)}, $1, true)`, [tenant]);
+    // First, on a session that never had a tenant (the setting NULL, not the '' it reads once set
+    // and reset: PITFALLS 11): the runtime role sees no real row. Only checkable before any set_config.
+    const fresh = await client.query(`SELECT current_setting(${quoteLiteral(config.setting)}, true) IS NULL AS unset`);
+    if (fresh.rows[0].unset) {
+      await client.query(`SET LOCAL ROLE ${quoteIdent(role)}`);
+      for (const table of config.tables) {
+        const seen = await probe(client, `SELECT count(*)::int AS n FROM ${quoteIdent(table.schema)}.${quoteIdent(table.table)}`, []);
+        if ('rows' in seen && seen.rows[0].n !== 0) report.breaches.push(`${table.schema}.${table.table}: as ${role} on a session that never set a tenant, reading the table sees ${seen.rows[0].n} row(s)`);
+      }
+      await client.query('RESET ROLE');
+    }
     const planted: Planted[] = [];
     // Plant a copy of a real row for A and for B in every table. Foreign keys would refuse a copied
     // child whose parent is another tenant's: they (and other triggers) are off while planting
@@ -132,6 +144,15 @@ export async function probeTenantIsolation(options: LiveProbeOptions): Promise<L
         );
         if (!('rows' in join) || join.rows[0].n !== 0) breach(`joining to ${other.shape.name} on the tenant column to reach another tenant's rows`, join);
       }
+    }
+    // As the runtime role with no tenant at all (what a pooled connection is between transactions):
+    // no row. Here and not only in pooledCheck, which needs the application's pool: doctor --probe
+    // has none, and a policy that falls back to the row's own tenant passes every probe above.
+    await as('');
+    for (const p of planted) {
+      // An error fails closed (as in pooledCheck): only rows seen are a breach.
+      const seen = await probe(client, `SELECT count(*)::int AS n FROM ${p.shape.sql} AS lbmt_row`, []);
+      if ('rows' in seen && seen.rows[0].n !== 0) report.breaches.push(`${p.shape.name}: as ${role} with no tenant set, reading the table sees ${seen.rows[0].n} row(s)`);
     }
   } catch (error) {
     broken = true;
