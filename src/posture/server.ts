@@ -16,11 +16,20 @@ import type { Finding } from './index.js';
  *   (CVE-2024-10976)"). https://www.postgresql.org/support/security/CVE-2024-10976/ and
  *   .../CVE-2024-10978/. The releases a week later (17.2, 16.6, 15.10, 14.15, 13.18, 12.22) only
  *   repaired a regression of those; the minimum for the CVEs is the first set.
+ * - CVE-2025-8713 (optimizer statistics: a leaky operator reads histogram and most-common values
+ *   that a row security policy hides, in partitioning and inheritance hierarchies): fixed in 17.6,
+ *   16.10, 15.14, 14.19, 13.22 (2025-08-14). https://www.postgresql.org/support/security/CVE-2025-8713/
  */
-const RLS_CVES: ReadonlyArray<{ cve: string; fixed: Readonly<Record<number, number>> }> = [
-  { cve: 'CVE-2023-2455', fixed: { 11: 20, 12: 15, 13: 11, 14: 8, 15: 3 } },
-  { cve: 'CVE-2024-10976', fixed: { 12: 21, 13: 17, 14: 14, 15: 9, 16: 5, 17: 1 } },
-  { cve: 'CVE-2024-10978', fixed: { 12: 21, 13: 17, 14: 14, 15: 9, 16: 5, 17: 1 } },
+const WRONG_POLICIES = "row level security can apply the wrong role's policies";
+const RLS_CVES: ReadonlyArray<{ cve: string; effect: string; fixed: Readonly<Record<number, number>> }> = [
+  { cve: 'CVE-2023-2455', effect: WRONG_POLICIES, fixed: { 11: 20, 12: 15, 13: 11, 14: 8, 15: 3 } },
+  { cve: 'CVE-2024-10976', effect: WRONG_POLICIES, fixed: { 12: 21, 13: 17, 14: 14, 15: 9, 16: 5, 17: 1 } },
+  { cve: 'CVE-2024-10978', effect: WRONG_POLICIES, fixed: { 12: 21, 13: 17, 14: 14, 15: 9, 16: 5, 17: 1 } },
+  {
+    cve: 'CVE-2025-8713',
+    effect: 'planner statistics of partitions and inheritance children show values of rows row level security hides',
+    fixed: { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 },
+  },
 ];
 
 /** Final release date of each major (https://www.postgresql.org/support/versioning/). */
@@ -46,7 +55,7 @@ export function serverFindings(versionNum: number, version: string, today = new 
       code: 'LBMT_SERVER_VULNERABLE',
       severity: 'warning',
       object,
-      message: `this release predates the fixes for ${missing.map((c) => c.cve).join(', ')}: row level security can apply the wrong role's policies`,
+      message: `this release predates the fixes for ${missing.map((c) => c.cve).join(', ')}: ${[...new Set(missing.map((c) => c.effect))].join('; ')}`,
       fix: minimum.length ? `upgrade to the latest ${major}.x minor release (at least ${major}.${Math.max(...minimum)})` : 'upgrade to a supported major version',
     });
   }
