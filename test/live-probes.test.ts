@@ -71,3 +71,17 @@ test('a permissive USING (true) policy with the isolation policy dropped is caug
   t.true(posture.findings.some((f) => f.code === 'LBMT_PROBE_BREACH' && f.severity === 'error'));
   t.false(posture.ok);
 });
+
+test('probes asked for on a connection that cannot run them prove nothing: not ok, and doctor --probe fails with LBMT_PROBE_NOT_RUN', async (t) => {
+  const db = await seeded(t);
+  // The admin role: BYPASSRLS, not a superuser.
+  const report = await probeTenantIsolation({ pool: db.adminPool, config: db.config });
+  t.false(report.ran);
+  t.false(report.ok, 'no breach found, but nothing was proven');
+  t.deepEqual(report.probed, []);
+  const posture = await checkPosture(db.adminPool, db.config, { probe: true });
+  t.false(posture.ok);
+  t.like(posture.findings.find((f) => f.code.startsWith('LBMT_PROBE')), { code: 'LBMT_PROBE_NOT_RUN', severity: 'error' });
+  // Without --probe the same connection's catalog check is what it was.
+  t.false((await checkPosture(db.adminPool, db.config)).findings.some((f) => f.code.startsWith('LBMT_PROBE')));
+});

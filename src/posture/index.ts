@@ -187,7 +187,12 @@ export async function checkPosture(pool: q.Queryable, config: TenancyConfig, opt
     for (const breach of probed.breaches) {
       findings.push({ code: 'LBMT_PROBE_BREACH', severity: 'error', object: breach.split(':')[0]!, message: breach, fix: 'see the catalog findings for this table; the probe saw it happen' });
     }
-    for (const note of probed.notes) findings.push({ code: 'LBMT_PROBE_SKIPPED', severity: 'info', object: note.split(':')[0]!, message: note, fix: 'seed one row in the table, or run doctor as a superuser' });
+    // Asked for and not run: nothing was proven live, and saying so only as an info passed CI.
+    if (!probed.ran) {
+      findings.push({ code: 'LBMT_PROBE_NOT_RUN', severity: 'error', object: 'live probes', message: probed.notes[0] ?? 'the live probes could not run', fix: 'run doctor --probe with a superuser --database-url (the probes roll back everything they write)' });
+    } else {
+      for (const note of probed.notes) findings.push({ code: 'LBMT_PROBE_SKIPPED', severity: 'info', object: note.split(':')[0]!, message: note, fix: 'seed one row in the table, or run doctor as a superuser' });
+    }
   }
   return { ok: !findings.some((f) => f.severity === 'error'), serverVersion: server.version, runtimeRole, findings };
 }

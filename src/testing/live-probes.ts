@@ -27,7 +27,10 @@ export interface LiveProbeOptions {
 }
 
 export interface LiveProbeReport {
+  /** No breach, and the probes ran: false when they could not run at all (`ran`), which proves nothing. */
   readonly ok: boolean;
+  /** false when the probes could not run (the connection is not a superuser): see `notes`. */
+  readonly ran: boolean;
   readonly breaches: string[];
   readonly notes: string[];
   /** Tables probed (the others are in `notes`). */
@@ -49,7 +52,7 @@ const SYNTHETIC: Record<TenancyConfig['tenantIdType'], () => string> = {
 export async function probeTenantIsolation(options: LiveProbeOptions): Promise<LiveProbeReport> {
   const { config } = options;
   const role = options.runtimeRole ?? config.roles.app;
-  const report: LiveProbeReport = { ok: true, breaches: [], notes: [], probed: [] };
+  const report: LiveProbeReport = { ok: true, ran: true, breaches: [], notes: [], probed: [] };
   const [a, b] = [SYNTHETIC[config.tenantIdType](), SYNTHETIC[config.tenantIdType]()];
   const client = await options.pool.connect();
   let broken = false;
@@ -58,7 +61,7 @@ export async function probeTenantIsolation(options: LiveProbeOptions): Promise<L
     const { rows } = await client.query(`SELECT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser, pg_catalog.to_regclass('linkbay.tenants') IS NOT NULL AS registry`);
     if (!rows[0].superuser) {
       report.notes.push('live probes skipped: they need a superuser connection (to SET ROLE to the runtime role and read every row)');
-      return report;
+      return { ...report, ok: false, ran: false };
     }
     // Synthetic tenants in the registry, so that foreign keys to it hold (rolled back with the rest).
     if (rows[0].registry) {
