@@ -48,6 +48,8 @@ export interface TenantAdminServiceOptions {
    * TenantDBPool still checks each pool before its first use).
    */
   verifyDatabaseUrl?: boolean;
+  /** How long `purgeTenant` waits for a lock before PurgeBlockedError (src/purge.ts `lockTimeoutMs`). Default 30 000 ms. */
+  purgeLockTimeoutMs?: number;
 }
 
 export interface TenantList {
@@ -277,7 +279,7 @@ export class TenantAdminService {
 
   /** Removes a deleted tenant's rows from every tenant table and proves it (src/purge.ts); audited with its report. */
   purgeTenant(id: string | number | bigint, audit?: AuditContext): Promise<PurgeReport> {
-    return purgeTenant(this.db, id, { tenancy: this.tenancy, audit: auditContext(audit) });
+    return purgeTenant(this.db, id, { tenancy: this.tenancy, audit: auditContext(audit), ...(this.options.purgeLockTimeoutMs !== undefined ? { lockTimeoutMs: this.options.purgeLockTimeoutMs } : {}) });
   }
 
   /** The audit log, newest first (src/audit.ts). */

@@ -113,5 +113,5 @@ export { TenantChangeListener, TENANT_CHANGES_CHANNEL, type TenantChange, type T
 export { MultitenantCore, createMultitenant, type MaybePromise, type MultitenantOptions, type Resolution } from './core.js';
 export type { TenantRequest, TenantCandidate, StrategySpec, StrategyDefaults, CustomStrategy, Strategy } from './resolution.js';
 export { checkPosture, assertPosture, formatPostureReport, type Finding, type PostureReport, type PostureOptions, type Severity } from './posture/index.js';
-export { purgeTenant, PurgeIncompleteError, type PurgeReport, type PurgedTable, type PurgeOptions } from './purge.js';
+export { purgeTenant, PurgeBlockedError, PurgeIncompleteError, type PurgeReport, type PurgedTable, type PurgeOptions } from './purge.js';
 export { withSystemContext, SYSTEM_CHANNEL, type SystemContextOptions, type SystemTransaction, type SystemContextEvent } from './system-context.js';

@@ -43,6 +43,22 @@ export interface PurgeOptions {
   readonly tenancy?: TenancyConfig;
   /** Who purges and why, for the `purge` audit row (written with the report, complete or not). Default actor `system`. */
   readonly audit?: AuditContext;
+  /**
+   * How long the purge waits for a lock (`SET LOCAL lock_timeout`), in milliseconds: for the
+   * tenant's transactions still running (an instance that had not heard of the delete, or one left
+   * idle in transaction), for another admin action on the registry row, for a row it deletes. Then
+   * it gives up, deletes nothing and throws PurgeBlockedError (503): run it again later. Without a
+   * limit a transaction left open would hold the purge, and the registry row it locks, forever.
+   * Default 30 000.
+   */
+  readonly lockTimeoutMs?: number;
+}
+
+/** The purge waited `lockTimeoutMs` for a lock and gave up: nothing was deleted; run it again later. */
+export class PurgeBlockedError extends TenantError {
+  constructor(lockTimeoutMs: number, options?: TenantErrorOptions) {
+    super('LBMT_PURGE_BLOCKED', `the purge waited ${lockTimeoutMs} ms for a lock (a transaction of the tenant still running, or another admin action on it) and gave up; nothing was deleted: run it again later`, 503, true, options);
+  }
 }
 
 interface TenantColumnRow {
@@ -77,6 +93,8 @@ export function purgeTenant(pool: Queryable, tenantId: string | number | bigint,
 
 async function purge(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions): Promise<PurgeReport> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
+  const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
+  if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError('`lockTimeoutMs` must be a positive integer (milliseconds)');
   const id = canonicalTenantId(tenantId, tenancy.tenantIdType);
   const { rows: registry } = await pool.query('SELECT status FROM linkbay.tenants WHERE id = $1', [id]);
   if (!registry[0]) throw new TenantNotFoundError();
@@ -92,6 +110,7 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
   // savepoint so that the others are still tried and the report names every cause; then the whole
   // purge is rolled back, nothing is deleted, and a re-run after the fix does it all at once.
   const attempt = await inAdminTransaction(pool, async (tx) => {
+    await tx.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
     // Still deleted, and stays so until COMMIT (no activate in between).
     const { rows: locked } = await tx.query('SELECT status FROM linkbay.tenants WHERE id = $1 FOR UPDATE', [id]);
     if (locked[0]?.status !== 'deleted') throw new TenantInputError('only a deleted tenant can be purged: delete it first, so that no request is served while its rows go');
@@ -110,6 +129,8 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
         remaining = await count(tx, table);
         await tx.query('RELEASE SAVEPOINT lbmt_purge_table');
       } catch (e) {
+        // Waiting too long for a row is the whole purge blocked, not this table broken: run it again later.
+        if ((e as { code?: unknown }).code === LOCK_NOT_AVAILABLE) throw e;
         error = describe(e);
         await tx.query('ROLLBACK TO SAVEPOINT lbmt_purge_table');
       }
@@ -124,6 +145,7 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
     return report;
   }).catch((error: unknown) => {
     if (error instanceof PurgeRolledBack) return error;
+    if ((error as { code?: unknown } | null)?.code === LOCK_NOT_AVAILABLE) throw new PurgeBlockedError(lockTimeoutMs, { cause: error });
     throw error;
   });
   if (!(attempt instanceof PurgeRolledBack)) return attempt;
@@ -144,6 +166,9 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
   await inAdminTransaction(pool, (tx) => writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) }));
   throw new PurgeIncompleteError(report);
 }
+
+/** SQLSTATE 55P03: lock_timeout expired. */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /** Internal: a purge attempt that must roll back (a table failed), carrying what it found. */
 class PurgeRolledBack extends Error {
