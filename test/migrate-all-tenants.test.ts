@@ -74,7 +74,7 @@ test('migrate --all-tenants migrates the shared and every tenant database once, 
   for (const db of [own, other]) {
     t.is(line(db.name).length, 1, db.name);
     t.true(line(db.name)[0]!.endsWith(`: ${files.length} applied (${files.join(', ')})`), line(db.name)[0]);
-    t.true(files.includes('00007-manifest-public-orders.sql'), 'the manifest is recorded in tenant databases too');
+    t.true(files.some((f) => /^\d{5}-manifest-public-orders\.sql$/.test(f)), 'the manifest is recorded in tenant databases too');
     t.regex(line(db.name)[0]!, new RegExp(`^\\[\\d/4\\] postgres://${new URL(shared.superUrl).username}(:\\*\\*\\*)?@`), 'as the migrating role, not the app role');
   }
   const failed = progress.filter((l) => l.includes('FAILED'));
