@@ -167,24 +167,44 @@ function registryMigrations(config: TenancyConfig, directory: string): Array<[st
 
 function rolesSql(config: TenancyConfig): string {
   const { owner, app, admin } = config.roles;
-  const role = (name: string, attributes: string, why: string) => `-- ${why}
+  const role = (name: string, attributes: readonly RoleAttribute[], why: string) => `-- ${why}
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${quoteLiteral(name)}) THEN
-    CREATE ROLE ${quoteIdent(name)} ${attributes};
+    BEGIN
+      CREATE ROLE ${quoteIdent(name)} ${attributes.join(' ')};
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- created meanwhile by a migration of another database of this server
+    END;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${quoteLiteral(name)} AND ${attributes.map((a) => ROLE_ATTRIBUTE_HOLDS[a]).join(' AND ')}) THEN
+    ALTER ROLE ${quoteIdent(name)} ${attributes.join(' ')};
   END IF;
 END
 $$;
-ALTER ROLE ${quoteIdent(name)} ${attributes};
 `;
   return `-- linkbay-multitenant: roles. Generated; edit the config, not this file.
 -- Roles are created only when missing; their RLS-relevant attributes are (re)asserted every time,
 -- so a role that was given BYPASSRLS by hand is corrected. Passwords are left to you:
 --   ALTER ROLE ${app} PASSWORD '...';
-${role(owner, 'LOGIN NOSUPERUSER NOBYPASSRLS', 'Owns the tenant tables and runs migrations; FORCE ROW LEVEL SECURITY applies RLS to it too.')}
-${role(app, 'LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB', 'The application runtime role: RLS always applies to it.')}
-${role(admin, 'LOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB', 'Cross-tenant administration (export, import, move) through an explicit admin pool only.')}`;
+-- Roles are the server's, shared by its databases: ALTER ROLE runs only when an attribute is wrong,
+-- or two databases migrated at once (a fleet, two onboardings) would update the same role and one
+-- would fail with "tuple concurrently updated".
+${role(owner, ['LOGIN', 'NOSUPERUSER', 'NOBYPASSRLS'], 'Owns the tenant tables and runs migrations; FORCE ROW LEVEL SECURITY applies RLS to it too.')}
+${role(app, ['LOGIN', 'NOSUPERUSER', 'NOBYPASSRLS', 'NOCREATEROLE', 'NOCREATEDB'], 'The application runtime role: RLS always applies to it.')}
+${role(admin, ['LOGIN', 'NOSUPERUSER', 'BYPASSRLS', 'NOCREATEROLE', 'NOCREATEDB'], 'Cross-tenant administration (export, import, move) through an explicit admin pool only.')}`;
 }
+
+type RoleAttribute = 'LOGIN' | 'NOSUPERUSER' | 'NOBYPASSRLS' | 'BYPASSRLS' | 'NOCREATEROLE' | 'NOCREATEDB';
+/** The pg_roles condition that says an attribute already holds. */
+const ROLE_ATTRIBUTE_HOLDS: Record<RoleAttribute, string> = {
+  LOGIN: 'rolcanlogin',
+  NOSUPERUSER: 'NOT rolsuper',
+  NOBYPASSRLS: 'NOT rolbypassrls',
+  BYPASSRLS: 'rolbypassrls',
+  NOCREATEROLE: 'NOT rolcreaterole',
+  NOCREATEDB: 'NOT rolcreatedb',
+};
 
 function tableSql(config: TenancyConfig, t: TenantTable): string {
   const table = qualifiedName(t);

@@ -126,6 +126,34 @@ test('the roles are asserted: a runtime role given BYPASSRLS by hand is correcte
   t.true(admin.rows[0].rolbypassrls);
 });
 
+test('the roles file of two databases of one server migrated at once: neither waits for the other nor fails (roles are the server\'s)', async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } });
+  t.teardown(() => db.drop());
+  const roles = generateRlsSql(db.config)[0]!.sql;
+  const [a, b] = [new pg.Client({ connectionString: db.superUrl }), new pg.Client({ connectionString: db.superUrl })];
+  await a.connect();
+  await b.connect();
+  t.teardown(async () => {
+    await a.end();
+    await b.end();
+  });
+  // A migration of one database holds its transaction open with the roles file applied...
+  await a.query('BEGIN');
+  await a.query(roles);
+  // ...while another database's migration applies the same file: the roles are right, so nothing is
+  // updated, and it neither waits for the first (an ALTER ROLE would) nor fails once it commits
+  // ("tuple concurrently updated", XX000). A lock_timeout turns a wait into a failure here.
+  await b.query('BEGIN');
+  await b.query("SET LOCAL lock_timeout = '2s'");
+  await b.query(roles);
+  await a.query('COMMIT');
+  await b.query('COMMIT');
+  // A role whose attribute is wrong is still corrected (the next test), and a role missing is created.
+  await db.superQuery(`ALTER ROLE ${db.config.roles.app} CREATEDB`);
+  await db.superQuery(roles);
+  t.deepEqual((await db.superQuery('SELECT rolcreatedb FROM pg_roles WHERE rolname = $1', [db.config.roles.app])).rows, [{ rolcreatedb: false }]);
+});
+
 test('the tenants registry is readable by the app role and writable only by the admin role', async (t) => {
   const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } });
   t.teardown(() => db.drop());
