@@ -3,9 +3,11 @@
  * the audit tail's upgrade and cursor, onboarding's lock database.
  */
 import test from 'ava';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { PurgeIncompleteError, purgeTenant, TenantAdminService } from '../src/index.js';
-import { createTestDatabase } from './helpers/db.js';
+import { PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry } from '../src/index.js';
+import { createTestDatabase, ORDERS_SCHEMA } from './helpers/db.js';
+import { until } from './helpers/until.js';
 
 const PURGE_SCHEMA = `
   CREATE TABLE orders (tenant_id uuid NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, item text NOT NULL, PRIMARY KEY (tenant_id, id));
@@ -54,4 +56,52 @@ test("a purge that cannot finish, joining the caller's transaction, deletes noth
   // A caller that goes on after the error and commits (its transaction was not aborted).
   await client.query('COMMIT');
   t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [gone.id])).rows[0].n, 3);
+});
+
+/** Follows the tail from `cursor` until `done` holds for what it has seen, with a deadline. */
+async function follow(admin: TenantAdminService, cursor: string | undefined, done: (seen: readonly AuditEntry[]) => boolean) {
+  const seen: AuditEntry[] = [];
+  await until(async () => {
+    const tail = await admin.tailAudit({ ...(cursor ? { after: cursor } : {}), limit: 1000 });
+    cursor = tail.next;
+    seen.push(...tail.entries);
+    return done(seen) && tail.entries.length === 0;
+  }, 30_000, 'the tail to catch up');
+  return { seen, cursor: cursor! };
+}
+
+test('the upgrade of an audit log that has rows adds the commit-order column without rewriting the table, and the tail serves the old rows first, in id order', async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } });
+  t.teardown(() => db.drop());
+  // The audit log as 00003 left it (before 00005), with rows in it.
+  await db.superQuery('ALTER TABLE linkbay.audit_log DROP COLUMN tx; DROP TRIGGER IF EXISTS audit_log_commit_order ON linkbay.audit_log');
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config });
+  for (const n of [1, 2, 3]) await admin.createTenant({ slug: `old-${n}`, name: `Old ${n}` });
+  const filenode = async () => (await db.superQuery(`SELECT pg_catalog.pg_relation_filenode('linkbay.audit_log') AS f`)).rows[0].f;
+  const before = await filenode();
+  await db.superQuery(await readFile(new URL('../sql/00005-audit-commit-order.sql', import.meta.url), 'utf8'));
+  // pg_current_xact_id() is STABLE: evaluated once, kept as the column's missing value. A volatile
+  // default would rewrite every row under an ACCESS EXCLUSIVE lock: on a big audit log every admin
+  // action (each writes a row) and every read of the log would wait for the whole copy.
+  t.is(await filenode(), before, 'the table is not rewritten');
+  const fresh = await admin.createTenant({ slug: 'new-1', name: 'New 1' });
+  const { seen } = await follow(admin, undefined, (s) => s.some((e) => e.tenantId === fresh.id));
+  const ids = seen.map((e) => Number(e.id));
+  t.deepEqual(ids, [...ids].sort((a, b) => a - b), 'the rows from before the upgrade, then the new one, in id order');
+  t.is(seen.length, 4);
+});
+
+test("a row the admin role inserts with a transaction id of its own choosing is not hidden behind a consumer's cursor", async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } });
+  t.teardown(() => db.drop());
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config });
+  const first = await admin.createTenant({ slug: 'first', name: 'First' });
+  const { cursor } = await follow(admin, undefined, (s) => s.some((e) => e.tenantId === first.id));
+  // The admin role may INSERT (it writes every audit row): a row dated before the consumer's cursor
+  // would never be served to it, while the list shows it to people.
+  await db.adminPool.query(`INSERT INTO linkbay.audit_log (actor, action, tx) VALUES ('intruder', 'update', '3')`).catch(() => undefined);
+  const marker = await admin.createTenant({ slug: 'marker', name: 'Marker' });
+  const { seen } = await follow(admin, cursor, (s) => s.some((e) => e.tenantId === marker.id));
+  const listed = (await admin.listAudit({ actor: 'intruder' })).entries.length;
+  t.is(seen.filter((e) => e.actor === 'intruder').length, listed, 'every row the list shows, the tail serves');
 });
