@@ -5,8 +5,8 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry } from '../src/index.js';
-import { createTestDatabase, ORDERS_SCHEMA } from './helpers/db.js';
+import { OnboardingError, PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry } from '../src/index.js';
+import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl } from './helpers/db.js';
 import { until } from './helpers/until.js';
 
 const PURGE_SCHEMA = `
@@ -104,4 +104,37 @@ test("a row the admin role inserts with a transaction id of its own choosing is 
   const { seen } = await follow(admin, cursor, (s) => s.some((e) => e.tenantId === marker.id));
   const listed = (await admin.listAudit({ actor: 'intruder' })).entries.length;
   t.is(seen.filter((e) => e.actor === 'intruder').length, listed, 'every row the list shows, the tail serves');
+});
+
+// Serial: it takes CONNECT on `postgres` from PUBLIC for a moment (this run's server only).
+test.serial("an onboarding into an existing database whose migration role may not connect to the default lock database (postgres) fails naming `lockDatabase`, leaving nothing", async (t) => {
+  const db = await createTestDatabase({ schema: ORDERS_SCHEMA, tenancy: { tables: ['orders'] } });
+  const root = new pg.Client({ connectionString: serverUrl() });
+  await root.connect();
+  const role = `${db.config.roles.owner}_mig`;
+  const database = `${db.name}_tenant`;
+  await root.query(`CREATE ROLE ${role} LOGIN PASSWORD 'lbmt-test'`);
+  await root.query(`CREATE DATABASE ${database} OWNER ${role}`);
+  await root.query('REVOKE CONNECT ON DATABASE postgres FROM PUBLIC');
+  t.teardown(async () => {
+    await root.query('GRANT CONNECT ON DATABASE postgres TO PUBLIC');
+    await root.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await root.query(`DROP ROLE IF EXISTS ${role}`);
+    await root.end();
+    await db.drop();
+  });
+  const migrationUrl = (url: string) => withUrl(serverUrl(), { user: role, password: 'lbmt-test', database: decodeURIComponent(new URL(url).pathname.slice(1)) });
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { migrations: { files: [{ name: '00001-notes.sql', sql: 'CREATE TABLE notes (id int)' }] }, migrationUrl } });
+  const error = await t.throwsAsync(admin.createTenant({ slug: 'locked-out', name: 'Locked Out', databaseUrl: withUrl(db.appUrl, { database }) }), { instanceOf: OnboardingError });
+  t.regex(error!.message, /lockDatabase/, `the message says what to set: ${error!.message}`);
+  t.deepEqual((await db.superQuery(`SELECT status FROM linkbay.tenants WHERE slug = 'locked-out'`)).rows, [], 'the registry row is removed');
+  const tenantDb = new pg.Client({ connectionString: withUrl(serverUrl(), { database }) });
+  await tenantDb.connect();
+  t.teardown(() => tenantDb.end());
+  t.is((await tenantDb.query(`SELECT to_regclass('notes') AS t`)).rows[0].t, null, 'nothing migrated');
+  // What the message says to do works: a lock database the role may connect to.
+  await root.query(`CREATE DATABASE ${database}_lock`);
+  t.teardown(() => root.query(`DROP DATABASE IF EXISTS ${database}_lock WITH (FORCE)`).then(() => undefined));
+  const fixed = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { migrations: { files: [{ name: '00001-notes.sql', sql: 'CREATE TABLE notes (id int)' }] }, migrationUrl, lockDatabase: `${database}_lock` } });
+  t.is((await fixed.createTenant({ slug: 'locked-out', name: 'Locked Out', databaseUrl: withUrl(db.appUrl, { database }) })).status, 'active');
 });
