@@ -4,7 +4,7 @@ import type { Queryable } from './pool.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { WRITE_FREEZE_SQL } from './write-gate.js';
 import { inAdminTransaction } from './admin-transaction.js';
-import { writeAudit, type AuditContext } from './audit.js';
+import { auditContext, writeAudit, type AuditContext } from './audit.js';
 import { observeOperation, tenantIdOrNull } from './tenant-operations.js';
 
 /** One table of a purge: what was deleted, and what a count afterwards found left. */
@@ -95,6 +95,8 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
   if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError('`lockTimeoutMs` must be a positive integer (milliseconds)');
+  // Checked before any work: not found invalid by the audit row's INSERT after the deletes.
+  const audit = auditContext(options.audit);
   const id = canonicalTenantId(tenantId, tenancy.tenantIdType);
   const { rows: registry } = await pool.query('SELECT status FROM linkbay.tenants WHERE id = $1', [id]);
   if (!registry[0]) throw new TenantNotFoundError();
@@ -154,7 +156,7 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
       // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant. The
       // audit row (the report, table by table) commits with the deletes.
       await tx.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
-      await writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) });
+      await writeAudit(tx, { action: 'purge', tenantId: id, after: report, context: audit });
       return report;
     } catch (error) {
       await tx.query('ROLLBACK TO SAVEPOINT lbmt_purge').catch(() => undefined);
@@ -180,7 +182,7 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
     tablesNow.push({ ...tried, deleted: 0, remaining, ...(error ? { error } : {}) });
   }
   const report: PurgeReport = { tenantId: id, tables: tablesNow, complete: false };
-  await inAdminTransaction(pool, (tx) => writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) }));
+  await inAdminTransaction(pool, (tx) => writeAudit(tx, { action: 'purge', tenantId: id, after: report, context: audit }));
   throw new PurgeIncompleteError(report);
 }
 

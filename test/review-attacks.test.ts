@@ -3,9 +3,10 @@
  * the audit tail's upgrade and cursor, onboarding's lock database.
  */
 import test from 'ava';
+import diagnostics from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { OnboardingError, PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry } from '../src/index.js';
+import { CHANNELS, OnboardingError, PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry, type TenantOperationEvent } from '../src/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl } from './helpers/db.js';
 import { until } from './helpers/until.js';
 
@@ -137,4 +138,28 @@ test.serial("an onboarding into an existing database whose migration role may no
   t.teardown(() => root.query(`DROP DATABASE IF EXISTS ${database}_lock WITH (FORCE)`).then(() => undefined));
   const fixed = new TenantAdminService(db.adminPool, { tenancy: db.config, onboarding: { migrations: { files: [{ name: '00001-notes.sql', sql: 'CREATE TABLE notes (id int)' }] }, migrationUrl, lockDatabase: `${database}_lock` } });
   t.is((await fixed.createTenant({ slug: 'locked-out', name: 'Locked Out', databaseUrl: withUrl(db.appUrl, { database }) })).status, 'active');
+});
+
+test('a purge refused for its audit actor is a rejected promise, published as a refused purge (not a synchronous throw nobody counts)', async (t) => {
+  const { db, gone, client } = await purgeSetup();
+  t.teardown(async () => {
+    await client.end();
+    await db.drop();
+  });
+  const events: TenantOperationEvent[] = [];
+  const listen = (message: unknown) => {
+    const event = message as TenantOperationEvent;
+    if (event.tenantId === gone.id) events.push(event);
+  };
+  diagnostics.subscribe(CHANNELS.tenantOperation, listen);
+  t.teardown(() => diagnostics.unsubscribe(CHANNELS.tenantOperation, listen));
+  const admin = new TenantAdminService(db.adminPool, { tenancy: db.config });
+  let promise: Promise<unknown> | undefined;
+  t.notThrows(() => {
+    promise = admin.purgeTenant(gone.id, { actor: '\u202e' });
+    promise.catch(() => undefined);
+  }, 'a Promise-returning method rejects');
+  if (promise) await t.throwsAsync(promise, { message: /actor/ });
+  t.deepEqual(events.map((e) => [e.operation, e.outcome, e.code]), [['purge', 'refused', 'LBMT_TENANT_INPUT_INVALID']]);
+  t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [gone.id])).rows[0].n, 3, 'nothing purged');
 });
