@@ -9,6 +9,7 @@ import pg from 'pg';
 import { CHANNELS, OnboardingError, PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry, type TenantOperationEvent } from '../src/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl } from './helpers/db.js';
 import { until } from './helpers/until.js';
+import { serverFindings } from '../src/posture/server.js';
 
 const PURGE_SCHEMA = `
   CREATE TABLE orders (tenant_id uuid NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, item text NOT NULL, PRIMARY KEY (tenant_id, id));
@@ -162,4 +163,15 @@ test('a purge refused for its audit actor is a rejected promise, published as a 
   if (promise) await t.throwsAsync(promise, { message: /actor/ });
   t.deepEqual(events.map((e) => [e.operation, e.outcome, e.code]), [['purge', 'refused', 'LBMT_TENANT_INPUT_INVALID']]);
   t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [gone.id])).rows[0].n, 3, 'nothing purged');
+});
+
+test('a release of a major that has no fix for one of its CVEs is told to change majors, not to take a minor release that still has it', (t) => {
+  // 12.10 predates the 12.15 and 12.21 fixes; CVE-2025-8713 was never fixed in 12.
+  const [vulnerable] = serverFindings(120010, '12.10', new Date('2024-06-01'));
+  t.is(vulnerable!.code, 'LBMT_SERVER_VULNERABLE');
+  t.regex(vulnerable!.message, /CVE-2025-8713/);
+  t.notRegex(vulnerable!.fix, /12\.21/, `12.21 still has CVE-2025-8713: ${vulnerable!.fix}`);
+  t.regex(vulnerable!.fix, /supported major/);
+  // Where every missing fix has a minor release, the minor is named.
+  t.regex(serverFindings(160004, '16.4')[0]!.fix, /at least 16\.10/);
 });
