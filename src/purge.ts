@@ -94,7 +94,8 @@ export function purgeTenant(pool: Queryable, tenantId: string | number | bigint,
 async function purge(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions): Promise<PurgeReport> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
-  if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError('`lockTimeoutMs` must be a positive integer (milliseconds)');
+  // lock_timeout is an int of milliseconds: a larger value would fail every purge at its SET (22023).
+  if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1 || lockTimeoutMs > 2_147_483_647) throw new TypeError('`lockTimeoutMs` must be a positive integer (milliseconds) up to 2147483647');
   // Checked before any work: not found invalid by the audit row's INSERT after the deletes.
   const audit = auditContext(options.audit);
   const id = canonicalTenantId(tenantId, tenancy.tenantIdType);

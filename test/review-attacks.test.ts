@@ -175,3 +175,13 @@ test('a release of a major that has no fix for one of its CVEs is told to change
   // Where every missing fix has a minor release, the minor is named.
   t.regex(serverFindings(160004, '16.4')[0]!.fix, /at least 16\.10/);
 });
+
+test('a lockTimeoutMs PostgreSQL cannot take (above 2^31 - 1 ms) is refused as the option it is, not sent to fail every purge as a bad value of the request (22023, a 422)', async (t) => {
+  const { db, gone, client } = await purgeSetup();
+  t.teardown(async () => {
+    await client.end();
+    await db.drop();
+  });
+  await t.throwsAsync(purgeTenant(db.adminPool, gone.id, { tenancy: db.config, lockTimeoutMs: 3_000_000_000 }), { instanceOf: TypeError, message: /lockTimeoutMs/ });
+  t.true((await purgeTenant(db.adminPool, gone.id, { tenancy: db.config, lockTimeoutMs: 2_147_483_647 })).complete, 'the largest one PostgreSQL takes');
+});
