@@ -5,6 +5,7 @@ import { canonicalTenantId } from './tenant-id.js';
 import { WRITE_FREEZE_SQL } from './write-gate.js';
 import { inAdminTransaction } from './admin-transaction.js';
 import { auditContext, writeAudit, type AuditContext } from './audit.js';
+import { isTimeoutMs, MAX_TIMEOUT_MS } from './limits.js';
 import { observeOperation, tenantIdOrNull } from './tenant-operations.js';
 
 /** One table of a purge: what was deleted, and what a count afterwards found left. */
@@ -94,8 +95,7 @@ export function purgeTenant(pool: Queryable, tenantId: string | number | bigint,
 async function purge(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions): Promise<PurgeReport> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
-  // lock_timeout is an int of milliseconds: a larger value would fail every purge at its SET (22023).
-  if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1 || lockTimeoutMs > 2_147_483_647) throw new TypeError('`lockTimeoutMs` must be a positive integer (milliseconds) up to 2147483647');
+  if (!isTimeoutMs(lockTimeoutMs)) throw new TypeError(`\`lockTimeoutMs\` must be a positive integer (milliseconds) up to ${MAX_TIMEOUT_MS}`);
   // Checked before any work: not found invalid by the audit row's INSERT after the deletes.
   const audit = auditContext(options.audit);
   const id = canonicalTenantId(tenantId, tenancy.tenantIdType);

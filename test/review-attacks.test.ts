@@ -6,7 +6,7 @@ import test from 'ava';
 import diagnostics from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { CHANNELS, OnboardingError, PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry, type TenantOperationEvent } from '../src/index.js';
+import { CHANNELS, OnboardingError, withSystemContext, withTenantTransaction, PurgeIncompleteError, purgeTenant, TenantAdminService, type AuditEntry, type TenantOperationEvent } from '../src/index.js';
 import { createTestDatabase, ORDERS_SCHEMA, serverUrl, withUrl } from './helpers/db.js';
 import { until } from './helpers/until.js';
 import { serverFindings } from '../src/posture/server.js';
@@ -184,4 +184,20 @@ test('a lockTimeoutMs PostgreSQL cannot take (above 2^31 - 1 ms) is refused as t
   });
   await t.throwsAsync(purgeTenant(db.adminPool, gone.id, { tenancy: db.config, lockTimeoutMs: 3_000_000_000 }), { instanceOf: TypeError, message: /lockTimeoutMs/ });
   t.true((await purgeTenant(db.adminPool, gone.id, { tenancy: db.config, lockTimeoutMs: 2_147_483_647 })).complete, 'the largest one PostgreSQL takes');
+});
+
+test('timeouts PostgreSQL cannot take (above 2^31 - 1 ms) are refused as options before anything is sent, not a 22023 of every transaction (answered 422, blaming the request)', async (t) => {
+  const { db, gone, client } = await purgeSetup();
+  t.teardown(async () => {
+    await client.end();
+    await db.drop();
+  });
+  const tooLong = 3_000_000_000;
+  for (const limits of [{ lockTimeoutMs: tooLong }, { statementTimeoutMs: tooLong }, { idleInTransactionTimeoutMs: tooLong }]) {
+    await t.throwsAsync(withTenantTransaction(db.appPool, gone.id, async () => undefined, { tenancy: db.config, limits }), { instanceOf: TypeError }, JSON.stringify(limits));
+  }
+  await t.throwsAsync(withTenantTransaction(db.appPool, gone.id, async () => undefined, { tenancy: db.config, statementTimeoutMs: tooLong }), { instanceOf: TypeError });
+  await t.throwsAsync(withSystemContext(db.adminPool, { reason: 'review', statementTimeoutMs: tooLong }, async () => undefined), { instanceOf: TypeError });
+  await withTenantTransaction(db.appPool, gone.id, async () => undefined, { tenancy: db.config, limits: { lockTimeoutMs: 2_147_483_647 } });
+  t.pass();
 });
