@@ -279,7 +279,8 @@ export class TenantAdminService {
 
   /** Removes a deleted tenant's rows from every tenant table and proves it (src/purge.ts); audited with its report. */
   purgeTenant(id: string | number | bigint, audit?: AuditContext): Promise<PurgeReport> {
-    return purgeTenant(this.db, id, { tenancy: this.tenancy, audit: auditContext(audit), ...(this.options.purgeLockTimeoutMs !== undefined ? { lockTimeoutMs: this.options.purgeLockTimeoutMs } : {}) });
+    // The audit context is checked inside (a refusal is a rejection, published as a refused purge).
+    return purgeTenant(this.db, id, { tenancy: this.tenancy, ...(audit ? { audit } : {}), ...(this.options.purgeLockTimeoutMs !== undefined ? { lockTimeoutMs: this.options.purgeLockTimeoutMs } : {}) });
   }
 
   /** The audit log, newest first (src/audit.ts). */

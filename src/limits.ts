@@ -31,6 +31,14 @@ export const LIMIT_SETTINGS = [
 
 const MEMORY = /^[1-9]\d{0,6}(kB|MB|GB)$/;
 
+/** The largest timeout PostgreSQL takes (an int of milliseconds): above it every SET fails (22023). */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** Whether `value` is a timeout PostgreSQL takes: an integer of 1 to MAX_TIMEOUT_MS milliseconds. */
+export function isTimeoutMs(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= MAX_TIMEOUT_MS;
+}
+
 /** Throws a TypeError naming the option when a limit is malformed (before anything is sent). */
 export function checkLimits(limits: TenantLimits | undefined, where = 'limits'): void {
   if (limits === undefined) return;
@@ -42,8 +50,8 @@ export function checkLimits(limits: TenantLimits | undefined, where = 'limits'):
     if (value === undefined) continue;
     if (key === 'workMem') {
       if (typeof value !== 'string' || !MEMORY.test(value)) throw new TypeError(`\`${where}.workMem\` must be like '4MB' (kB, MB or GB)`);
-    } else if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-      throw new TypeError(`\`${where}.${key}\` must be a positive integer (milliseconds)`);
+    } else if (!isTimeoutMs(value)) {
+      throw new TypeError(`\`${where}.${key}\` must be a positive integer (milliseconds) up to ${MAX_TIMEOUT_MS}`);
     }
   }
 }

@@ -129,7 +129,20 @@ export async function runOnboarding(tenant: Tenant, options: OnboardingOptions, 
     if (serverUrl) {
       const client = new pg.Client({ connectionString: serverUrl });
       client.on('error', () => undefined); // a dead connection fails the next query
-      await client.connect();
+      await client.connect().catch((error: unknown) => {
+        // The default (`postgres`) may not exist (3D000), or the role may not connect to it (42501:
+        // no CONNECT; 28000: pg_hba.conf): say what to set. Anything else (the server down) as it is.
+        const code = (error as { code?: unknown } | null)?.code;
+        if (code !== '3D000' && code !== '42501' && code !== '28000') throw error;
+        const lockDatabase = decodeURIComponent(new URL(serverUrl).pathname.slice(1));
+        throw new TenantError(
+          'LBMT_CONFIG_INVALID',
+          `cannot connect to the database ${lockDatabase} of the tenant's server, where onboardings take turns (SQLSTATE ${code}): set \`onboarding.lockDatabase\` to a database its role may connect to`,
+          500,
+          true,
+          { cause: error },
+        );
+      });
       server = client;
       await server.query('SELECT pg_advisory_lock($1::bigint)', [ONBOARDING_LOCK_KEY.toString()]);
     }

@@ -3,7 +3,7 @@ import type { BatchOptions, PrepareMode, PreludeStatement, StatementConfig } fro
 import type { TenantPool } from './pool.js';
 import { classOf } from './plan-classes.js';
 import { citusTenantStatement } from './citus/batch.js';
-import { checkLimits, limitValue, LIMIT_SETTINGS, type TenantLimits } from './limits.js';
+import { checkLimits, isTimeoutMs, limitValue, LIMIT_SETTINGS, MAX_TIMEOUT_MS, type TenantLimits } from './limits.js';
 import { WRITE_GATE_SQL } from './write-gate.js';
 
 /**
@@ -47,7 +47,7 @@ export function limitsOf(options: { readonly limits?: TenantLimits | undefined; 
 
 /** Refuses a bad `statementTimeoutMs` before anything is sent (also for a nested call, which sends no prelude). */
 export function checkStatementTimeout(ms: number | undefined): void {
-  if (ms !== undefined && (!Number.isSafeInteger(ms) || ms < 1)) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+  if (ms !== undefined && !isTimeoutMs(ms)) throw new TypeError(`\`statementTimeoutMs\` must be a positive integer (milliseconds) up to ${MAX_TIMEOUT_MS}`);
 }
 
 /**

@@ -4,7 +4,8 @@ import type { Queryable } from './pool.js';
 import { canonicalTenantId } from './tenant-id.js';
 import { WRITE_FREEZE_SQL } from './write-gate.js';
 import { inAdminTransaction } from './admin-transaction.js';
-import { writeAudit, type AuditContext } from './audit.js';
+import { auditContext, writeAudit, type AuditContext } from './audit.js';
+import { isTimeoutMs, MAX_TIMEOUT_MS } from './limits.js';
 import { observeOperation, tenantIdOrNull } from './tenant-operations.js';
 
 /** One table of a purge: what was deleted, and what a count afterwards found left. */
@@ -94,7 +95,9 @@ export function purgeTenant(pool: Queryable, tenantId: string | number | bigint,
 async function purge(pool: Queryable, tenantId: string | number | bigint, options: PurgeOptions): Promise<PurgeReport> {
   const tenancy = options.tenancy ?? DEFAULT_TENANCY;
   const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
-  if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError('`lockTimeoutMs` must be a positive integer (milliseconds)');
+  if (!isTimeoutMs(lockTimeoutMs)) throw new TypeError(`\`lockTimeoutMs\` must be a positive integer (milliseconds) up to ${MAX_TIMEOUT_MS}`);
+  // Checked before any work: not found invalid by the audit row's INSERT after the deletes.
+  const audit = auditContext(options.audit);
   const id = canonicalTenantId(tenantId, tenancy.tenantIdType);
   const { rows: registry } = await pool.query('SELECT status FROM linkbay.tenants WHERE id = $1', [id]);
   if (!registry[0]) throw new TenantNotFoundError();
@@ -109,7 +112,7 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
   // sees the tenant whole or gone, never half-purged (MVCC). A table that fails is rolled back to its
   // savepoint so that the others are still tried and the report names every cause; then the whole
   // purge is rolled back, nothing is deleted, and a re-run after the fix does it all at once.
-  const attempt = await inAdminTransaction(pool, async (tx) => {
+  async function purgeTables(tx: Queryable): Promise<PurgeReport> {
     await tx.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
     // Still deleted, and stays so until COMMIT (no activate in between).
     const { rows: locked } = await tx.query('SELECT status FROM linkbay.tenants WHERE id = $1 FOR UPDATE', [id]);
@@ -138,11 +141,28 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
     }
     const report: PurgeReport = { tenantId: id, tables: results, complete: results.every((t) => t.remaining === 0 && !t.error) };
     if (!report.complete) throw new PurgeRolledBack(report);
-    // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant. The
-    // audit row (the report, table by table) commits with the deletes.
-    await tx.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
-    await writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) });
     return report;
+  }
+  const attempt = await inAdminTransaction(pool, async (tx) => {
+    // All of it in a savepoint, and the lock timeout restored: on a client already in a transaction
+    // this joins the caller's, where a purge that failed must leave nothing deleted (its transaction
+    // is not aborted: a failing table was rolled back to its own savepoint) and its SET LOCAL must not
+    // outlive it.
+    const { rows: timeout } = await tx.query(`SELECT pg_catalog.current_setting('lock_timeout') AS value`);
+    await tx.query('SAVEPOINT lbmt_purge');
+    try {
+      const report = await purgeTables(tx);
+      await tx.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [timeout[0].value]);
+      await tx.query('RELEASE SAVEPOINT lbmt_purge');
+      // Touch the registry row: its trigger notifies every instance, whose caches drop the tenant. The
+      // audit row (the report, table by table) commits with the deletes.
+      await tx.query('UPDATE linkbay.tenants SET updated_at = now() WHERE id = $1', [id]);
+      await writeAudit(tx, { action: 'purge', tenantId: id, after: report, context: audit });
+      return report;
+    } catch (error) {
+      await tx.query('ROLLBACK TO SAVEPOINT lbmt_purge').catch(() => undefined);
+      throw error;
+    }
   }).catch((error: unknown) => {
     if (error instanceof PurgeRolledBack) return error;
     if ((error as { code?: unknown } | null)?.code === LOCK_NOT_AVAILABLE) throw new PurgeBlockedError(lockTimeoutMs, { cause: error });
@@ -163,7 +183,7 @@ async function purge(pool: Queryable, tenantId: string | number | bigint, option
     tablesNow.push({ ...tried, deleted: 0, remaining, ...(error ? { error } : {}) });
   }
   const report: PurgeReport = { tenantId: id, tables: tablesNow, complete: false };
-  await inAdminTransaction(pool, (tx) => writeAudit(tx, { action: 'purge', tenantId: id, after: report, ...(options.audit ? { context: options.audit } : {}) }));
+  await inAdminTransaction(pool, (tx) => writeAudit(tx, { action: 'purge', tenantId: id, after: report, context: audit }));
   throw new PurgeIncompleteError(report);
 }
 

@@ -4,6 +4,7 @@ import { TenantContext } from './context.js';
 import { mapDatabaseError } from './errors.js';
 import type { TenantPool } from './pool.js';
 import { writeAudit, auditContext } from './audit.js';
+import { isTimeoutMs, MAX_TIMEOUT_MS } from './limits.js';
 
 export interface SystemContextOptions {
   /** Why cross-tenant access is needed: 1 to 200 printable characters. Required. */
@@ -57,7 +58,7 @@ export async function withSystemContext<T>(pool: TenantPool, options: SystemCont
   }
   const write = options.write === true;
   const timeout = options.statementTimeoutMs;
-  if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout < 1)) throw new TypeError('`statementTimeoutMs` must be a positive integer');
+  if (timeout !== undefined && !isTimeoutMs(timeout)) throw new TypeError(`\`statementTimeoutMs\` must be a positive integer (milliseconds) up to ${MAX_TIMEOUT_MS}`);
   const audit = options.audit ? auditContext({ ...(typeof options.audit === 'object' ? { actor: options.audit.actor } : {}), reason }) : undefined;
   const started = performance.now();
   return TenantContext.exit(async () => {

@@ -10,3 +10,17 @@
 -- later: the tail serves only those, in (tx, id) order, so a cursor over it misses nothing.
 ALTER TABLE linkbay.audit_log ADD COLUMN IF NOT EXISTS tx xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id();
 CREATE INDEX IF NOT EXISTS audit_log_commit_order ON linkbay.audit_log (tx, id);
+
+-- The admin role may INSERT (it writes every row), and could give a row a `tx` of its choosing: one
+-- below a consumer's cursor would never be served to it (while listAudit shows it). The writing
+-- transaction's id is set here, whatever the INSERT said.
+CREATE OR REPLACE FUNCTION linkbay.audit_log_commit_order() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  NEW.tx := pg_catalog.pg_current_xact_id();
+  RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS audit_log_commit_order ON linkbay.audit_log;
+CREATE TRIGGER audit_log_commit_order BEFORE INSERT ON linkbay.audit_log
+  FOR EACH ROW EXECUTE FUNCTION linkbay.audit_log_commit_order();

@@ -50,7 +50,8 @@ export function serverFindings(versionNum: number, version: string, today = new 
     return major < Math.min(...majors);
   });
   if (missing.length) {
-    const minimum = missing.map(({ fixed }) => fixed[major]).filter((n) => n !== undefined);
+    // A CVE this major never got a fix for (CVE-2025-8713 in 12) is not gone with a minor release.
+    const minimum = missing.some(({ fixed }) => fixed[major] === undefined) ? [] : missing.map(({ fixed }) => fixed[major]!);
     findings.push({
       code: 'LBMT_SERVER_VULNERABLE',
       severity: 'warning',
