@@ -1,4 +1,4 @@
-import { releaseClient, settled, watchClient } from './client-hygiene.js';
+import { connectClient, releaseClient, settled, watchClient } from './client-hygiene.js';
 import type { Queryable, TenantClient, TenantPool } from './pool.js';
 
 /** What administrative writes run on: a pool (`connect`) or one client (`query`). */
@@ -14,7 +14,7 @@ export async function inAdminTransaction<T>(db: AdminDatabase, fn: (tx: Queryabl
   // A client (pg.Client has `connect` too, to open itself) says what transaction it is in; a pool does not.
   const isClient = typeof (db as Partial<TenantClient>).getTransactionStatus === 'function';
   if (!isClient && typeof (db as TenantPool).connect === 'function') {
-    const client = await (db as TenantPool).connect();
+    const client = await connectClient(db as TenantPool);
     const watch = watchClient(client);
     let failure: { reason: 'rollback-failed' | 'connection-error'; error: unknown } | undefined;
     try {

@@ -60,6 +60,34 @@ export function releaseClient(client: TenantClient, tenantId: string, failure?: 
 
 const ignore = (): void => undefined;
 
+const guardedPools = new WeakSet<object>();
+
+/**
+ * `pool.connect()`, once the pool is made to give every client it creates an 'error' listener of
+ * its own. pg-pool removes its listener from a new client as it hands the client over, and the
+ * caller gets it a microtask later: a backend terminated in the same read as its ReadyForQuery (a
+ * server restarting, pg_terminate_backend while connections open) emits 'error' in between, with no
+ * listener, an uncaught exception that ends the process (seen in CI: test/pipeline-mode's workload,
+ * backends killed at random). The listener ignores it; the lease's own (watchClient) sees what comes
+ * once it holds the client, and the next query on a dead one fails as it should.
+ */
+export async function connectClient<C>(pool: { connect(): Promise<C> }): Promise<C> {
+  const events = pool as unknown as { on?: (event: 'connect', listener: (client: { on?: (event: 'error', fn: () => void) => unknown }) => void) => unknown };
+  if (!guardedPools.has(pool) && typeof events.on === 'function') {
+    guardedPools.add(pool);
+    events.on('connect', (client) => client.on?.('error', ignore));
+  }
+  const client = await pool.connect();
+  // Dead on arrival (that error came before we held it): destroyed, and said so, rather than used.
+  const state = client as unknown as { _queryable?: boolean; _ending?: boolean; release?: (error?: Error) => void };
+  if (state._queryable === false || state._ending === true) {
+    const error = Object.assign(new Error('the connection was lost as it opened (its backend was terminated)'), { code: '08006' });
+    state.release?.(error);
+    throw error;
+  }
+  return client;
+}
+
 /**
  * Watches a checked-out client for connection errors (a killed backend, a reset socket). pg emits
  * them as 'error' events, which would crash the process with no listener attached.

@@ -1,4 +1,4 @@
-import { releaseClient, watchClient, type ReleaseFailure } from './client-hygiene.js';
+import { connectClient, releaseClient, watchClient, type ReleaseFailure } from './client-hygiene.js';
 import { transactionChannel, type TransactionEvent } from './events.js';
 import type { TenantClient, TenantPool } from './pool.js';
 
@@ -28,7 +28,7 @@ export async function withLease<T>(
   started: number,
   work: (lease: Lease) => Promise<T>,
 ): Promise<T> {
-  const client = await pool.connect();
+  const client = await connectClient(pool);
   const watch = watchClient(client);
   const lease: Lease = {
     client,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { connectClient } from './client-hygiene.js';
 import type { TenantClient, TenantPool } from './pool.js';
 
 /**
@@ -123,7 +124,7 @@ interface FrequencyRow {
 }
 
 async function load(pool: TenantPool): Promise<Classes> {
-  const client: TenantClient = await pool.connect();
+  const client: TenantClient = await connectClient(pool);
   // A backend killed while we wait must not be an unhandled 'error' event.
   let broken: Error | undefined;
   const onError = (error: Error) => {

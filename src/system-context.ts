@@ -1,5 +1,5 @@
 import diagnostics from 'node:diagnostics_channel';
-import { releaseClient, settled, watchClient, type ReleaseFailure } from './client-hygiene.js';
+import { connectClient, releaseClient, settled, watchClient, type ReleaseFailure } from './client-hygiene.js';
 import { TenantContext } from './context.js';
 import { mapDatabaseError } from './errors.js';
 import type { TenantPool } from './pool.js';
@@ -62,7 +62,7 @@ export async function withSystemContext<T>(pool: TenantPool, options: SystemCont
   const audit = options.audit ? auditContext({ ...(typeof options.audit === 'object' ? { actor: options.audit.actor } : {}), reason }) : undefined;
   const started = performance.now();
   return TenantContext.exit(async () => {
-    const client = await pool.connect();
+    const client = await connectClient(pool);
     const watch = watchClient(client);
     let statements = 0;
     let closed = false;

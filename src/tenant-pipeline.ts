@@ -1,4 +1,5 @@
 import type { QueryResult, QueryResultRow } from 'pg';
+import { connectClient } from './client-hygiene.js';
 import { mapDatabaseError } from './errors.js';
 import { transactionChannel, type TransactionEvent } from './events.js';
 import { PipelineConnection } from './pipeline-connection.js';
@@ -89,7 +90,7 @@ export class TenantPipeline {
     let connection: PipelineConnection;
     this.connecting += 1;
     try {
-      const client = await this.pool.connect();
+      const client = await connectClient(this.pool);
       if (!PipelineConnection.fits(client)) {
         client.release();
         throw new TypeError('pipelined tenant statements need node-postgres clients (pg.Pool) without pg\'s own `pipeline` option');

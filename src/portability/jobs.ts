@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { connectClient } from '../client-hygiene.js';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { qualifiedName, quoteIdent } from '../config.js';
@@ -114,7 +115,7 @@ export class TenantMoveJobs {
    * source keeps serving); after it the job stays running, for a later `run` or `resume`.
    */
   async run(id: string): Promise<MoveJob> {
-    const lock = await this.options.adminPool.connect();
+    const lock = await connectClient(this.options.adminPool);
     let lockError: Error | undefined;
     const onError = (error: Error) => (lockError = error);
     lock.on?.('error', onError);

@@ -1,4 +1,5 @@
 import { TenantError } from '../errors.js';
+import { connectClient } from '../client-hygiene.js';
 import type { TenantClient, TenantPool } from '../pool.js';
 import { WRITE_FREEZE_SQL } from '../write-gate.js';
 
@@ -18,7 +19,7 @@ export class WriteFreeze {
   }
 
   static async take(pool: TenantPool, tenantId: string, timeoutMs: number): Promise<WriteFreeze> {
-    const client = await pool.connect();
+    const client = await connectClient(pool);
     const freeze = new WriteFreeze(client);
     try {
       // Idle in transaction for as long as the copy takes: no idle timeout may end it half-way (nor a
