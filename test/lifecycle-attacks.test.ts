@@ -189,27 +189,37 @@ async function waitingBackend(db: TestDatabase, text: string): Promise<number> {
   );
 }
 
+/** A tenant transaction of the app role, open (its first statement answered) until `end()`. */
+async function openTransaction(db: TestDatabase, tenantId: string): Promise<{ end(): Promise<void> }> {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let started!: () => void;
+  const open = new Promise<void>((resolve) => (started = resolve));
+  const done = withTenantTransaction(db.appPool, tenantId, async (tx) => {
+    await tx.query('SELECT 1');
+    started();
+    await held;
+  }, { tenancy: db.config });
+  await Promise.race([open, done]);
+  return {
+    end: async () => {
+      release();
+      await done;
+    },
+  };
+}
+
 test.serial('the purge connection killed while it waits for a running tenant transaction: nothing deleted, no purge claimed, a re-run finishes', async (t) => {
   const { db, admin } = t.context;
   const tenant = await admin.createTenant({ slug: slug('killed'), name: 'Killed' });
   await db.superQuery(`INSERT INTO orders (tenant_id, item) SELECT $1, 'x' FROM generate_series(1, 3)`, [tenant.id]);
   await admin.deleteTenant(tenant.id);
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  let started!: () => void;
-  const open = new Promise<void>((resolve) => (started = resolve));
-  const stale = withTenantTransaction(db.appPool, tenant.id, async (tx) => {
-    await tx.query('SELECT 1');
-    started();
-    await held;
-  }, { tenancy: db.config });
-  await open;
+  const stale = await openTransaction(db, tenant.id);
   const purging = admin.purgeTenant(tenant.id, { actor: 'ops:kill', reason: 'gdpr' });
   const pid = await waitingBackend(db, 'pg_advisory_xact_lock');
   await db.superQuery('SELECT pg_terminate_backend($1)', [pid]);
   await t.throwsAsync(purging);
-  release();
-  await stale;
+  await stale.end();
   t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [tenant.id])).rows[0].n, 3);
   t.deepEqual((await auditOf(db, tenant.id)).map((r) => r.action), ['create', 'delete'], 'no purge row for a purge that did not happen');
   const report = await admin.purgeTenant(tenant.id, { actor: 'ops:kill', reason: 'gdpr' });
@@ -223,18 +233,9 @@ test.serial('a tenant transaction left open does not hold the purge, nor the reg
   const admin = new TenantAdminService(db.adminPool, { tenancy: db.config, purgeLockTimeoutMs: 300 });
   const tenant = await admin.createTenant({ slug: slug('left-open'), name: 'Left Open' });
   await db.superQuery(`INSERT INTO orders (tenant_id, item) SELECT $1, 'x' FROM generate_series(1, 3)`, [tenant.id]);
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  let started!: () => void;
-  const open = new Promise<void>((resolve) => (started = resolve));
   // An instance that had not heard of the delete, its transaction left idle (a request stuck upstream).
-  const stale = withTenantTransaction(db.appPool, tenant.id, async (tx) => {
-    await tx.query('SELECT 1');
-    started();
-    await held;
-  }, { tenancy: db.config });
-  t.teardown(() => release());
-  await open;
+  const stale = await openTransaction(db, tenant.id);
+  t.teardown(() => stale.end());
   await admin.deleteTenant(tenant.id);
   const error = await t.throwsAsync(admin.purgeTenant(tenant.id, { actor: 'ops:blocked' }), { instanceOf: PurgeBlockedError });
   t.is(error?.status, 503);
@@ -243,8 +244,7 @@ test.serial('a tenant transaction left open does not hold the purge, nor the reg
   t.deepEqual((await auditOf(db, tenant.id)).map((r) => r.action), ['create', 'delete'], 'no purge claimed');
   // The registry row is not left locked: another admin action on it goes through at once.
   await t.throwsAsync(admin.activateTenant(tenant.id), { instanceOf: TenantInputError, message: /deleted/ });
-  release();
-  await stale;
+  await stale.end();
   t.true((await admin.purgeTenant(tenant.id)).complete);
   t.is((await db.superQuery('SELECT count(*)::int AS n FROM orders WHERE tenant_id = $1', [tenant.id])).rows[0].n, 0);
   await t.throwsAsync(new TenantAdminService(db.adminPool, { tenancy: db.config, purgeLockTimeoutMs: 0 }).purgeTenant(tenant.id), { instanceOf: TypeError, message: /lockTimeoutMs/ });
